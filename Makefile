@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine: `make reproduce` (the main job) and `make test`.
+# Both create a virtual environment in .venv and install the project into it first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= quick
+OUT ?= runs/reproduce
+# The CPU build of torch lies on this machine's disk; installing it first keeps pip
+# from resolving a multi-GB CUDA build for the plain `torch` requirement.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install reproduce test bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+reproduce: install
+	$(BIN)/interp reproduce --profile $(PROFILE) --out $(OUT)
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/cache_throughput.py
+
+lint: install
+	$(BIN)/ruff check interp probes steering tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .bench

@@ -1,0 +1,28 @@
+"""Errors the toolkit raises on bad user input.
+
+The command line turns every :class:`InterpError` into a one-line message on stderr and a
+non-zero exit, without a traceback; library callers can catch the specific subclasses.
+"""
+
+
+class InterpError(Exception):
+    """Base class for user-facing errors (bad spec, bad file, wrong model)."""
+
+
+class SpecError(InterpError, ValueError):
+    """A model or prompt spec string that cannot be resolved."""
+
+
+class HookNameError(InterpError, KeyError):
+    """A hook name or pattern that the model does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CacheError(InterpError):
+    """A cache directory that is missing, incomplete, corrupt or inconsistent."""
+
+
+class ModelMismatchError(CacheError):
+    """A cache, vector or SAE used with a model it did not come from."""
