@@ -1,0 +1,260 @@
+"""Streaming, resumable, atomic construction of an activation cache."""
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from tqdm.auto import tqdm
+
+import interp
+from interp.cache.capture import capture_rows, check_per_position
+from interp.cache.config import CacheConfig
+from interp.cache.format import (
+    DTYPES,
+    FORMAT,
+    MANIFEST,
+    PARTIAL,
+    SHARD_DIR,
+    atomic_write_bytes,
+    atomic_write_json,
+    cache_id,
+    read_manifest,
+    safe_member,
+    shard_name,
+)
+from interp.errors import CacheError
+from interp.fingerprint import hash_token_rows
+from interp.hooks import resolve_hook_names
+from interp.models import as_model
+from interp.prompts import resolve_prompts
+
+log = logging.getLogger(__name__)
+
+
+def _token_rows(model, source, config: CacheConfig) -> Iterator[list[int]]:
+    """Token rows from the source, cut to ``max_seq_len`` and capped at ``max_tokens``."""
+    limit = config.max_seq_len or model.n_ctx
+    stream = source.tokens() if source.tokens is not None else map(model.encode, source.texts())
+    budget = config.max_tokens
+    for row in stream:
+        row = list(row)[:limit]
+        if not row:
+            continue
+        if budget is not None:
+            if budget <= 0:
+                return
+            row = row[:budget]
+            budget -= len(row)
+        yield row
+
+
+def _shards(rows: Iterator[list[int]], config: CacheConfig) -> Iterator[list[list[int]]]:
+    """Group rows into shards of at most ``shard_tokens`` kept positions (rows never split)."""
+    shard: list[list[int]] = []
+    kept = 0
+    for row in rows:
+        n = len(config.kept_positions(len(row)))
+        if shard and kept + n > config.shard_tokens:
+            yield shard
+            shard, kept = [], 0
+        shard.append(row)
+        kept += n
+    if shard:
+        yield shard
+
+
+def _header(model, hooks: list[str], source, config: CacheConfig) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "model": model.describe(),
+        "tokenizer": {"hash": model.tokenizer_hash()},
+        "hooks": hooks,
+        "prompts": {"source": source.description},
+        "config": config.recipe(),
+        "versions": {"interp": interp.__version__, "torch": torch.__version__.split("+")[0]},
+    }
+
+
+def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys += _diff_keys(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            keys.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return keys
+
+
+def _write_shard(
+    root: Path, index: int, rows: list[list[int]], model, hooks: list[str], config: CacheConfig,
+    row_start: int, bar,
+) -> dict[str, Any]:
+    kept = [config.kept_positions(len(r)) for r in rows]
+    n_pos = sum(len(k) for k in kept)
+    store = DTYPES[config.dtype]
+    buffers: dict[str, torch.Tensor] = {}
+    offset = 0
+    for b in range(0, len(rows), config.batch_size):
+        batch, batch_kept = rows[b : b + config.batch_size], kept[b : b + config.batch_size]
+        acts = capture_rows(model, batch, batch_kept, hooks, early_stop=config.early_stop)
+        n = sum(len(k) for k in batch_kept)
+        for name, act in acts.items():
+            if name not in buffers:
+                buffers[name] = torch.empty((n_pos, *act.shape[1:]), dtype=store)
+            buffers[name][offset : offset + n] = act
+        offset += n
+        bar.update(sum(len(r) for r in batch))
+    tensors = {
+        "tokens": torch.tensor([r[p] for r, k in zip(rows, kept) for p in k], dtype=torch.int32),
+        "row": torch.tensor(
+            [row_start + i for i, k in enumerate(kept) for _ in k], dtype=torch.int64
+        ),
+        "pos": torch.tensor([p for k in kept for p in k], dtype=torch.int32),
+        "row_tokens": torch.tensor([t for r in rows for t in r], dtype=torch.int32),
+        "row_offsets": torch.tensor([0, *torch.tensor([len(r) for r in rows]).cumsum(0).tolist()]),
+        **buffers,
+    }
+    # One metadata key only: safetensors writes a map's keys in no fixed order, and shard
+    # bytes must be reproducible for the cache ID to be.
+    data = safetensors.torch.save(tensors, metadata={"format": FORMAT})
+    name = shard_name(index)
+    atomic_write_bytes(root / name, data)
+    return {
+        "file": name,
+        "sha256": "sha256:" + hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "rows": [row_start, row_start + len(rows)],
+        "n_positions": n_pos,
+        "tokens_sha256": hash_token_rows(rows),
+    }
+
+
+def build_cache(
+    model, prompts, out_dir: str | Path, config: CacheConfig, progress: bool = True
+):
+    """Stream activations into a cache directory; rerunning on a partial one resumes it.
+
+    Memory stays bounded by one shard. Shards are written under a temporary name and renamed
+    when complete; a build killed at any point resumes where it stopped and ends with the same
+    cache ID as an uninterrupted build.
+
+    Args:
+        model: a :class:`interp.models.Model` or TransformerLens model.
+        prompts: any prompt source :func:`interp.prompts.resolve_prompts` accepts.
+        out_dir: the cache directory (created; an existing complete cache with the same settings
+            is returned as is).
+        config: what to cache.
+        progress: show a progress bar.
+
+    Returns:
+        The finished :class:`interp.cache.Cache`.
+
+    Raises:
+        HookNameError: an unknown hook, before anything is written.
+        CacheError: ``out_dir`` holds a cache or partial build with other settings.
+    """
+    from interp.cache.reader import open_cache
+
+    model = as_model(model)
+    hooks = resolve_hook_names(model, config.hooks)
+    check_per_position(hooks)
+    source = resolve_prompts(prompts)
+    header = _header(model, hooks, source, config)
+    root = Path(out_dir)
+
+    if (root / MANIFEST).is_file():
+        existing = read_manifest(root)
+        diff = _diff_keys({k: existing.get(k) for k in header}, header)
+        if diff:
+            raise CacheError(
+                f"{str(root)!r} already holds a complete cache with other settings ("
+                + "; ".join(diff[:5]) + "); choose another output directory"
+            )
+        return open_cache(root, model=model)
+
+    partial_path = root / PARTIAL
+    if partial_path.is_file():
+        state = read_partial(root)
+        diff = _diff_keys(state["header"], header)
+        if diff:
+            raise CacheError(
+                f"{str(root)!r} holds a partial build with other settings ("
+                + "; ".join(diff[:5]) + "); rerun the original command or delete the directory"
+            )
+        log.info("resuming %s after %d complete shards", root, len(state["shards"]))
+    else:
+        if root.exists() and any(root.iterdir()):
+            raise CacheError(f"{str(root)!r} exists and is not an activation cache; refusing to write there")
+        state = {"header": header, "shards": [], "shapes": {}}
+    (root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    for tmp in (root / SHARD_DIR).glob("*.tmp"):
+        tmp.unlink()  # a shard whose write was interrupted
+    atomic_write_json(partial_path, state)
+
+    torch.manual_seed(config.seed)
+    done = state["shards"]
+    row = n_shards = 0
+    with tqdm(desc=f"cache {root.name}", unit="tok", disable=not progress) as bar:
+        for index, rows in enumerate(_shards(_token_rows(model, source, config), config)):
+            if index < len(done):
+                if hash_token_rows(rows) != done[index]["tokens_sha256"]:
+                    raise CacheError(
+                        f"the prompts no longer match shard {index} of the partial build in "
+                        f"{str(root)!r}; the prompt source changed since the build started"
+                    )
+                bar.update(sum(len(r) for r in rows))
+            else:
+                entry = _write_shard(root, index, rows, model, hooks, config, row, bar)
+                done.append(entry)
+                if not state["shapes"]:
+                    state["shapes"] = _shard_shapes(root / entry["file"], hooks)
+                atomic_write_json(partial_path, state)
+            row += len(rows)
+            n_shards += 1
+    if not done:
+        raise CacheError("the prompt source gave no tokens; nothing to cache")
+    if len(done) > n_shards:
+        raise CacheError(f"the partial build in {str(root)!r} has more shards than the prompts give")
+
+    manifest = {
+        **header,
+        "prompts": {
+            **header["prompts"],
+            "count": row,
+            "sha256": "sha256:" + hashlib.sha256(
+                "".join(s["tokens_sha256"] for s in done).encode()
+            ).hexdigest(),
+        },
+        "n_rows": row,
+        "n_positions": sum(s["n_positions"] for s in done),
+        "shapes": state["shapes"],
+        "shards": done,
+    }
+    manifest["id"] = cache_id(manifest)
+    atomic_write_json(root / MANIFEST, manifest)
+    partial_path.unlink()
+    log.info("cache %s complete: %s", root, manifest["id"])
+    return open_cache(root, model=model)
+
+
+def read_partial(root: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((root / PARTIAL).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        state = exc
+    if not isinstance(state, dict) or not {"header", "shards", "shapes"} <= set(state):
+        raise CacheError(f"{root / PARTIAL} is damaged; delete {str(root)!r} and rebuild")
+    for s in state["shards"]:
+        safe_member(root, s["file"])
+    return state
+
+
+def _shard_shapes(path: Path, hooks: list[str]) -> dict[str, list[int]]:
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        return {h: list(f.get_slice(h).get_shape()[1:]) for h in hooks}

@@ -1,0 +1,199 @@
+"""The ``interp`` command line. Heavy imports happen inside each subcommand."""
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from interp import __version__
+
+log = logging.getLogger("interp")
+
+
+def _positions(text: str):
+    if text in ("all", "last"):
+        return text
+    try:
+        return tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"positions {text!r} must be 'all', 'last' or comma-separated integers like 0,-1"
+        ) from None
+
+
+def _cache_build(args) -> int:
+    from interp.cache import CacheConfig, build_cache
+    from interp.models import load_model
+    from interp.prompts import resolve_prompts
+
+    config = CacheConfig(
+        hooks=tuple(args.hooks),
+        positions=args.positions,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        shard_tokens=args.shard_tokens,
+        max_tokens=args.max_tokens,
+        max_seq_len=args.max_seq_len,
+        seed=args.seed,
+    )
+    source = resolve_prompts(args.prompts, field=args.prompt_field)  # fail before loading
+    model = load_model(args.model, device=args.device)
+    cache = build_cache(model, source, args.out, config, progress=not args.quiet)
+    print(cache.id)
+    print(f"{cache.n_rows} rows, {cache.n_positions} positions, {len(cache.hooks)} hooks -> {args.out}")
+    return 0
+
+
+def _cache_verify(args) -> int:
+    from interp.cache import verify_cache
+
+    model = None
+    if args.model:
+        from interp.models import load_model
+
+        model = load_model(args.model, device=args.device)
+    report = verify_cache(args.dir, model=model, recompute=args.recompute, progress=not args.quiet)
+    print(report)
+    if args.json:
+        report.save(args.json)
+    return 0 if report.ok else 1
+
+
+def _cache_info(args) -> int:
+    from interp.cache import open_cache
+
+    cache = open_cache(args.dir)
+    m = cache.manifest
+    print(cache.id)
+    print(f"model       {m['model']['spec']}  ({m['model']['class']}, {m['model']['n_layers']} layers, d_model {m['model']['d_model']})")
+    print(f"fingerprint {m['model']['fingerprint']}")
+    print(f"tokenizer   {m['tokenizer']['hash']}")
+    print(f"prompts     {json.dumps(m['prompts']['source'], sort_keys=True)}")
+    print(f"            {m['prompts']['count']} rows, tokens {m['prompts']['sha256']}")
+    print(f"positions   {m['config']['positions']}  ({m['n_positions']} kept)")
+    print(f"dtype       {m['config']['dtype']}")
+    print(f"seed        {m['config']['seed']}")
+    print(f"versions    {', '.join(f'{k} {v}' for k, v in sorted(m['versions'].items()))}")
+    print(f"shards      {len(m['shards'])}")
+    print("hooks")
+    for h in m["hooks"]:
+        print(f"  {h:<44} {m['shapes'][h]}")
+    return 0
+
+
+def _cache_cite(args) -> int:
+    from interp.cache import open_cache
+
+    cache = open_cache(args.dir)
+    m = cache.manifest
+    short = cache.id.split(":", 1)[1][:12]
+    hooks = ", ".join(m["hooks"])
+    print(
+        f"Activations of {m['model']['spec']} (weights {m['model']['fingerprint']}) at {hooks}, "
+        f"over {m['prompts']['count']} prompts ({m['n_positions']} positions), "
+        f"activation cache {cache.id} (interp {m['versions']['interp']})."
+    )
+    print()
+    print(f"@misc{{interp_cache_{short},")
+    print(f"  title = {{Activation cache {cache.id}}},")
+    print(f"  note = {{Model {m['model']['spec']}, weights {m['model']['fingerprint']}; "
+          f"hooks {hooks}; {m['prompts']['count']} prompts, tokens {m['prompts']['sha256']}; "
+          f"interp {m['versions']['interp']}; check with `interp cache verify`}},")
+    print(f"  howpublished = {{interp activation cache, ID {cache.id}}}")
+    print("}")
+    return 0
+
+
+def _reproduce(args) -> int:
+    from interp.reproduce import reproduce
+
+    return reproduce(profile=args.profile, out_dir=args.out, progress=not args.quiet)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="interp",
+        description="What accuracy training did to reasoning: caches, probes, steering.",
+    )
+    parser.add_argument("--version", action="version", version=f"interp {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cache = sub.add_parser("cache", help="build, verify, describe and cite activation caches")
+    csub = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+
+    b = csub.add_parser("build", help="cache activations to disk (rerun on a partial DIR resumes)")
+    b.add_argument("--model", required=True, help="hf:PATH, tl:NAME or organism:NAME")
+    b.add_argument("--prompts", required=True, help="a .txt/.jsonl file, organism:SPLIT or cache:DIR")
+    b.add_argument("--hooks", required=True, nargs="+", help="hook names or globs")
+    b.add_argument("--out", required=True, help="the cache directory")
+    b.add_argument("--batch-size", type=int, default=16)
+    b.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    b.add_argument("--max-tokens", type=int, default=None)
+    b.add_argument("--max-seq-len", type=int, default=None)
+    b.add_argument("--positions", type=_positions, default="all", help="all, last, or 0,-1,...")
+    b.add_argument("--shard-tokens", type=int, default=65536)
+    b.add_argument("--prompt-field", default=None, help="JSONL field with the prompt")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device", default=None)
+    _add_common(b)
+    b.set_defaults(func=_cache_build)
+
+    v = csub.add_parser("verify", help="check checksums and recompute rows; exit 0 only if all check")
+    v.add_argument("dir")
+    v.add_argument("--recompute", type=int, default=8, help="rows to recompute (0: checksums only)")
+    v.add_argument("--model", default=None, help="recompute with this model instead of the manifest's")
+    v.add_argument("--json", default=None, help="also write the report as JSON here")
+    v.add_argument("--device", default=None)
+    _add_common(v)
+    v.set_defaults(func=_cache_verify)
+
+    i = csub.add_parser("info", help="the cache ID, then its provenance")
+    i.add_argument("dir")
+    i.set_defaults(func=_cache_info)
+
+    c = csub.add_parser("cite", help="a citation snippet carrying the cache ID")
+    c.add_argument("dir")
+    c.set_defaults(func=_cache_cite)
+
+    r = sub.add_parser("reproduce", help="the main job: zoo, experiments, REPORT.md")
+    r.add_argument("--profile", default="quick", choices=["tiny", "quick", "full"])
+    r.add_argument("--out", default="runs/reproduce")
+    _add_common(r)
+    r.set_defaults(func=_reproduce)
+
+    try:
+        from interp.organism.cli import add_parser as add_organism
+    except ImportError:
+        pass
+    else:
+        add_organism(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from interp.errors import InterpError
+
+    try:
+        return int(args.func(args) or 0)
+    except (InterpError, ValueError, FileNotFoundError) as exc:
+        print(f"interp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

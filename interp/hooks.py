@@ -1,0 +1,291 @@
+"""Hooks at TransformerLens hook points, installed only through context managers.
+
+Every context manager here validates all names before it registers anything, and removes
+every handle it registered on exit, also when the body raises::
+
+    with record(model, "blocks.*.hook_resid_post") as acts:
+        model(tokens)
+    acts["blocks.0.hook_resid_post"]  # [batch, pos, d_model]
+
+Positions select along the ``pos`` axis: ``None`` (all), an int, a list of ints, a slice, or
+a boolean mask ``[batch, pos]``.
+"""
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
+
+from interp.errors import HookNameError
+
+HookFn = Callable[[Tensor, str], Tensor | None]
+Positions = int | Sequence[int] | slice | Bool[Tensor, "batch pos"] | None
+
+_GLOB = re.compile(r"[*?\[]")
+
+
+def _hook_points(model) -> Mapping[str, nn.Module]:
+    module = getattr(model, "module", model)
+    points = getattr(module, "hook_dict", None)
+    if points is None:
+        raise TypeError(f"{type(module).__name__} has no TransformerLens hook points (hook_dict)")
+    return points
+
+
+def _natural_key(name: str) -> list:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def resolve_hook_names(model, names: str | Iterable[str]) -> list[str]:
+    """Expand glob patterns and check every name against the model's hook points.
+
+    Args:
+        model: a :class:`interp.models.Model` or TransformerLens module.
+        names: hook names or glob patterns (``blocks.*.hook_resid_post``).
+
+    Returns:
+        The matching hook names, patterns expanded in layer order, duplicates dropped.
+
+    Raises:
+        HookNameError: a name the model lacks, or a pattern matching nothing; the message lists
+            the closest valid names.
+
+    Example:
+        >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+        >>> cfg = HookedTransformerConfig(n_layers=2, d_model=8, n_ctx=4, d_head=4, d_vocab=5, act_fn="relu")
+        >>> resolve_hook_names(HookedTransformer(cfg), "blocks.*.hook_resid_post")
+        ['blocks.0.hook_resid_post', 'blocks.1.hook_resid_post']
+    """
+    valid = sorted(_hook_points(model), key=_natural_key)
+    out: list[str] = []
+    for pattern in [names] if isinstance(names, str) else list(names):
+        if _GLOB.search(pattern):
+            matched = [n for n in valid if fnmatch.fnmatchcase(n, pattern)]
+        else:
+            matched = [pattern] if pattern in valid else []
+        if not matched:
+            raise HookNameError(_unknown_message(pattern, valid))
+        out.extend(m for m in matched if m not in out)
+    return out
+
+
+def _unknown_message(pattern: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(pattern, valid, n=5, cutoff=0.4)
+    if not close:
+        tail = pattern.rsplit(".", 1)[-1]
+        close = [n for n in valid if n.endswith(tail)][:5] or valid[:5]
+    return (
+        f"hook {pattern!r} not found in the model ({len(valid)} hook points). "
+        f"Closest valid names: {', '.join(close)}"
+    )
+
+
+@contextmanager
+def hooks(model, fns: Mapping[str, HookFn]) -> Iterator[None]:
+    """Install ``fn(activation, name) -> replacement or None`` at each named hook point.
+
+    Keys may be glob patterns. All names are resolved before anything is registered; every
+    handle is removed on exit, exceptions included.
+    """
+    points = _hook_points(model)
+    plan = [(name, fn) for key, fn in fns.items() for name in resolve_hook_names(model, key)]
+    handles: list = []
+    try:
+        for name, fn in plan:
+            handles.append(points[name].register_forward_hook(_as_forward_hook(fn, name)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _as_forward_hook(fn: HookFn, name: str):
+    def forward_hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
+        return fn(output, name)
+
+    return forward_hook
+
+
+def _select(act: Tensor, positions: Positions) -> Tensor:
+    """The activations at ``positions`` (a view or copy; never written through)."""
+    if positions is None:
+        return act
+    if isinstance(positions, Tensor) and positions.dtype == torch.bool:
+        _check_mask(act, positions)
+        return act[positions.to(act.device)]
+    return act[:, _pos_index(positions)]
+
+
+def _pos_index(positions: Positions):
+    if isinstance(positions, int | slice):
+        return positions
+    return torch.as_tensor(list(positions), dtype=torch.long)
+
+
+def _check_mask(act: Tensor, mask: Tensor) -> None:
+    if tuple(mask.shape) != tuple(act.shape[:2]):
+        raise ValueError(
+            f"position mask has shape {tuple(mask.shape)}; expected [batch, pos] = "
+            f"{tuple(act.shape[:2])}"
+        )
+
+
+def _write(act: Tensor, positions: Positions, value: Tensor, name: str) -> Tensor:
+    """A copy of ``act`` with ``value`` written at ``positions`` (broadcast, shape-checked)."""
+    out = act.clone()
+    if positions is None:
+        target_shape = out.shape
+    elif isinstance(positions, Tensor) and positions.dtype == torch.bool:
+        _check_mask(act, positions)
+        target_shape = out[positions.to(out.device)].shape
+    else:
+        target_shape = out[:, _pos_index(positions)].shape
+    value = value.to(device=out.device, dtype=out.dtype)
+    try:
+        value = value.expand(target_shape)
+    except RuntimeError:
+        raise ValueError(
+            f"value for hook {name!r} has shape {tuple(value.shape)}, which does not broadcast "
+            f"to the selected activations {tuple(target_shape)}"
+        ) from None
+    if positions is None:
+        return value.clone()
+    if isinstance(positions, Tensor) and positions.dtype == torch.bool:
+        out[positions.to(out.device)] = value
+    else:
+        out[:, _pos_index(positions)] = value
+    return out
+
+
+@contextmanager
+def record(
+    model, names: str | Iterable[str], positions: Positions = None, device: str | None = None
+) -> Iterator[dict[str, Tensor]]:
+    """Record activations (detached) at the named hooks during the forward passes in the body.
+
+    Args:
+        model: a :class:`interp.models.Model` or TransformerLens module.
+        names: hook names or glob patterns.
+        positions: which positions to keep (see module docstring).
+        device: move recorded tensors there (e.g. ``"cpu"``); default: where they are.
+
+    Yields:
+        A dict from hook name to activation ``[batch, pos, ...]`` (``[n, ...]`` for a mask),
+        filled by the last forward pass in the body.
+
+    Raises:
+        HookNameError: an unknown name, before any hook is registered.
+
+    Example:
+        >>> import torch
+        >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=4, d_head=4, d_vocab=5, act_fn="relu")
+        >>> m = HookedTransformer(cfg)
+        >>> with record(m, "blocks.0.hook_resid_post", positions=-1) as acts:
+        ...     _ = m(torch.tensor([[1, 2, 3]]))
+        >>> acts["blocks.0.hook_resid_post"].shape
+        torch.Size([1, 8])
+    """
+    acts: dict[str, Tensor] = {}
+
+    def keep(act: Tensor, name: str) -> None:
+        sel = _select(act, positions).detach()
+        acts[name] = sel.to(device) if device is not None else sel
+
+    resolved = resolve_hook_names(model, names)
+    with hooks(model, dict.fromkeys(resolved, keep)):
+        yield acts
+
+
+@contextmanager
+def patch(
+    model,
+    values: Mapping[str, Tensor | Callable[[Tensor], Tensor]],
+    positions: Positions = None,
+) -> Iterator[None]:
+    """Replace activations with given values, another run's recording, or ``fn(act)``.
+
+    Args:
+        model: a :class:`interp.models.Model` or TransformerLens module.
+        values: hook name -> tensor broadcastable to the selected activations (e.g. a dict from
+            :func:`record` on another run), or a callable mapping the selected activations to
+            their replacement.
+        positions: where to write (see module docstring).
+    """
+
+    def make(value):
+        def fn(act: Tensor, name: str) -> Tensor:
+            new = value(_select(act, positions)) if callable(value) else value
+            return _write(act, positions, new, name)
+
+        return fn
+
+    with hooks(model, {name: make(v) for name, v in values.items()}):
+        yield
+
+
+@contextmanager
+def add_vector(
+    model,
+    names: str | Iterable[str],
+    vector: Float[Tensor, "d_model"],
+    scale: float = 1.0,
+    positions: Positions = None,
+) -> Iterator[None]:
+    """Add ``scale * vector`` to the activations at the named hooks.
+
+    Raises:
+        ValueError: the vector's size differs from the activation's last axis.
+    """
+
+    def fn(act: Tensor, name: str) -> Tensor:
+        if vector.shape[-1] != act.shape[-1]:
+            raise ValueError(
+                f"vector of size {vector.shape[-1]} cannot be added at {name!r}, whose "
+                f"activations have size {act.shape[-1]}"
+            )
+        delta = scale * vector.to(device=act.device, dtype=act.dtype)
+        return _write(act, positions, _select(act, positions) + delta, name)
+
+    with hooks(model, dict.fromkeys(resolve_hook_names(model, names), fn)):
+        yield
+
+
+@contextmanager
+def ablate(
+    model,
+    names: str | Iterable[str],
+    mode: Literal["zero", "mean"] = "zero",
+    positions: Positions = None,
+    means: Mapping[str, Tensor] | None = None,
+) -> Iterator[None]:
+    """Zero- or mean-ablate the named hooks.
+
+    Args:
+        mode: ``"zero"``, or ``"mean"``: the mean from ``means[name]`` when given (e.g. from a
+            cache), else the mean over batch and positions of the current run.
+    """
+    if mode not in ("zero", "mean"):
+        raise ValueError(f"ablation mode {mode!r} is not one of ['mean', 'zero']")
+    resolved = resolve_hook_names(model, names)
+    missing = [n for n in resolved if means is not None and n not in means]
+    if missing:
+        raise HookNameError(f"means given for ablation lack hooks {missing}")
+
+    def fn(act: Tensor, name: str) -> Tensor:
+        if mode == "zero":
+            value = torch.zeros((), dtype=act.dtype, device=act.device)
+        elif means is not None:
+            value = means[name]
+        else:
+            value = act.mean(dim=(0, 1))
+        return _write(act, positions, value, name)
+
+    with hooks(model, dict.fromkeys(resolved, fn)):
+        yield
