@@ -66,7 +66,9 @@ def _cache_info(args) -> int:
     cache = open_cache(args.dir)
     m = cache.manifest
     print(cache.id)
-    print(f"model       {m['model']['spec']}  ({m['model']['class']}, {m['model']['n_layers']} layers, d_model {m['model']['d_model']})")
+    arch = m["model"]
+    print(f"model       {arch['spec']}  ({arch['class']}, {arch['n_layers']} layers, "
+          f"d_model {arch['d_model']})")
     print(f"fingerprint {m['model']['fingerprint']}")
     print(f"tokenizer   {m['tokenizer']['hash']}")
     print(f"prompts     {json.dumps(m['prompts']['source'], sort_keys=True)}")

@@ -234,7 +234,7 @@ def patch(
 def add_vector(
     model,
     names: str | Iterable[str],
-    vector: Float[Tensor, "d_model"],
+    vector: Float[Tensor, "d_model"],  # noqa: F821
     scale: float = 1.0,
     positions: Positions = None,
 ) -> Iterator[None]:

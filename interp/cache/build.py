@@ -111,7 +111,9 @@ def _write_shard(
         offset += n
         bar.update(sum(len(r) for r in batch))
     tensors = {
-        "tokens": torch.tensor([r[p] for r, k in zip(rows, kept) for p in k], dtype=torch.int32),
+        "tokens": torch.tensor(
+            [r[p] for r, k in zip(rows, kept, strict=True) for p in k], dtype=torch.int32
+        ),
         "row": torch.tensor(
             [row_start + i for i, k in enumerate(kept) for _ in k], dtype=torch.int64
         ),

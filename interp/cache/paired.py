@@ -34,14 +34,15 @@ class PairedCache:
         return list(self.caches)
 
     def __repr__(self) -> str:
-        return f"PairedCache({str(self.root)!r}, {', '.join(f'{k}={c.id[:15]}' for k, c in self.caches.items())})"
+        ids = ", ".join(f"{k}={c.id[:15]}" for k, c in self.caches.items())
+        return f"PairedCache({str(self.root)!r}, {ids})"
 
     def batches(
         self, hook: str, batch_size: int, shuffle: bool = False, seed: int = 0
     ) -> Iterator[dict[str, Tensor]]:
         """Aligned batches: the i-th rows of every label's batch are the same token position."""
         iters = {k: c.batches(hook, batch_size, shuffle, seed) for k, c in self.caches.items()}
-        yield from (dict(zip(iters, parts)) for parts in zip(*iters.values(), strict=True))
+        yield from (dict(zip(iters, parts, strict=False)) for parts in zip(*iters.values(), strict=True))
 
 
 def _check_aligned(caches: Mapping[str, Cache]) -> None:

@@ -121,17 +121,17 @@ class Cache:
         return torch.cat([s[key] for s in self._shards])
 
     @property
-    def tokens(self) -> Int[Tensor, "n"]:
+    def tokens(self) -> Int[Tensor, "n"]:  # noqa: F821
         """Token id at every cached position."""
         return self._column("tokens")
 
     @property
-    def rows(self) -> Int[Tensor, "n"]:
+    def rows(self) -> Int[Tensor, "n"]:  # noqa: F821
         """Row (prompt) index of every cached position."""
         return self._column("row")
 
     @property
-    def positions(self) -> Int[Tensor, "n"]:
+    def positions(self) -> Int[Tensor, "n"]:  # noqa: F821
         """Position within its row of every cached position."""
         return self._column("pos")
 
@@ -139,11 +139,11 @@ class Cache:
         """The full token rows the activations were computed on, in order."""
         for shard in self._shards:
             flat, offsets = shard["row_tokens"], shard["row_offsets"].tolist()
-            for a, b in zip(offsets[:-1], offsets[1:]):
+            for a, b in zip(offsets[:-1], offsets[1:], strict=False):
                 yield flat[a:b].tolist()
 
     def row_tokens(self, row: int) -> list[int]:
-        for entry, shard in zip(self.manifest["shards"], self._shards):
+        for entry, shard in zip(self.manifest["shards"], self._shards, strict=False):
             start, end = entry["rows"]
             if start <= row < end:
                 offsets = shard["row_offsets"]
