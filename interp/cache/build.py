@@ -4,10 +4,10 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 from tqdm.auto import tqdm
 
@@ -20,13 +20,13 @@ from interp.cache.format import (
     MANIFEST,
     PARTIAL,
     SHARD_DIR,
-    atomic_write_bytes,
     atomic_write_json,
     cache_id,
     read_manifest,
     safe_member,
     shard_name,
 )
+from interp.cache.shardio import write_shard
 from interp.errors import CacheError
 from interp.fingerprint import hash_token_rows
 from interp.hooks import resolve_hook_names
@@ -91,10 +91,10 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def _write_shard(
-    root: Path, index: int, rows: list[list[int]], model, hooks: list[str], config: CacheConfig,
-    row_start: int, bar,
-) -> dict[str, Any]:
+def _compute_shard(
+    rows: list[list[int]], model, hooks: list[str], config: CacheConfig, row_start: int, bar
+) -> dict[str, torch.Tensor]:
+    """Run the model over one shard's rows and gather everything the shard file holds."""
     kept = [config.kept_positions(len(r)) for r in rows]
     n_pos = sum(len(k) for k in kept)
     store = DTYPES[config.dtype]
@@ -102,7 +102,7 @@ def _write_shard(
     offset = 0
     for b in range(0, len(rows), config.batch_size):
         batch, batch_kept = rows[b : b + config.batch_size], kept[b : b + config.batch_size]
-        acts = capture_rows(model, batch, batch_kept, hooks, early_stop=config.early_stop)
+        acts = capture_rows(model, batch, batch_kept, hooks, config.early_stop, dtype=store)
         n = sum(len(k) for k in batch_kept)
         for name, act in acts.items():
             if name not in buffers:
@@ -110,7 +110,7 @@ def _write_shard(
             buffers[name][offset : offset + n] = act
         offset += n
         bar.update(sum(len(r) for r in batch))
-    tensors = {
+    return {
         "tokens": torch.tensor(
             [r[p] for r, k in zip(rows, kept, strict=True) for p in k], dtype=torch.int32
         ),
@@ -122,17 +122,20 @@ def _write_shard(
         "row_offsets": torch.tensor([0, *torch.tensor([len(r) for r in rows]).cumsum(0).tolist()]),
         **buffers,
     }
-    # One metadata key only: safetensors writes a map's keys in no fixed order, and shard
-    # bytes must be reproducible for the cache ID to be.
-    data = safetensors.torch.save(tensors, metadata={"format": FORMAT})
+
+
+def _write_shard(
+    root: Path, index: int, tensors: dict[str, torch.Tensor], rows: list[list[int]], row_start: int
+) -> dict[str, Any]:
+    """Write one shard file (atomically) and return its manifest entry."""
     name = shard_name(index)
-    atomic_write_bytes(root / name, data)
+    digest, size = write_shard(root / name, tensors, {"format": FORMAT})
     return {
         "file": name,
-        "sha256": "sha256:" + hashlib.sha256(data).hexdigest(),
-        "bytes": len(data),
+        "sha256": digest,
+        "bytes": size,
         "rows": [row_start, row_start + len(rows)],
-        "n_positions": n_pos,
+        "n_positions": len(tensors["pos"]),
         "tokens_sha256": hash_token_rows(rows),
     }
 
@@ -172,7 +175,9 @@ def build_cache(
 
     if (root / MANIFEST).is_file():
         existing = read_manifest(root)
-        diff = _diff_keys({k: existing.get(k) for k in header}, header)
+        recorded = {k: existing.get(k) for k in header}
+        recorded["prompts"] = {"source": existing["prompts"].get("source")}
+        diff = _diff_keys(recorded, header)
         if diff:
             raise CacheError(
                 f"{str(root)!r} already holds a complete cache with other settings ("
@@ -202,7 +207,18 @@ def build_cache(
     torch.manual_seed(config.seed)
     done = state["shards"]
     row = n_shards = 0
-    with tqdm(desc=f"cache {root.name}", unit="tok", disable=not progress) as bar:
+
+    def commit(entry: dict[str, Any], shapes: dict[str, list[int]]) -> None:
+        done.append(entry)
+        state["shapes"] = state["shapes"] or shapes
+        atomic_write_json(partial_path, state)
+
+    # One writer thread hashes and writes shard k while the model computes shard k+1; waiting
+    # for it before queueing the next keeps at most two shards in memory.
+    with ThreadPoolExecutor(max_workers=1) as writer, tqdm(
+        desc=f"cache {root.name}", unit="tok", disable=not progress
+    ) as bar:
+        pending = None
         for index, rows in enumerate(_shards(_token_rows(model, source, config), config)):
             if index < len(done):
                 if hash_token_rows(rows) != done[index]["tokens_sha256"]:
@@ -212,13 +228,16 @@ def build_cache(
                     )
                 bar.update(sum(len(r) for r in rows))
             else:
-                entry = _write_shard(root, index, rows, model, hooks, config, row, bar)
-                done.append(entry)
-                if not state["shapes"]:
-                    state["shapes"] = _shard_shapes(root / entry["file"], hooks)
-                atomic_write_json(partial_path, state)
+                tensors = _compute_shard(rows, model, hooks, config, row, bar)
+                shapes = {h: list(tensors[h].shape[1:]) for h in hooks}
+                if pending is not None:
+                    commit(pending[0].result(), pending[1])
+                pending = (writer.submit(_write_shard, root, index, tensors, rows, row), shapes)
+                del tensors
             row += len(rows)
             n_shards += 1
+        if pending is not None:
+            commit(pending[0].result(), pending[1])
     if not done:
         raise CacheError("the prompt source gave no tokens; nothing to cache")
     if len(done) > n_shards:
@@ -255,8 +274,3 @@ def read_partial(root: Path) -> dict[str, Any]:
     for s in state["shards"]:
         safe_member(root, s["file"])
     return state
-
-
-def _shard_shapes(path: Path, hooks: list[str]) -> dict[str, list[int]]:
-    with safetensors.safe_open(str(path), framework="pt") as f:
-        return {h: list(f.get_slice(h).get_shape()[1:]) for h in hooks}

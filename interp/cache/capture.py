@@ -45,8 +45,13 @@ def capture_rows(
     kept: Sequence[Sequence[int]],
     names: Sequence[str],
     early_stop: bool = True,
+    dtype: torch.dtype | None = None,
 ) -> dict[str, Tensor]:
     """Run ``rows`` as one batch and return, per hook, the activations at the kept positions.
+
+    Args:
+        dtype: cast on the model's device before the copy to the CPU (halves the transfer for
+            16-bit caches).
 
     Returns:
         hook name -> ``[n_kept, ...]`` on the CPU, rows in order, positions ascending.
@@ -62,7 +67,8 @@ def capture_rows(
                 f"hook {name!r} gave activations of shape {tuple(act.shape)}; a cache needs "
                 f"[batch, pos, ...] = {tuple(tokens.shape)} + (...)"
             )
-        out[name] = act[mask_dev].detach().to("cpu")
+        kept = act[mask_dev].detach()
+        out[name] = (kept if dtype is None else kept.to(dtype)).to("cpu")
         if early_stop and len(out) == len(names):
             raise _StopForward
 
