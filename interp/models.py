@@ -226,5 +226,8 @@ def _load_organism(name: str, spec: str, device: str, dtype: torch.dtype) -> Mod
             f"{spec!r}: the built-in model organism is not available in this install ({exc})"
         ) from None
     module, tokenizer = load_organism(name)
-    module = module.to(device=device, dtype=dtype)
+    # HookedTransformer.to takes one target at a time and prints unless told not to.
+    module = module.to(device, print_details=False)
+    if dtype != torch.float32:
+        module = module.to(dtype, print_details=False)
     return Model(module, tokenizer, spec)
