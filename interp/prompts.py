@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from interp.errors import SpecError
+from interp.fingerprint import hash_token_rows, sha256_json
 
 JSONL_FIELDS = ("text", "prompt")
 
@@ -87,23 +88,29 @@ def resolve_prompts(prompts: Any, field: str | None = None) -> PromptSource:
                 f"{tuple(prompts.shape)}"
             )
         rows = prompts.tolist()
-        return PromptSource({"kind": "tokens", "count": len(rows)}, tokens=lambda: iter(rows))
+        return PromptSource(_rows_description(rows), tokens=lambda: iter(rows))
     if isinstance(prompts, Path):
         prompts = str(prompts)
     if isinstance(prompts, str):
         return _from_spec(prompts, field)
     if isinstance(prompts, Sequence) and all(isinstance(p, str) for p in prompts):
         items = list(prompts)
-        return PromptSource({"kind": "strings", "count": len(items)}, texts=lambda: iter(items))
+        desc = {"kind": "strings", "count": len(items), "sha256": sha256_json(items)}
+        return PromptSource(desc, texts=lambda: iter(items))
     if isinstance(prompts, Sequence) and all(
         isinstance(p, Sequence) and all(isinstance(i, int) for i in p) for p in prompts
     ):
         items = [list(p) for p in prompts]
-        return PromptSource({"kind": "tokens", "count": len(items)}, tokens=lambda: iter(items))
+        return PromptSource(_rows_description(items), tokens=lambda: iter(items))
     raise SpecError(
         f"unsupported prompts of type {type(prompts).__name__}; expected a .txt or .jsonl path, "
         "'organism:SPLIT', 'cache:DIR', a list of strings or token ids, or an int tensor"
     )
+
+
+def _rows_description(rows: list[list[int]]) -> dict[str, Any]:
+    # content-hashed, so a rerun into a finished cache directory notices other rows
+    return {"kind": "tokens", "count": len(rows), "sha256": hash_token_rows(rows)}
 
 
 def _from_spec(spec: str, field: str | None) -> PromptSource:

@@ -196,7 +196,12 @@ def build_cache(
             )
         log.info("resuming %s after %d complete shards", root, len(state["shards"]))
     else:
-        if root.exists() and any(root.iterdir()):
+        # A build killed before its first partial manifest leaves an empty shards/ and maybe
+        # the manifest's temporary file: those are its own, and a rerun must resume over them.
+        own = {SHARD_DIR, PARTIAL + ".tmp"}
+        if root.exists() and any(
+            p.name not in own or (p.is_dir() and any(p.iterdir())) for p in root.iterdir()
+        ):
             raise CacheError(f"{str(root)!r} exists and is not an activation cache; refusing to write there")
         state = {"header": header, "shards": [], "shapes": {}}
     (root / SHARD_DIR).mkdir(parents=True, exist_ok=True)

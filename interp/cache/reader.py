@@ -48,6 +48,10 @@ class HookActivations:
             return self[torch.tensor([idx % len(self)])][0]
         if isinstance(idx, slice):
             idx = torch.arange(len(self))[idx]
+        if isinstance(idx, Tensor) and idx.dtype == torch.bool:  # a mask selects, as in torch
+            if tuple(idx.shape) != (len(self),):
+                raise IndexError(f"mask of shape {tuple(idx.shape)} for {len(self)} positions")
+            idx = idx.nonzero().squeeze(1)
         idx = torch.as_tensor(idx, dtype=torch.long)
         if idx.numel() and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise IndexError(f"indices out of range for {len(self)} positions")

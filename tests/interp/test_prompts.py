@@ -1,0 +1,100 @@
+"""interp.prompts: every accepted prompt source, and clear errors for the rest."""
+
+import hashlib
+import json
+
+import pytest
+import torch
+
+from interp.errors import SpecError
+from interp.fingerprint import hash_token_rows
+from interp.prompts import PromptSource, resolve_prompts
+
+
+def test_text_file_one_prompt_per_line_blank_lines_skipped(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_bytes(b"w1 w2\n\n   \nw3\r\nw4 w5")
+    src = resolve_prompts(path)
+    assert list(src.texts()) == ["w1 w2", "w3", "w4 w5"]
+    assert list(src.texts()) == ["w1 w2", "w3", "w4 w5"], "restartable"
+    assert src.tokens is None
+    assert src.description == {
+        "kind": "file", "name": "p.txt", "sha256": "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
+    assert resolve_prompts(str(path)).description == src.description
+
+
+def test_jsonl_text_prompt_and_custom_fields(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(json.dumps(o) for o in [{"text": "w1"}, {"prompt": "w2", "q": "w9"}]) + "\n\n")
+    assert list(resolve_prompts(path).texts()) == ["w1", "w2"]
+    custom = tmp_path / "q.jsonl"
+    custom.write_text(json.dumps({"q": "w7", "text": "ignored"}) + "\n")
+    src = resolve_prompts(custom, field="q")
+    assert list(src.texts()) == ["w7"]
+    assert src.description["field"] == "q"
+
+
+def test_jsonl_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "w1"}\n{oops\n')
+    with pytest.raises(SpecError, match=r"bad\.jsonl:2: not valid JSON"):
+        list(resolve_prompts(path).texts())
+    path.write_text('{"text": "w1"}\n{"other": "w2"}\n')
+    expected = r"bad\.jsonl:2: expected an object with a string field 'text' or 'prompt'"
+    with pytest.raises(SpecError, match=expected):
+        list(resolve_prompts(path).texts())
+    path.write_text('{"text": 3}\n')
+    with pytest.raises(SpecError, match=":1:"):
+        list(resolve_prompts(path).texts())
+
+
+def test_strings_token_lists_and_tensors():
+    s = resolve_prompts(["w1 w2", "w3"])
+    assert list(s.texts()) == ["w1 w2", "w3"]
+    assert s.description["kind"] == "strings" and s.description["count"] == 2
+    t = resolve_prompts([[1, 2, 3], (4, 5)])
+    assert list(t.tokens()) == [[1, 2, 3], [4, 5]]
+    assert t.description == {"kind": "tokens", "count": 2, "sha256": hash_token_rows([[1, 2, 3], [4, 5]])}
+    x = resolve_prompts(torch.tensor([[1, 2], [3, 4]]))
+    assert list(x.tokens()) == [[1, 2], [3, 4]] and list(x.tokens()) == [[1, 2], [3, 4]]
+    assert x.description == resolve_prompts([[1, 2], [3, 4]]).description
+    src = PromptSource({"kind": "custom"}, texts=lambda: iter(["w1"]))
+    assert resolve_prompts(src) is src
+
+
+def test_in_memory_sources_are_described_by_content():
+    """Same count, other content: the description differs (it decides reuse of a finished cache)."""
+    assert resolve_prompts(["w1", "w2"]).description != resolve_prompts(["w1", "w3"]).description
+    assert resolve_prompts(["w1 w2"]).description != resolve_prompts(["w1", "w2"]).description
+    assert resolve_prompts([[1, 2]]).description != resolve_prompts([[1], [2]]).description
+    assert resolve_prompts(["w1", "w2"]).description == resolve_prompts(("w1", "w2")).description
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (torch.tensor([[1.0, 2.0]]), "integer"),
+        (torch.tensor([1, 2]), r"\[batch, pos\]"),
+        (12, "unsupported prompts of type int"),
+        ([1, "w1"], "unsupported"),
+        ("missing.txt", "does not exist"),
+    ],
+)
+def test_bad_sources_raise_spec_error(bad, match):
+    with pytest.raises(SpecError, match=match):
+        resolve_prompts(bad)
+
+
+def test_missing_cache_dir_source(tmp_path):
+    from interp.errors import CacheError
+
+    with pytest.raises(CacheError, match="does not exist"):
+        resolve_prompts(f"cache:{tmp_path / 'none'}")
+
+
+def test_cache_source_yields_the_cached_rows(built_cache, gpt2, prompts):
+    src = resolve_prompts(f"cache:{built_cache.root}")
+    assert src.texts is None
+    assert list(src.tokens()) == [gpt2.encode(p) for p in prompts]
+    assert src.description == {"kind": "cache", "cache_id": built_cache.id, "count": len(prompts)}
