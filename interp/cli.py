@@ -69,6 +69,7 @@ def _cache_info(args) -> int:
     arch = m["model"]
     print(f"model       {arch['spec']}  ({arch['class']}, {arch['n_layers']} layers, "
           f"d_model {arch['d_model']})")
+    print(f"loaded from {m.get('locator', {}).get('model_spec', arch['spec'])}")
     print(f"fingerprint {m['model']['fingerprint']}")
     print(f"tokenizer   {m['tokenizer']['hash']}")
     print(f"prompts     {json.dumps(m['prompts']['source'], sort_keys=True)}")
@@ -181,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "quiet", False):
+        import os
+
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["TQDM_DISABLE"] = "1"  # also silences transformers' weight-loading bar
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

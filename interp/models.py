@@ -122,7 +122,7 @@ class Model:
     def describe(self) -> dict[str, Any]:
         """Identity and architecture, as recorded in cache manifests."""
         return {
-            "spec": self.spec,
+            "spec": portable_spec(self.spec),
             "fingerprint": self.fingerprint,
             "class": type(self.module).__name__,
             "n_layers": self.n_layers,
@@ -131,6 +131,19 @@ class Model:
             "n_ctx": self.n_ctx,
             "dtype": str(next(self.module.parameters()).dtype).removeprefix("torch."),
         }
+
+
+def portable_spec(spec: str) -> str:
+    """The spec without host paths: ``hf:/home/me/ckpt/gpt2`` becomes ``hf:gpt2``.
+
+    Example:
+        >>> portable_spec("hf:/data/models/gpt2"), portable_spec("organism:base")
+        ('hf:gpt2', 'organism:base')
+    """
+    kind, sep, rest = spec.partition(":")
+    if sep and kind == "hf":
+        return f"hf:{Path(rest.rstrip('/')).name}"
+    return spec
 
 
 def as_model(model: "Model | nn.Module", spec: str | None = None) -> Model:

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +28,7 @@ from interp.cache.format import (
     shard_name,
 )
 from interp.cache.shardio import write_shard
-from interp.errors import CacheError
+from interp.errors import CacheError, InterpError
 from interp.fingerprint import hash_token_rows
 from interp.hooks import resolve_hook_names
 from interp.models import as_model
@@ -204,12 +205,56 @@ def build_cache(
         ):
             raise CacheError(f"{str(root)!r} exists and is not an activation cache; refusing to write there")
         state = {"header": header, "shards": [], "shapes": {}}
+    created = not root.exists()
     (root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     for tmp in (root / SHARD_DIR).glob("*.tmp"):
         tmp.unlink()  # a shard whose write was interrupted
     atomic_write_json(partial_path, state)
 
+    try:
+        row, n_shards = _stream_shards(root, state, model, hooks, source, config, progress)
+    except (InterpError, ValueError):
+        # Bad input found mid-stream (an unknown word, a hook of the wrong shape): leave
+        # nothing half-written behind if this call created the directory and wrote no shard.
+        if created and not state["shards"]:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    done = state["shards"]
+    if not done:
+        raise CacheError("the prompt source gave no tokens; nothing to cache")
+    if len(done) > n_shards:
+        raise CacheError(f"the partial build in {str(root)!r} has more shards than the prompts give")
+
+    manifest = {
+        **header,
+        "prompts": {
+            **header["prompts"],
+            "count": row,
+            "sha256": "sha256:" + hashlib.sha256(
+                "".join(s["tokens_sha256"] for s in done).encode()
+            ).hexdigest(),
+        },
+        "n_rows": row,
+        "n_positions": sum(s["n_positions"] for s in done),
+        "shapes": state["shapes"],
+        "shards": done,
+    }
+    manifest["locator"] = {"model_spec": model.spec}
+    manifest["id"] = cache_id(manifest)
+    atomic_write_json(root / MANIFEST, manifest)
+    partial_path.unlink()
+    log.info("cache %s complete: %s", root, manifest["id"])
+    return open_cache(root, model=model)
+
+
+
+def _stream_shards(
+    root: Path, state: dict[str, Any], model, hooks: list[str], source, config: CacheConfig,
+    progress: bool,
+) -> tuple[int, int]:
+    """Compute and write every shard not yet in ``state``; return (rows seen, shards seen)."""
     torch.manual_seed(config.seed)
+    partial_path = root / PARTIAL
     done = state["shards"]
     row = n_shards = 0
 
@@ -243,31 +288,7 @@ def build_cache(
             n_shards += 1
         if pending is not None:
             commit(pending[0].result(), pending[1])
-    if not done:
-        raise CacheError("the prompt source gave no tokens; nothing to cache")
-    if len(done) > n_shards:
-        raise CacheError(f"the partial build in {str(root)!r} has more shards than the prompts give")
-
-    manifest = {
-        **header,
-        "prompts": {
-            **header["prompts"],
-            "count": row,
-            "sha256": "sha256:" + hashlib.sha256(
-                "".join(s["tokens_sha256"] for s in done).encode()
-            ).hexdigest(),
-        },
-        "n_rows": row,
-        "n_positions": sum(s["n_positions"] for s in done),
-        "shapes": state["shapes"],
-        "shards": done,
-    }
-    manifest["id"] = cache_id(manifest)
-    atomic_write_json(root / MANIFEST, manifest)
-    partial_path.unlink()
-    log.info("cache %s complete: %s", root, manifest["id"])
-    return open_cache(root, model=model)
-
+    return row, n_shards
 
 def read_partial(root: Path) -> dict[str, Any]:
     try:

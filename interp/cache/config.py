@@ -1,5 +1,6 @@
 """Settings of a cache build."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,8 +31,8 @@ class CacheConfig:
         ValueError: a value out of range, naming it and what is accepted.
     """
 
-    hooks: tuple[str, ...]
-    positions: PositionSpec = "all"
+    hooks: str | Sequence[str]
+    positions: PositionSpec | list[int] = "all"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     batch_size: int = 16
     shard_tokens: int = 65536

@@ -1,8 +1,10 @@
 """The on-disk format of an activation cache: manifest, canonical ID, shard files.
 
 A cache directory holds ``manifest.json`` and ``shards/shard_NNNNN.safetensors``. The cache ID
-is ``sha256:`` of the canonical manifest (sorted keys, no whitespace, the ``id`` field left
-out); the manifest holds no timestamps and no host paths, so the same inputs give the same ID.
+is ``sha256:`` of the canonical manifest (sorted keys, no whitespace, the ``id`` and ``locator``
+fields left out). The hashed part holds no timestamps and no host paths (a local checkpoint is
+named by its directory's name; its full path is kept in ``locator`` as a hint for reloading),
+so the same inputs give the same ID on any machine.
 """
 
 import hashlib
@@ -33,9 +35,14 @@ _ST_DTYPES = {
 }
 
 
+# Fields left out of the canonical form: the ID itself, and where this host found the model
+# (an absolute checkpoint path), which says nothing about the content.
+NOT_HASHED = ("id", "locator")
+
+
 def cache_id(manifest: dict[str, Any]) -> str:
-    """``sha256:`` of the canonical manifest, without its own ``id`` field."""
-    return sha256_json({k: v for k, v in manifest.items() if k != "id"})
+    """``sha256:`` of the canonical manifest, without its ``id`` and ``locator`` fields."""
+    return sha256_json({k: v for k, v in manifest.items() if k not in NOT_HASHED})
 
 
 def shard_name(index: int) -> str:

@@ -106,7 +106,7 @@ def verify_cache(
 def _recompute(root, manifest, good, model, n, seed, problems, errors) -> int:
     from interp.models import load_model
 
-    spec = manifest["model"]["spec"]
+    spec = manifest.get("locator", {}).get("model_spec") or manifest["model"]["spec"]
     try:
         model = load_model(model if model is not None else spec)
     except InterpError as exc:

@@ -33,13 +33,29 @@ def test_same_inputs_and_seed_give_the_same_id_twice(gpt2, prompts_file, cache_c
         assert a["sha256"] == b["sha256"], "shard bytes must be reproducible"
 
 
-def test_id_is_sha256_of_the_canonical_manifest_without_id(built_cache):
+def test_id_is_sha256_of_the_canonical_manifest_without_id_and_locator(built_cache):
     text = (built_cache.root / MANIFEST).read_text()
     manifest = json.loads(text)
-    body = {k: v for k, v in manifest.items() if k != "id"}
+    assert manifest["locator"]["model_spec"].startswith("hf:/")
+    body = {k: v for k, v in manifest.items() if k not in ("id", "locator")}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     assert manifest["id"] == "sha256:" + hashlib.sha256(canonical).hexdigest()
     assert cache_id(manifest) == manifest["id"]
+
+
+def test_id_does_not_depend_on_where_the_checkpoint_lies(gpt2_dir, prompts, cache_config, tmp_path):
+    import shutil
+
+    from interp.models import load_model
+
+    moved = tmp_path / "elsewhere" / gpt2_dir.name
+    shutil.copytree(gpt2_dir, moved)
+    a = build_cache(load_model(f"hf:{gpt2_dir}", device="cpu"), prompts[:6], tmp_path / "a", cache_config,
+                    progress=False)
+    b = build_cache(load_model(f"hf:{moved}", device="cpu"), prompts[:6], tmp_path / "b", cache_config,
+                    progress=False)
+    assert a.manifest["locator"] != b.manifest["locator"]
+    assert a.id == b.id
 
 
 def test_a_different_seed_or_setting_gives_another_id(gpt2, prompts, cache_config, tmp_path):
@@ -53,7 +69,8 @@ def test_a_different_seed_or_setting_gives_another_id(gpt2, prompts, cache_confi
 def test_manifest_records_provenance_without_timestamps(built_cache, gpt2, prompts_file, prompts):
     m = built_cache.manifest
     assert m["model"]["fingerprint"] == gpt2.fingerprint
-    assert m["model"]["spec"] == gpt2.spec
+    assert m["model"]["spec"] == "hf:" + Path(gpt2.spec.removeprefix("hf:")).name
+    assert m["locator"]["model_spec"] == gpt2.spec
     assert m["tokenizer"]["hash"] == gpt2.tokenizer_hash()
     src = m["prompts"]["source"]
     assert src["kind"] == "file" and src["name"] == prompts_file.name
