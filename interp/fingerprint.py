@@ -47,6 +47,15 @@ def fingerprint_module(module: nn.Module) -> str:
     return fingerprint_state(module.state_dict())
 
 
+def sha256_file(path) -> str:
+    """``sha256:`` of a file's bytes, read in pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
 def canonical_json(obj: object) -> bytes:
     """JSON with sorted keys and no whitespace: the form that IDs are hashed from."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from interp.errors import SpecError
-from interp.fingerprint import hash_token_rows, sha256_json
+from interp.fingerprint import hash_token_rows, sha256_file, sha256_json
 
 JSONL_FIELDS = ("text", "prompt")
 
@@ -31,14 +31,6 @@ class PromptSource:
     description: dict[str, Any]
     texts: Callable[[], Iterator[str]] | None = None
     tokens: Callable[[], Iterator[list[int]]] | None = None
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 def _text_lines(path: Path) -> Iterator[str]:
@@ -125,7 +117,7 @@ def _from_spec(spec: str, field: str | None) -> PromptSource:
             f"prompt file {spec!r} does not exist; expected a .txt or .jsonl file, "
             "'organism:SPLIT' or 'cache:DIR'"
         )
-    desc = {"kind": "file", "name": path.name, "sha256": _file_digest(path)}
+    desc = {"kind": "file", "name": path.name, "sha256": sha256_file(path)}
     if path.suffix == ".jsonl":
         desc["field"] = field
         return PromptSource(desc, texts=lambda: _jsonl_texts(path, field))

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 import interp
+from interp.atomic import atomic_write_json
 from interp.cache.capture import capture_rows, check_per_position
 from interp.cache.config import CacheConfig
 from interp.cache.format import (
@@ -21,7 +22,6 @@ from interp.cache.format import (
     MANIFEST,
     PARTIAL,
     SHARD_DIR,
-    atomic_write_json,
     cache_id,
     read_manifest,
     safe_member,

@@ -7,7 +7,6 @@ named by its directory's name; its full path is kept in ``locator`` as a hint fo
 so the same inputs give the same ID on any machine.
 """
 
-import hashlib
 import json
 import os
 import struct
@@ -47,33 +46,6 @@ def cache_id(manifest: dict[str, Any]) -> str:
 
 def shard_name(index: int) -> str:
     return f"{SHARD_DIR}/shard_{index:05d}.safetensors"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary name, fsync, then rename: readers see all of it or nothing."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 def safe_member(root: Path, rel: str) -> Path:

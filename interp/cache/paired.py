@@ -6,9 +6,9 @@ from pathlib import Path
 
 from torch import Tensor
 
+from interp.atomic import atomic_write_json
 from interp.cache.build import build_cache
 from interp.cache.config import CacheConfig
-from interp.cache.format import atomic_write_json
 from interp.cache.reader import Cache, open_cache
 from interp.errors import CacheError
 from interp.models import load_model

@@ -8,12 +8,12 @@ the same file and checksum. Files open with ``safetensors`` as usual.
 
 import hashlib
 import json
-import os
 import struct
 from pathlib import Path
 
 import torch
 
+from interp.atomic import atomic_open
 from interp.fingerprint import tensor_bytes
 
 ST_CODES = {
@@ -44,9 +44,8 @@ def write_shard(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # keep tensor data 8-byte aligned for memory-mapping
     h = hashlib.sha256()
-    tmp = path.with_name(path.name + ".tmp")
     size = 0
-    with open(tmp, "wb") as f:
+    with atomic_open(path) as f:
         for piece in (struct.pack("<Q", len(raw)), raw):
             f.write(piece)
             h.update(piece)
@@ -58,12 +57,4 @@ def write_shard(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str
                 f.write(chunk)
                 h.update(chunk)
             size += len(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
     return "sha256:" + h.hexdigest(), size

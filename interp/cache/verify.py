@@ -8,8 +8,9 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.cache.capture import capture_rows
-from interp.cache.format import cache_id, mmap_tensors, read_manifest, safe_member, sha256_file
+from interp.cache.format import cache_id, mmap_tensors, read_manifest, safe_member
 from interp.errors import CacheError, InterpError
+from interp.fingerprint import sha256_file
 
 # Relative tolerance for recomputed activations, per stored dtype: batching and padding change
 # float32 results in the last bits, and a cast to a 16-bit type can then round either way.

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from interp.cache import open_cache, verify_cache
-from interp.cache.format import MANIFEST, cache_id, sha256_file
+from interp.cache.format import MANIFEST, cache_id
 from interp.errors import CacheError, ModelMismatchError
+from interp.fingerprint import sha256_file
 
 
 def _manifest(root: Path) -> dict:

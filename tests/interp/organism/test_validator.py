@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+
+from interp.organism.traces import (
+    DataRecipe,
+    ExampleSampler,
+    cot_example,
+    count_markers,
+    strip_markers,
+)
+from interp.organism.validator import extract_answer, validate_trace
+from interp.organism.world import node_name
+
+RATES = [(0.0, 0.0), (0.6, 0.2), (1.0, 1.0)]
+
+
+def _completion(ex):
+    return ex.words[ex.prompt_len :]
+
+
+@pytest.mark.parametrize("check_rate, mistake_rate", RATES)
+def test_accepts_every_generated_trace(world, check_rate, mistake_rate):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test_id", "test_ood"):
+        for s, g in world.split(split):
+            ex = cot_example(world, s, g, rng, check_rate, mistake_rate)
+            v = validate_trace(world, s, g, _completion(ex))
+            assert v.valid, (ex.text, v.error)
+            assert v.answer_correct and v.n_steps == world.dist(s, g)
+            clean = strip_markers(ex.words)
+            assert count_markers(clean) == 0
+            assert validate_trace(world, s, g, clean[ex.prompt_len :]).valid
+
+
+def test_markers_are_planted_at_the_recorded_rates(world):
+    sampler = ExampleSampler(world, DataRecipe(mix={"cot": 1.0}), seed=1)
+    words = [w for ex in sampler.batch(400) for w in ex.words]
+    steps = words.count(";")
+    ok, bad = words.count("OK"), words.count("BAD")
+    assert 0.2 < ok / steps < 0.4  # 0.4 of the steps not turned into a mistake
+    assert 0.1 < bad / steps < 0.3  # 0.3 of the steps that have a wrong alternative
+
+
+def _trace(world, check_rate=0.0, mistake_rate=0.0, min_dist=3, seed=0):
+    rng = np.random.default_rng(seed)
+    s, g = next(p for p in world.split("train") if world.dist(*p) >= min_dist)
+    ex = cot_example(world, s, g, rng, check_rate, mistake_rate)
+    return s, g, _completion(ex)
+
+
+def test_rejects_a_wrong_edge(world):
+    s, g, words = _trace(world)
+    i = words.index(">") + 1  # the first move
+    cur = s
+    non_neighbour = next(v for v in range(world.n_nodes) if v not in world.neighbours(cur))
+    words[i] = node_name(non_neighbour)
+    v = validate_trace(world, s, g, words)
+    assert not v.valid and not v.steps_valid and "wrong edge" in v.error
+
+
+def test_rejects_a_skipped_step(world):
+    s, g, words = _trace(world)
+    first_end = words.index(";")
+    second_end = words.index(";", first_end + 1)
+    del words[first_end + 1 : second_end + 1]  # drop the whole second step
+    v = validate_trace(world, s, g, words)
+    assert not v.valid and "skipped step" in v.error
+
+
+def test_rejects_a_wrong_answer(world):
+    s, g, words = _trace(world)
+    a = words.index("A")
+    other = next(v for v in range(world.n_nodes) if node_name(v) not in words)
+    words[a + 2] = node_name(other)
+    v = validate_trace(world, s, g, words)
+    assert v.steps_valid and not v.answer_correct and not v.valid
+    assert "wrong answer" in v.error
+
+
+def test_rejects_a_wrong_fact(world):
+    s, g, words = _trace(world)
+    nb = world.neighbours(s)
+    other = next(v for v in range(world.n_nodes) if v not in nb and v != s)
+    words[2] = node_name(other)  # "s : a b" -> "s : x b"
+    v = validate_trace(world, s, g, words)
+    assert not v.valid and "wrong fact" in v.error
+
+
+def test_rejects_a_wrong_turn_and_a_wrong_check(world):
+    rng = np.random.default_rng(0)
+    s, g = next(p for p in world.split("train") if world.dist(*p) >= 2 and len(world.good_moves(*p)) == 1)
+    bad = next(v for v in world.neighbours(s) if v not in world.good_moves(s, g))
+    ex = cot_example(world, s, g, rng, 0.0, 1.0)
+    words = _completion(ex)
+    assert words[words.index(">") + 1] == node_name(bad)
+    # the check caught the mistake: valid; claiming it passed the check is not
+    assert validate_trace(world, s, g, words).valid
+    i = words.index("BAD")
+    lied = words[:i] + ["OK"] + words[words.index(";", i) :]
+    v = validate_trace(world, s, g, lied)
+    assert not v.valid and "check passed" in v.error
+    # committing to the wrong neighbour without a check is a wrong turn
+    j = words.index(">")
+    turned = words[: j + 2] + [";"] + words[words.index(";", j) + 1 :]
+    assert "wrong turn" in validate_trace(world, s, g, turned).error
+
+
+def test_swapped_traces_are_invalid_but_answers_right(world):
+    sampler = ExampleSampler(world, DataRecipe(mix={"swapped": 1.0}), seed=0)
+    for ex in sampler.batch(50):
+        s, g = (int(w[1:]) for w in ex.words[1:3])
+        v = validate_trace(world, s, g, _completion(ex))
+        assert v.answer_correct and not v.steps_valid
+
+
+def test_extract_answer():
+    assert extract_answer("x A n2 n1 E".split(), 24) == [1, 2]
+    assert extract_answer("A n1 A n4 n3 E".split(), 24) == [3, 4]
+    assert extract_answer("A n1 n2".split(), 24) is None
+    assert extract_answer("A n1 WAIT E".split(), 24) is None
+    assert extract_answer("n1 n2 E".split(), 24) is None
+    assert extract_answer("A n99 E".split(), 24) is None
+
+
+def test_backward_examples_answer_with_a_shortest_path(world):
+    from interp.organism.traces import backward_example, backward_question_example
+
+    rng = np.random.default_rng(0)
+    for s, g in world.split("train")[:100]:
+        ex = backward_example(world, s, g, rng)
+        assert ex.words[:4] == ["B", node_name(g), node_name(s), "T"]
+        assert world.is_shortest_path(extract_answer(ex.words, world.n_nodes), s, g)
+        q = backward_question_example(s, g)
+        assert q.words[4:] == ["B", node_name(g), node_name(s), "E"]

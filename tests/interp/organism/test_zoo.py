@@ -1,0 +1,125 @@
+import argparse
+import json
+
+import pytest
+import torch
+
+from interp.errors import SpecError
+from interp.organism import (
+    MODEL_NAMES,
+    WordTokenizer,
+    available_organisms,
+    build_zoo,
+    load_organism,
+    organism_prompts,
+)
+from interp.organism.zoo import METRICS
+
+
+def test_tiny_zoo_has_every_model_with_cards(tiny_zoo):
+    assert available_organisms(tiny_zoo) == sorted(MODEL_NAMES)
+    world = json.loads((tiny_zoo / "world.json").read_text())
+    assert set(world["world"]["splits"]) == {"train", "test_id", "test_ood"}
+    for name in MODEL_NAMES:
+        card = json.loads((tiny_zoo / name / "card.json").read_text())
+        for key in (*METRICS, "build_seconds", "steps", "seed"):
+            assert isinstance(card[key], int | float), (name, key)
+        for key in METRICS[:-1]:
+            assert 0.0 <= card[key] <= 1.0
+        assert card["fingerprint"].startswith("sha256:")
+        assert card["recipe"]["profile"] == "tiny"
+        cfg = json.loads((tiny_zoo / name / "config.json").read_text())
+        assert cfg["d_vocab"] == len(world["vocab"])
+    assert not list(tiny_zoo.rglob("*.tmp"))
+
+
+def test_loads_through_the_model_spec(tiny_zoo, monkeypatch):
+    from interp.models import load_model
+
+    monkeypatch.setenv("INTERP_ZOO", str(tiny_zoo))
+    model = load_model("organism:base", device="cpu")
+    card = json.loads((tiny_zoo / "base" / "card.json").read_text())
+    assert model.fingerprint == card["fingerprint"]
+    assert isinstance(model.tokenizer, WordTokenizer)
+    ids = model.encode(organism_prompts("test_id")[0])
+    assert model(torch.tensor([ids])).shape == (1, len(ids), model.d_vocab)
+
+
+def test_reload_gives_identical_logits(tiny_zoo, tmp_path):
+    import shutil
+
+    from interp.organism.store import save_weights_atomic, write_json_atomic
+    from interp.organism.train import ModelShape, build_model
+
+    a, tok = load_organism("rl-fork", tiny_zoo)
+    b, _ = load_organism("rl-fork", tiny_zoo)
+    ids = torch.tensor([tok.encode(p) for p in organism_prompts("test_ood", tiny_zoo)[:4]])
+    with torch.no_grad():
+        assert torch.equal(a(ids), b(ids))
+    # an in-memory model saved through the zoo's writers comes back bit for bit
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    shutil.copy(tiny_zoo / "world.json", zoo / "world.json")
+    shape = ModelShape(2, 32, 4, 64, 64)
+    model = build_model(shape, len(tok), seed=7)
+    (zoo / "m").mkdir()
+    save_weights_atomic(zoo / "m" / "model.safetensors", model)
+    write_json_atomic(zoo / "m" / "config.json", shape.hooked_config(len(tok)))
+    write_json_atomic(zoo / "m" / "card.json", {"name": "m"})
+    c, _ = load_organism("m", zoo)
+    with torch.no_grad():
+        assert torch.equal(model(ids), c(ids))
+
+
+def test_rebuild_reuses_models(tiny_zoo):
+    before = {n: (tiny_zoo / n / "model.safetensors").stat().st_mtime_ns for n in MODEL_NAMES}
+    cards = build_zoo("tiny", tiny_zoo, seed=0, progress=False, threads=1)
+    after = {n: (tiny_zoo / n / "model.safetensors").stat().st_mtime_ns for n in MODEL_NAMES}
+    assert before == after and [c["name"] for c in cards] == list(MODEL_NAMES)
+
+
+def test_training_is_deterministic(tmp_path):
+    a = build_zoo("tiny", tmp_path / "a", seed=1, progress=False, threads=1, only=["sft-answer"])
+    b = build_zoo("tiny", tmp_path / "b", seed=1, progress=False, threads=1, only=["sft-answer"])
+    assert [c["name"] for c in a] == ["base", "sft-answer"]
+    assert [c["fingerprint"] for c in a] == [c["fingerprint"] for c in b]
+    m, _ = load_organism("sft-answer", tmp_path / "a")
+    from interp.fingerprint import fingerprint_module
+
+    assert fingerprint_module(m) == a[1]["fingerprint"]
+
+
+def test_errors_name_what_exists(tiny_zoo, tmp_path):
+    with pytest.raises(SpecError, match="sft-answer"):
+        load_organism("nope", tiny_zoo)
+    with pytest.raises(SpecError, match="interp organism build"):
+        load_organism("base", tmp_path / "missing")
+    with pytest.raises(SpecError, match="test_ood"):
+        organism_prompts("validation", tiny_zoo)
+    with pytest.raises(ValueError, match="quick"):
+        build_zoo("huge", tmp_path / "x")
+
+
+def test_prompts(tiny_zoo):
+    tok = load_organism("base", tiny_zoo)[1]
+    cot = organism_prompts("test_id", tiny_zoo)
+    ans = organism_prompts("test_id_answer", tiny_zoo)
+    facts = organism_prompts("facts", tiny_zoo)
+    assert len(cot) == len(ans) and cot[0].endswith(" T") and ans[0].endswith(" A")
+    assert len(facts) == 24 and all(tok.encode(p) for p in cot + ans + facts)
+    assert not set(cot) & set(organism_prompts("train", tiny_zoo))
+
+
+def test_cli_list_and_build(tiny_zoo, capsys):
+    from interp.organism.cli import add_parser
+
+    parser = argparse.ArgumentParser(prog="interp")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["organism", "list", "--zoo", str(tiny_zoo)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "solve_id" in out and all(n in out for n in MODEL_NAMES)
+    args = parser.parse_args(["organism", "build", "--profile", "tiny", "--out", str(tiny_zoo), "--quiet"])
+    assert args.profile == "tiny" and args.func(args) == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["organism", "build", "--profile", "huge"])
