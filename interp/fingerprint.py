@@ -70,11 +70,14 @@ def tokenizer_hash(vocab: Mapping[str, int], extra: Mapping[str, object] | None 
     return sha256_json({"vocab": sorted(vocab.items(), key=lambda kv: kv[1]), "extra": extra or {}})
 
 
-def hash_token_rows(rows: Iterable[Iterable[int]]) -> str:
+def hash_token_rows(rows: Iterable[Iterable[int]] | torch.Tensor) -> str:
     """Hash of token rows, with row boundaries, as int32."""
     h = hashlib.sha256()
     for row in rows:
-        arr = torch.as_tensor(list(row), dtype=torch.int32)
+        if isinstance(row, torch.Tensor):
+            arr = row.to(torch.int32)
+        else:
+            arr = torch.as_tensor(list(row), dtype=torch.int32)
         h.update(len(arr).to_bytes(4, "little"))
         h.update(tensor_bytes(arr))
     return "sha256:" + h.hexdigest()

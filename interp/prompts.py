@@ -79,8 +79,10 @@ def resolve_prompts(prompts: Any, field: str | None = None) -> PromptSource:
                 f"token tensor must be integer [batch, pos], got {prompts.dtype} "
                 f"{tuple(prompts.shape)}"
             )
-        rows = prompts.tolist()
-        return PromptSource(_rows_description(rows), tokens=lambda: iter(rows))
+        # rows become Python lists one at a time, never all at once (memory stays flat)
+        return PromptSource(
+            _rows_description(prompts), tokens=lambda: (row.tolist() for row in prompts)
+        )
     if isinstance(prompts, Path):
         prompts = str(prompts)
     if isinstance(prompts, str):
@@ -100,7 +102,7 @@ def resolve_prompts(prompts: Any, field: str | None = None) -> PromptSource:
     )
 
 
-def _rows_description(rows: list[list[int]]) -> dict[str, Any]:
+def _rows_description(rows: Sequence[Sequence[int]] | torch.Tensor) -> dict[str, Any]:
     # content-hashed, so a rerun into a finished cache directory notices other rows
     return {"kind": "tokens", "count": len(rows), "sha256": hash_token_rows(rows)}
 

@@ -65,7 +65,7 @@ class HookActivations:
 
     def to_tensor(self) -> Float[Tensor, "n ..."]:
         """Read everything into memory."""
-        return torch.cat([s.clone() for s in self.shards])
+        return torch.cat(self.shards)  # one copy out of the memory maps
 
 
 class Cache:
