@@ -147,7 +147,7 @@ def _fit(
 
 def fit_probes(
     x: Float[Tensor, "layer n d_model"],
-    y: Int[Tensor, "n_labels"],  # checked against n below, with a message
+    y: Int[Tensor, "n_labels"],  # noqa: F821 - checked against n below, with a message
     sites: Sequence[str] | None = None,
     config: ProbeConfig = ProbeConfig(),
 ) -> ProbeResult:

@@ -85,7 +85,8 @@ def test_bad_input_is_a_clear_error(args, match):
 
 
 def test_config_rejects_bad_values():
-    for kwargs, name in [({"C": 0.0}, "C"), ({"test_fraction": 1.0}, "test_fraction"), ({"max_iter": 0}, "max_iter")]:
+    bad = [({"C": 0.0}, "C"), ({"test_fraction": 1.0}, "test_fraction"), ({"max_iter": 0}, "max_iter")]
+    for kwargs, name in bad:
         with pytest.raises(ValueError, match=name):
             ProbeConfig(**kwargs)
 
@@ -99,7 +100,9 @@ def test_diff_of_means_by_hand():
 
 
 def test_logit_lens_last_layer_equals_the_model_logits():
-    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_ctx=8, d_head=4, d_vocab=11, act_fn="gelu", seed=0)
+    cfg = HookedTransformerConfig(
+        n_layers=2, d_model=16, n_ctx=8, d_head=4, d_vocab=11, act_fn="gelu", seed=0
+    )
     model = HookedTransformer(cfg).eval()
     tokens = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(0))
     lens = logit_lens(model, tokens)
