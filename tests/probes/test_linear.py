@@ -32,19 +32,19 @@ def test_probe_finds_the_planted_layer_and_control_is_near_chance():
 def test_batched_fit_equals_one_fit_per_layer():
     x, y = planted(n=300, d=8, layers=3)
     xs = (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True)
-    W, b = _fit(xs, y, 2, C=1.0, max_iter=300)
+    W, b = _fit(xs, y, 2, C=1.0, max_iter=50)
     for layer in range(3):
-        W1, b1 = _fit(xs[layer : layer + 1], y, 2, C=1.0, max_iter=300)
+        W1, b1 = _fit(xs[layer : layer + 1], y, 2, C=1.0, max_iter=50)
         logits_batched = xs[layer] @ W[layer] + b[layer]
         logits_alone = xs[layer] @ W1[0] + b1[0]
         # the softmax is invariant to a constant shift per row; compare log-probabilities
-        assert torch.allclose(logits_batched.softmax(-1), logits_alone.softmax(-1), atol=2e-3)
+        assert torch.allclose(logits_batched.softmax(-1), logits_alone.softmax(-1), atol=1e-4)
 
 
 def test_solution_is_a_stationary_point_of_the_regularised_objective():
     x, y = planted(n=200, d=6, layers=2, at=1)
     C = 0.5
-    W, b = _fit(x, y, 2, C=C, max_iter=500)
+    W, b = _fit(x, y, 2, C=C, max_iter=50)
     W, b = W.clone().requires_grad_(), b.clone().requires_grad_()
     n = len(y)
     loss = sum(
@@ -52,7 +52,8 @@ def test_solution_is_a_stationary_point_of_the_regularised_objective():
         for i in range(2)
     )
     loss.backward()
-    assert W.grad.abs().max() < 1e-3 and b.grad.abs().max() < 1e-3
+    # class 0's logit is pinned at zero; every free parameter is at a stationary point
+    assert W.grad[..., 1:].abs().max() < 1e-5 and b.grad[..., 1:].abs().max() < 1e-5
 
 
 def test_multiclass_and_save(tmp_path):
