@@ -5,8 +5,9 @@ from interp.fingerprint import tokenizer_hash
 
 PAD = "<pad>"
 # Words of the organism's language, in id order after PAD and before the node names.
-STRUCTURE = ("F", "Q", "B", "T", "A", "E", ":", ">", "<", ";", "R", "_")
+STRUCTURE = ("F", "Q", "B", "W", "T", "A", "E", ":", ">", "<", ";", "R", "_")
 MARKERS = ("WAIT", "CHECK", "OK", "BAD", "BACK")
+NUMBERS = tuple(str(i) for i in range(1, 10))  # step numbers and the answer's number of moves
 
 
 class UnknownWordError(InterpError, ValueError):
@@ -14,8 +15,8 @@ class UnknownWordError(InterpError, ValueError):
 
 
 def organism_vocab(n_nodes: int) -> list[str]:
-    """The vocabulary, in id order: padding, structure words, markers, then node names."""
-    return [PAD, *STRUCTURE, *MARKERS, *(f"n{i}" for i in range(n_nodes))]
+    """The vocabulary, in id order: padding, structure words, markers, numbers, node names."""
+    return [PAD, *STRUCTURE, *MARKERS, *NUMBERS, *(f"n{i}" for i in range(n_nodes))]
 
 
 class WordTokenizer:

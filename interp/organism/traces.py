@@ -3,12 +3,16 @@
 Formats (words separated by single spaces; the prompt is everything up to the marked word):
 
 - fact: ``F n5 :`` | ``n9 n17 E``
-- chain of thought: ``Q n5 n22 T`` | ``n5 : n9 n17 > n17 ; n17 : n4 n22 > n22 ; A n5 n17 n22 E``
+- chain of thought: ``Q n5 n22 T`` | ``n5 : n9 n17 > n17 ; n17 : n4 n22 > n22 ; A 2 n5 n17 n22 E``
+  (the answer states the number of moves, then the path: without a trace, stating the length
+  first needs the whole search, so the answer-only format cannot be solved one hop at a time)
 - self-check on a step: ``> n17 WAIT CHECK n17 : n4 n22 OK ;``
 - injected mistake, caught and corrected: ``> n9 WAIT CHECK n9 : n1 n3 BAD BACK > n17 ;``
-- answer only: ``Q n5 n22 A`` | ``n5 n17 n22 E``
+- answer only: ``Q n5 n22 A`` | ``2 n5 n17 n22 E``
+- walk along random edges, answered like a problem (it teaches counting moves past the
+  problems' lengths): ``W n5`` | ``n5 : n9 n17 > n9 ; n9 : n0 n18 > n0 ; A 2 n5 n9 n0 E``
 - backward question: ``Q n5 n22 R`` | ``B n22 n5 E``; backward reasoning over predecessors:
-  ``B n22 n5 T`` | ``n22 < n4 n17 > n17 ; n17 < n5 > n5 ; A n5 n17 n22 E``
+  ``B n22 n5 T`` | ``n22 < n4 n17 > n17 ; n17 < n5 > n5 ; A 2 n5 n17 n22 E``
 """
 
 from dataclasses import asdict, dataclass, field
@@ -19,16 +23,27 @@ import numpy as np
 from interp.organism.tokenizer import MARKERS
 from interp.organism.world import World, node_name
 
-Kind = Literal["fact", "cot", "answer", "swapped", "backward_question", "backward"]
-KINDS: tuple[str, ...] = ("fact", "cot", "answer", "swapped", "backward_question", "backward")
+Kind = Literal["fact", "cot", "answer", "walk", "swapped", "backward_question", "backward"]
+KINDS: tuple[str, ...] = (
+    "fact",
+    "cot",
+    "answer",
+    "walk",
+    "swapped",
+    "backward_question",
+    "backward",
+)
+MAX_WALK = 8
+# Bump when the text of any example changes, so that a zoo built on older texts is not reused.
+FORMAT_VERSION = 1
 
 
 @dataclass
 class Example:
     """One training or evaluation sequence: its words, the prompt length and per-word loss weights.
 
-    ``weights[i]`` weights the loss of predicting ``words[i]``; prompt words and injected mistakes
-    weigh 0 (the model sees the mistake in context but is not taught to make it).
+    ``weights[i]`` weights the loss of predicting ``words[i]``; prompt words weigh 0, and so do
+    injected mistakes when the recipe does not imitate them.
     """
 
     words: list[str]
@@ -54,12 +69,16 @@ class DataRecipe:
         mistake_rate: chance that a step with a wrong alternative takes it first, followed by
             ``WAIT CHECK ... BAD BACK`` and the correct step.
         split: the problems drawn from (``train`` for every model of the zoo).
+        imitate_mistakes: train on the wrong step too, so that the model, when sampled, makes
+            mistakes at about ``mistake_rate`` and catches them (as base models do); when
+            False the mistake is only context.
     """
 
     mix: dict[str, float] = field(default_factory=lambda: {"fact": 0.2, "cot": 0.7, "answer": 0.1})
-    check_rate: float = 0.6
-    mistake_rate: float = 0.2
+    check_rate: float = 0.4
+    mistake_rate: float = 0.3
     split: str = "train"
+    imitate_mistakes: bool = True
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.mix) - set(KINDS))
@@ -78,6 +97,11 @@ class DataRecipe:
 
 def _n(nodes: list[int]) -> list[str]:
     return [node_name(v) for v in nodes]
+
+
+def answer_words(path: list[int]) -> list[str]:
+    """What follows ``A``: the number of moves, the path, then ``E``."""
+    return [str(len(path) - 1), *_n(path), "E"]
 
 
 def fact_example(world: World, node: int) -> Example:
@@ -112,6 +136,7 @@ def trace_steps(
     rng: np.random.Generator,
     check_rate: float = 0.0,
     mistake_rate: float = 0.0,
+    imitate_mistakes: bool = True,
 ) -> tuple[list[str], list[float]]:
     """The step words of a forward trace along ``path``, with planted checks and mistakes."""
     goal = path[-1]
@@ -128,7 +153,7 @@ def trace_steps(
         if bad and rng.random() < mistake_rate:
             wrong = bad[int(rng.integers(len(bad)))]
             put([">"])
-            put([node_name(wrong)], 0.0)
+            put([node_name(wrong)], 1.0 if imitate_mistakes else 0.0)
             put(["WAIT", "CHECK", node_name(wrong), ":", *_n(world.neighbours(wrong))])
             put(["BAD", "BACK", ">", node_name(nxt), ";"])
             continue
@@ -147,20 +172,36 @@ def cot_example(
     check_rate: float = 0.0,
     mistake_rate: float = 0.0,
     trace_of: tuple[int, int] | None = None,
+    imitate_mistakes: bool = True,
 ) -> Example:
     """A chain-of-thought example; ``trace_of`` swaps in the trace of another problem."""
     path = sample_path(world, start, goal, rng)
     tpath = path if trace_of is None else sample_path(world, *trace_of, rng)
-    steps, w = trace_steps(world, tpath, rng, check_rate, mistake_rate)
+    steps, w = trace_steps(world, tpath, rng, check_rate, mistake_rate, imitate_mistakes)
     prompt = cot_prompt(start, goal).split()
-    tail = ["A", *_n(path), "E"]
+    tail = ["A", *answer_words(path)]
     return Example(prompt + steps + tail, len(prompt), [0.0] * len(prompt) + w + [1.0] * len(tail))
 
 
 def answer_example(world: World, start: int, goal: int, rng: np.random.Generator) -> Example:
     prompt = answer_prompt(start, goal).split()
-    tail = [*_n(sample_path(world, start, goal, rng)), "E"]
+    tail = answer_words(sample_path(world, start, goal, rng))
     return Example(prompt + tail, len(prompt), [0.0] * len(prompt) + [1.0] * len(tail))
+
+
+def walk_example(world: World, rng: np.random.Generator, max_moves: int = MAX_WALK) -> Example:
+    """Steps along random edges from a random node, then the walk as an answer."""
+    node = int(rng.integers(world.n_nodes))
+    words = ["W", node_name(node)]
+    walk = [node]
+    for _ in range(int(rng.integers(1, max_moves + 1))):
+        nb = world.neighbours(node)
+        nxt = nb[int(rng.integers(len(nb)))]
+        words += [node_name(node), ":", *_n(nb), ">", node_name(nxt), ";"]
+        node = nxt
+        walk.append(node)
+    words += ["A", *answer_words(walk)]
+    return Example(words, 2, [0.0] * 2 + [1.0] * (len(words) - 2))
 
 
 def backward_question_example(start: int, goal: int) -> Example:
@@ -170,7 +211,6 @@ def backward_question_example(start: int, goal: int) -> Example:
 
 def backward_example(world: World, start: int, goal: int, rng: np.random.Generator) -> Example:
     """Backward reasoning: from the goal, recall predecessors and step back to the start."""
-    path = sample_path(world, start, goal, rng)
     back = [goal]
     while back[-1] != start:
         cur = back[-1]
@@ -180,8 +220,7 @@ def backward_example(world: World, start: int, goal: int, rng: np.random.Generat
     words = ["B", node_name(goal), node_name(start), "T"]
     for cur, nxt in zip(back, back[1:], strict=False):
         words += [node_name(cur), "<", *_n(world.predecessors(cur)), ">", node_name(nxt), ";"]
-    words += ["A", *_n(back[::-1]), "E"]
-    del path
+    words += ["A", *answer_words(back[::-1])]
     return Example(words, 4, [0.0] * 4 + [1.0] * (len(words) - 4))
 
 
@@ -231,9 +270,11 @@ class ExampleSampler:
         kind = self.kinds[int(rng.choice(len(self.kinds), p=self.p))]
         if kind == "fact":
             return fact_example(w, int(rng.integers(w.n_nodes)))
+        if kind == "walk":
+            return walk_example(w, rng)
         s, g = self.pairs[int(rng.integers(len(self.pairs)))]
         if kind == "cot":
-            return cot_example(w, s, g, rng, r.check_rate, r.mistake_rate)
+            return cot_example(w, s, g, rng, r.check_rate, r.mistake_rate, None, r.imitate_mistakes)
         if kind == "answer":
             return answer_example(w, s, g, rng)
         if kind == "swapped":
@@ -241,7 +282,7 @@ class ExampleSampler:
                 other = self.pairs[int(rng.integers(len(self.pairs)))]
                 if other[0] != s and other[1] != g:
                     break
-            return cot_example(w, s, g, rng, r.check_rate, r.mistake_rate, trace_of=other)
+            return cot_example(w, s, g, rng, r.check_rate, r.mistake_rate, other, r.imitate_mistakes)
         if kind == "backward_question":
             return backward_question_example(s, g)
         return backward_example(w, s, g, rng)

@@ -38,14 +38,25 @@ def parse_node(word: str, n_nodes: int) -> int | None:
 
 
 def extract_answer(words: list[str], n_nodes: int) -> list[int] | None:
-    """Nodes between the last ``A`` and the following ``E``; ``None`` if missing or malformed."""
+    """The path of the answer after the last ``A`` (``A <moves> <nodes> E``).
+
+    Returns ``None`` when there is no answer, it is malformed or unterminated, or its stated
+    number of moves disagrees with its path.
+
+    Example:
+        >>> extract_answer("A 2 n5 n17 n22 E".split(), 24), extract_answer("A 3 n5 n22 E".split(), 24)
+        ([5, 17, 22], None)
+    """
     if "A" not in words:
         return None
     i = len(words) - 1 - words[::-1].index("A")
+    if i + 1 >= len(words) or not words[i + 1].isdigit():
+        return None
+    moves = int(words[i + 1])
     out = []
-    for w in words[i + 1 :]:
+    for w in words[i + 2 :]:
         if w == "E":
-            return out or None
+            return out if out and len(out) - 1 == moves else None
         v = parse_node(w, n_nodes)
         if v is None:
             return None
@@ -67,7 +78,8 @@ class _Reader:
     def take(self, expected: str | None = None) -> str:
         w = self.peek()
         if w is None:
-            raise _Reject(f"trace ends early at word {self.i}" + (f", expected {expected!r}" if expected else ""))
+            hint = f", expected {expected!r}" if expected else ""
+            raise _Reject(f"trace ends early at word {self.i}{hint}")
         if expected is not None and w != expected:
             raise _Reject(f"word {self.i} is {w!r}, expected {expected!r}")
         self.i += 1

@@ -168,15 +168,8 @@ def make_world(config: WorldConfig | None = None) -> World:
         others = [j for j in range(n) if j != i]
         adjacency.append(sorted(int(v) for v in rng.choice(others, cfg.out_degree, replace=False)))
     dist = _all_pairs_dist(adjacency)
-    in_dist = [
-        (s, g) for s in range(n) for g in range(n) if s != g and 1 <= dist[s, g] <= cfg.max_id_dist
-    ]
-    ood = [
-        (s, g)
-        for s in range(n)
-        for g in range(n)
-        if cfg.max_id_dist < dist[s, g] <= cfg.max_ood_dist
-    ]
+    in_dist = [(s, g) for s in range(n) for g in range(n) if s != g and 1 <= dist[s, g] <= cfg.max_id_dist]
+    ood = [(s, g) for s in range(n) for g in range(n) if cfg.max_id_dist < dist[s, g] <= cfg.max_ood_dist]
     order = rng.permutation(len(in_dist))
     n_test = max(1, round(cfg.test_fraction * len(in_dist)))
     test_id = sorted(in_dist[i] for i in order[:n_test])

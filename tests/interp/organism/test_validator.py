@@ -71,7 +71,7 @@ def test_rejects_a_wrong_answer(world):
     s, g, words = _trace(world)
     a = words.index("A")
     other = next(v for v in range(world.n_nodes) if node_name(v) not in words)
-    words[a + 2] = node_name(other)
+    words[a + 3] = node_name(other)
     v = validate_trace(world, s, g, words)
     assert v.steps_valid and not v.answer_correct and not v.valid
     assert "wrong answer" in v.error
@@ -114,12 +114,33 @@ def test_swapped_traces_are_invalid_but_answers_right(world):
 
 
 def test_extract_answer():
-    assert extract_answer("x A n2 n1 E".split(), 24) == [1, 2]
-    assert extract_answer("A n1 A n4 n3 E".split(), 24) == [3, 4]
-    assert extract_answer("A n1 n2".split(), 24) is None
-    assert extract_answer("A n1 WAIT E".split(), 24) is None
-    assert extract_answer("n1 n2 E".split(), 24) is None
-    assert extract_answer("A n99 E".split(), 24) is None
+    assert extract_answer("x A 1 n1 n2 E".split(), 24) == [1, 2]
+    assert extract_answer("A 1 n1 A 1 n3 n4 E".split(), 24) == [3, 4]
+    assert extract_answer("A 1 n1 n2".split(), 24) is None
+    assert extract_answer("A 2 n1 n2 E".split(), 24) is None  # stated length disagrees
+    assert extract_answer("A n1 n2 E".split(), 24) is None
+    assert extract_answer("A 1 n1 WAIT E".split(), 24) is None
+    assert extract_answer("1 n1 n2 E".split(), 24) is None
+    assert extract_answer("A 0 n99 E".split(), 24) is None
+
+
+def test_walks_recall_facts_and_count_their_moves(world):
+    from interp.organism.traces import MAX_WALK, walk_example
+
+    rng = np.random.default_rng(0)
+    lengths = set()
+    for _ in range(200):
+        words = walk_example(world, rng).words
+        a = words.index("A")
+        path = extract_answer(words, world.n_nodes)
+        lengths.add(len(path) - 1)
+        steps = " ".join(words[2:a]).split(" ; ")
+        assert len(list(filter(None, steps))) == len(path) - 1
+        for step, (u, v) in zip(filter(None, steps), zip(path, path[1:], strict=False), strict=True):
+            node, colon, *rest = step.rstrip(" ;").split()
+            assert node == node_name(u) and colon == ":"
+            assert rest == [node_name(x) for x in world.neighbours(u)] + [">", node_name(v)]
+    assert lengths == set(range(1, MAX_WALK + 1))
 
 
 def test_backward_examples_answer_with_a_shortest_path(world):

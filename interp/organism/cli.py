@@ -1,0 +1,72 @@
+"""``interp organism build`` and ``interp organism list``; torch is imported inside the commands."""
+
+import argparse
+import logging
+
+PROFILE_CHOICES = ("tiny", "quick", "full")
+TABLE_COLUMNS = (
+    ("name", "name"),
+    ("steps", "steps"),
+    ("build_seconds", "secs"),
+    ("fact_recall", "facts"),
+    ("solve_rate_id", "solve_id"),
+    ("solve_rate_ood", "solve_ood"),
+    ("answer_accuracy_id", "ans_id"),
+    ("answer_accuracy_ood", "ans_ood"),
+    ("answer_only_accuracy", "ans_only"),
+    ("trace_validity", "valid"),
+    ("markers_per_response", "markers"),
+)
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+    """Add the ``organism`` subcommand (``build``, ``list``) to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser("organism", help="build or list the built-in model organism zoo")
+    sub = p.add_subparsers(dest="organism_command", metavar="{build,list}")
+    sub.required = True
+    b = sub.add_parser("build", help="train (or reuse) every model of the zoo")
+    b.add_argument("--profile", choices=PROFILE_CHOICES, default="quick")
+    b.add_argument("--out", default=None, help="zoo directory (default: $INTERP_ZOO or ~/.cache/interp/zoo)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--threads", type=int, default=2, help="torch CPU threads while building (default 2)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars or per-model log lines")
+    b.set_defaults(func=_build)
+    ls = sub.add_parser("list", help="print the zoo as a table of its cards' metrics")
+    ls.add_argument("--zoo", default=None, help="zoo directory (default: $INTERP_ZOO or ~/.cache/interp/zoo)")
+    ls.set_defaults(func=_list)
+    return p
+
+
+def _build(args: argparse.Namespace) -> int:
+    from interp.organism.zoo import build_zoo
+
+    if not args.quiet:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        logging.getLogger("interp.organism").setLevel(logging.INFO)
+    cards = build_zoo(args.profile, args.out, seed=args.seed, progress=not args.quiet, threads=args.threads)
+    print(format_table(cards))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from interp.organism.store import available_organisms, load_world, read_card, resolve_zoo_dir
+
+    zoo = resolve_zoo_dir(args.zoo)
+    load_world(zoo)  # raises SpecError with the "run interp organism build" hint
+    cards = [read_card(n, zoo) for n in available_organisms(zoo)]
+    print(f"zoo: {zoo}")
+    print(format_table(cards))
+    return 0
+
+
+def format_table(cards: list[dict]) -> str:
+    """The cards as an aligned text table (one row per model)."""
+    rows = [[title for _, title in TABLE_COLUMNS]]
+    for c in cards:
+        row = []
+        for key, _ in TABLE_COLUMNS:
+            v = c.get(key, "")
+            row.append(f"{v:.2f}" if isinstance(v, float) else str(v))
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_COLUMNS))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows)

@@ -1,0 +1,199 @@
+"""Building organism models and training them as language models on sampled examples."""
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from interp.organism.tokenizer import WordTokenizer
+from interp.organism.traces import Example, ExampleSampler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Architecture of an organism model (a ``HookedTransformer``).
+
+    Args:
+        n_layers: transformer blocks.
+        d_model: residual width.
+        n_heads: attention heads (``d_head = d_model // n_heads``).
+        d_mlp: MLP width.
+        n_ctx: context length.
+    """
+
+    n_layers: int = 3
+    d_model: int = 128
+    n_heads: int = 4
+    d_mlp: int = 512
+    n_ctx: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "d_model", "n_heads", "d_mlp", "n_ctx"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}={v!r}; expected a positive int")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                "pick n_heads among the divisors of d_model"
+            )
+
+    def hooked_config(self, d_vocab: int) -> dict:
+        """The ``HookedTransformerConfig`` keyword arguments (saved as ``config.json``)."""
+        return {
+            "n_layers": self.n_layers,
+            "d_model": self.d_model,
+            "n_heads": self.n_heads,
+            "d_head": self.d_model // self.n_heads,
+            "d_mlp": self.d_mlp,
+            "n_ctx": self.n_ctx,
+            "d_vocab": d_vocab,
+            "act_fn": "gelu",
+            "normalization_type": "LN",
+            "positional_embedding_type": "standard",
+            "default_prepend_bos": False,
+        }
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """An AdamW run with linear warm-up and cosine decay.
+
+    Args:
+        steps: optimizer steps.
+        batch_size: examples per step.
+        lr: peak learning rate.
+        weight_decay: AdamW weight decay.
+        warmup: warm-up steps.
+        min_lr_ratio: final learning rate as a share of ``lr``.
+        grad_clip: gradient norm clip (0 turns it off).
+    """
+
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 50
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or self.warmup < 0:
+            raise ValueError(
+                f"steps={self.steps!r}, batch_size={self.batch_size!r}, warmup={self.warmup!r}; "
+                "expected steps >= 0, batch_size >= 1, warmup >= 0"
+            )
+        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(
+                f"lr={self.lr!r}, min_lr_ratio={self.min_lr_ratio!r}; expected lr > 0 and "
+                "min_lr_ratio in [0, 1]"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        span = max(1, self.steps - self.warmup)
+        frac = min(1.0, (step - self.warmup) / span)
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op threads (``None`` leaves the setting), restoring it on exit."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def build_model(shape: ModelShape, d_vocab: int, seed: int) -> HookedTransformer:
+    """A freshly initialised model, identical for the same shape, vocabulary and seed."""
+    torch.manual_seed(seed)
+    return HookedTransformer(HookedTransformerConfig(**shape.hooked_config(d_vocab)))
+
+
+def collate(
+    examples: list[Example], tok: WordTokenizer
+) -> tuple[Int[Tensor, "batch pos"], Float[Tensor, "batch pos"]]:
+    """Right-padded token ids and the loss weight of predicting each token (0 at padding)."""
+    length = max(len(e.words) for e in examples)
+    ids = torch.full((len(examples), length), tok.pad_token_id, dtype=torch.long)
+    w = torch.zeros((len(examples), length))
+    for i, e in enumerate(examples):
+        ids[i, : len(e.words)] = torch.tensor(tok.encode(e.text))
+        w[i, : len(e.words)] = torch.tensor(e.weights)
+    return ids, w
+
+
+def weighted_lm_loss(
+    logits: Float[Tensor, "batch pos d_vocab"],
+    tokens: Int[Tensor, "batch pos"],
+    weights: Float[Tensor, "batch pos"],
+) -> Float[Tensor, ""]:
+    """Next-token cross-entropy, each predicted token weighted by ``weights`` at its position."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    nll = -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+    w = weights[:, 1:]
+    return (nll * w).sum() / w.sum().clamp_min(1.0)
+
+
+def train_lm(
+    model: HookedTransformer,
+    sampler: ExampleSampler,
+    tok: WordTokenizer,
+    cfg: TrainConfig,
+    seed: int,
+    desc: str = "train",
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train ``model`` in place on examples drawn from ``sampler``.
+
+    Args:
+        model: the model to train.
+        sampler: draws the training examples (seeded on its own).
+        tok: turns example words into ids.
+        cfg: optimizer settings.
+        seed: seeds ``torch`` for the run.
+        desc: progress-bar label.
+        progress: show a tqdm bar.
+
+    Returns:
+        ``{"final_loss": ...}``, the mean loss of the last 20 steps.
+    """
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.train()
+    recent: list[float] = []
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr_at(step)
+        tokens, weights = collate(sampler.batch(cfg.batch_size), tok)
+        loss = weighted_lm_loss(model(tokens), tokens, weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        recent = (recent + [float(loss.detach())])[-20:]
+        if step % 25 == 0:
+            bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}")
+    model.eval()
+    final = sum(recent) / len(recent) if recent else float("nan")
+    log.debug("%s: final loss %.4f", desc, final)
+    return {"final_loss": final}
