@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from interp.atomic import atomic_write_bytes
 from interp.errors import SpecError
 from interp.organism.tokenizer import WordTokenizer
 from interp.organism.traces import answer_prompt, cot_prompt, fact_prompt
@@ -33,30 +34,12 @@ def resolve_zoo_dir(zoo_dir: str | Path | None) -> Path:
     return Path(zoo_dir).expanduser() if zoo_dir is not None else default_zoo_dir()
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary name in the same folder, then rename it into place."""
-    tmp = _tmp(path)
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_weights_atomic(path: Path, module: Any) -> None:
-    from safetensors.torch import save_file
+    """Save a module's weights as safetensors, atomically (see :mod:`interp.atomic`)."""
+    from safetensors.torch import save
 
-    tmp = _tmp(path)
-    try:
-        state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-        save_file(state, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    atomic_write_bytes(path, save(state))
 
 
 def read_json(path: Path) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from interp import __version__
+from interp.atomic import atomic_write_json
 from interp.fingerprint import fingerprint_module
 from interp.organism.evaluate import evaluate_model
 from interp.organism.profiles import MODEL_NAMES, ModelSpec, ProfileConfig, profile_config
@@ -20,7 +21,6 @@ from interp.organism.store import (
     read_json,
     resolve_zoo_dir,
     save_weights_atomic,
-    write_json_atomic,
 )
 from interp.organism.tokenizer import WordTokenizer, organism_vocab
 from interp.organism.traces import FORMAT_VERSION, ExampleSampler
@@ -94,7 +94,7 @@ def build_zoo(
         "world_hash": world.hash(),
     }
     if not (zoo / WORLD_FILE).is_file() or read_json(zoo / WORLD_FILE) != world_doc:
-        write_json_atomic(zoo / WORLD_FILE, world_doc)
+        atomic_write_json(zoo / WORLD_FILE, world_doc)
 
     specs = pc.specs()
     wanted = _with_parents(specs, only)
@@ -192,8 +192,8 @@ def _build_one(
     folder.mkdir(parents=True, exist_ok=True)
     card_path.unlink(missing_ok=True)  # a half-rewritten model must not look complete
     save_weights_atomic(folder / "model.safetensors", model)
-    write_json_atomic(folder / "config.json", spec.shape.hooked_config(len(tok)))
-    write_json_atomic(card_path, card)
+    atomic_write_json(folder / "config.json", spec.shape.hooked_config(len(tok)))
+    atomic_write_json(card_path, card)
     log.info(
         "%s: %.1f s, fact %.2f, solve id %.2f ood %.2f, answer id %.2f, answer-only %.2f, "
         "validity %.2f, markers %.1f",

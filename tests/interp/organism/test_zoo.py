@@ -48,7 +48,8 @@ def test_loads_through_the_model_spec(tiny_zoo, monkeypatch):
 def test_reload_gives_identical_logits(tiny_zoo, tmp_path):
     import shutil
 
-    from interp.organism.store import save_weights_atomic, write_json_atomic
+    from interp.atomic import atomic_write_json as write_json_atomic
+    from interp.organism.store import save_weights_atomic
     from interp.organism.train import ModelShape, build_model
 
     a, tok = load_organism("rl-fork", tiny_zoo)
