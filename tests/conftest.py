@@ -68,6 +68,26 @@ def make_llama(seed: int):
     return LlamaForCausalLM(cfg).eval()
 
 
+def make_qwen2(seed: int):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=len(VOCAB), max_position_embeddings=64,
+        bos_token_id=1, eos_token_id=1, pad_token_id=1,
+    )
+    return Qwen2ForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="session")
+def qwen2(tmp_path_factory):
+    from interp.models import load_model
+
+    path = save_hf_model(make_qwen2(0), tmp_path_factory.mktemp("qwen2"))
+    return _shared(load_model(f"hf:{path}", device="cpu"))
+
+
 @pytest.fixture(scope="session")
 def gpt2_dir(tmp_path_factory) -> Path:
     return save_hf_model(make_gpt2(0), tmp_path_factory.mktemp("gpt2"))

@@ -149,7 +149,11 @@ def _hf_hidden_states(path, cls_name, tokens):
 
 @pytest.mark.parametrize(
     "fixture, cls_name, final_norm",
-    [("gpt2", "GPT2LMHeadModel", "transformer.ln_f"), ("llama", "LlamaForCausalLM", "model.norm")],
+    [
+        ("gpt2", "GPT2LMHeadModel", "transformer.ln_f"),
+        ("llama", "LlamaForCausalLM", "model.norm"),
+        ("qwen2", "Qwen2ForCausalLM", "model.norm"),
+    ],
 )
 def test_residual_stream_equals_hf_hidden_states(request, fixture, cls_name, final_norm):
     model = request.getfixturevalue(fixture)
