@@ -56,28 +56,25 @@ def make_gpt2(seed: int):
     return GPT2LMHeadModel(cfg).eval()
 
 
-def make_llama(seed: int):
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _make_llama_like(config_cls: str, model_cls: str, seed: int):
+    """A tiny Llama-family model (Llama, Qwen2: the same config fields)."""
+    import transformers
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(
+    cfg = getattr(transformers, config_cls)(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, vocab_size=len(VOCAB), max_position_embeddings=64,
         bos_token_id=1, eos_token_id=1, pad_token_id=1,
     )
-    return LlamaForCausalLM(cfg).eval()
+    return getattr(transformers, model_cls)(cfg).eval()
+
+
+def make_llama(seed: int):
+    return _make_llama_like("LlamaConfig", "LlamaForCausalLM", seed)
 
 
 def make_qwen2(seed: int):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=len(VOCAB), max_position_embeddings=64,
-        bos_token_id=1, eos_token_id=1, pad_token_id=1,
-    )
-    return Qwen2ForCausalLM(cfg).eval()
+    return _make_llama_like("Qwen2Config", "Qwen2ForCausalLM", seed)
 
 
 @pytest.fixture(scope="session")
