@@ -60,7 +60,19 @@ def reproduce(profile: str = "quick", out_dir: str | Path = "runs/reproduce", pr
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     zoo = Path(os.environ.get("INTERP_ZOO") or out / "zoo")
+    previous = os.environ.get("INTERP_ZOO")
     os.environ["INTERP_ZOO"] = str(zoo)  # so that organism:NAME specs resolve to this zoo
+    try:
+        failures = _run(profile, out, zoo, progress)
+    finally:  # a temporary change: restore the caller's environment
+        if previous is None:
+            os.environ.pop("INTERP_ZOO", None)
+        else:
+            os.environ["INTERP_ZOO"] = previous
+    return 1 if failures else 0
+
+
+def _run(profile: str, out: Path, zoo: Path, progress: bool) -> dict[str, str]:
     results: dict[str, Any] = {"profile": profile, "zoo_dir": str(zoo), "seconds": {}}
     failures: dict[str, str] = {}
     t0 = time.perf_counter()
@@ -82,7 +94,7 @@ def reproduce(profile: str = "quick", out_dir: str | Path = "runs/reproduce", pr
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     (out / "REPORT.md").write_text(render_report(results))
     log.info("wrote %s and %s", out / "REPORT.md", out / "results.json")
-    return 1 if failures else 0
+    return failures
 
 
 def _caches(out: Path, progress: bool) -> dict[str, Any]:
