@@ -146,8 +146,9 @@ def build_cache(
 ):
     """Stream activations into a cache directory; rerunning on a partial one resumes it.
 
-    Memory stays bounded by one shard. Shards are written under a temporary name and renamed
-    when complete; a build killed at any point resumes where it stopped and ends with the same
+    Memory stays bounded by two shards (one being computed, one being hashed and written on a
+    writer thread), whatever the number of tokens. Shards are written under a temporary name
+    and renamed when complete; a build killed at any point resumes where it stopped and ends with the same
     cache ID as an uninterrupted build.
 
     Args:
