@@ -29,7 +29,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     b.add_argument("--out", default=None, help="zoo directory (default: $INTERP_ZOO or ~/.cache/interp/zoo)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--threads", type=int, default=2, help="torch CPU threads while building (default 2)")
-    b.add_argument("--quiet", action="store_true", help="no progress bars or per-model log lines")
+    b.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-model log lines")
     b.set_defaults(func=_build)
     ls = sub.add_parser("list", help="print the zoo as a table of its cards' metrics")
     ls.add_argument("--zoo", default=None, help="zoo directory (default: $INTERP_ZOO or ~/.cache/interp/zoo)")
