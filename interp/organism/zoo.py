@@ -24,7 +24,7 @@ from interp.organism.store import (
 )
 from interp.organism.tokenizer import WordTokenizer, organism_vocab
 from interp.organism.traces import FORMAT_VERSION, ExampleSampler
-from interp.organism.train import build_model, torch_threads, train_lm
+from interp.organism.train import build_model, deterministic, torch_threads, train_lm
 from interp.organism.world import World, WorldConfig, make_world
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def build_zoo(
     built: dict[str, Any] = {}
     cards = []
     t_all = time.perf_counter()
-    with torch_threads(threads):
+    with torch_threads(threads), deterministic():
         for spec in specs:
             if spec.name not in wanted:
                 continue
