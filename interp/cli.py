@@ -170,13 +170,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(r)
     r.set_defaults(func=_reproduce)
 
-    try:
-        from interp.organism.cli import add_parser as add_organism
-    except ImportError:
-        pass
-    else:
-        add_organism(sub)
+    from interp.organism.cli import add_parser as add_organism
+
+    add_organism(sub)
+    _add_plugins(sub)
     return parser
+
+
+PLUGIN_GROUP = "interp.commands"
+
+
+def _add_plugins(sub: "argparse._SubParsersAction") -> None:
+    """Subcommands that other packages contribute (``probe``, ``sae``, ``steer``, ``decode``).
+
+    ``interp`` imports neither ``probes`` nor ``steering``: they register an ``add_parser(sub)``
+    under the ``interp.commands`` entry-point group (see ``pyproject.toml``), so the import graph
+    stays one-way and a third-party package can add its own subcommand the same way.
+    """
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            add = ep.load()
+        except ImportError as exc:
+            log.warning("interp: subcommand %r unavailable: %s", ep.name, exc)
+            continue
+        add(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

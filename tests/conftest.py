@@ -283,3 +283,13 @@ def cache_copy(built_cache, tmp_path):
     import shutil
 
     return Path(shutil.copytree(built_cache.root, tmp_path / "copy"))
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tmp_path_factory) -> Path:
+    """The whole tiny-profile organism zoo (all nine models), built once per test session."""
+    from interp.organism import build_zoo
+
+    out = tmp_path_factory.mktemp("zoo")
+    build_zoo("tiny", out, seed=0, progress=False, threads=1)
+    return out

@@ -1,0 +1,2 @@
+"""Changing behaviour with no weight update: SAEs and their features, steering vectors,
+SAE-feature steering and clamping, and decoding-time tuning (proxy-tuning, CoT-decoding)."""

@@ -1,0 +1,42 @@
+"""``interp sae|steer|decode ...``: registered with the ``interp`` command line through entry points.
+
+Each subcommand lives in ``steering/commands/<name>.py`` and exposes ``add_parser(subparsers)``,
+which adds its parser and sets ``func`` to a function ``(args) -> int``; heavy imports happen
+inside that function so that ``interp --help`` stays fast.
+"""
+
+import argparse
+import importlib
+
+GROUPS = {
+    "sae": ("train SAEs on caches and rank their features", ("sae_train", "sae_features")),
+    "steer": ("steering vectors and dose-response sweeps", ("steer_vector", "steer_sweep")),
+    "decode": ("decoding-time tuning: proxy-tuning and CoT-decoding", ("decode_proxy", "decode_cot")),
+}
+
+
+def _add_group(subparsers: "argparse._SubParsersAction", group: str) -> argparse.ArgumentParser:
+    help_text, modules = GROUPS[group]
+    p = subparsers.add_parser(group, help=help_text)
+    sub = p.add_subparsers(dest=f"{group}_command", required=True, metavar="ACTION")
+    for name in modules:
+        try:
+            mod = importlib.import_module(f"steering.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"steering.commands.{name}":
+                raise
+            continue  # not built yet
+        mod.add_parser(sub)
+    return p
+
+
+def add_sae_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+    return _add_group(subparsers, "sae")
+
+
+def add_steer_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+    return _add_group(subparsers, "steer")
+
+
+def add_decode_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+    return _add_group(subparsers, "decode")
