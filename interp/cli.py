@@ -108,12 +108,6 @@ def _cache_cite(args) -> int:
     return 0
 
 
-def _reproduce(args) -> int:
-    from interp.reproduce import reproduce
-
-    return reproduce(profile=args.profile, out_dir=args.out, progress=not args.quiet)
-
-
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
@@ -163,12 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("cite", help="a citation snippet carrying the cache ID")
     c.add_argument("dir")
     c.set_defaults(func=_cache_cite)
-
-    r = sub.add_parser("reproduce", help="the main job: zoo, experiments, REPORT.md")
-    r.add_argument("--profile", default="quick", choices=["tiny", "quick", "full"])
-    r.add_argument("--out", default="runs/reproduce")
-    _add_common(r)
-    r.set_defaults(func=_reproduce)
 
     from interp.organism.cli import add_parser as add_organism
 

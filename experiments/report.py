@@ -1,0 +1,91 @@
+"""Render REPORT.md from results.json: every number in the report is read from the results."""
+
+from typing import Any
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.3f}"
+    return "-" if x is None else str(x)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return out
+
+
+def _flat(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(d, dict):
+        items = []
+        for k in sorted(d):
+            items += _flat(d[k], f"{prefix}.{k}" if prefix else str(k))
+        return items
+    return [(prefix, d)]
+
+
+def render_report(results: dict[str, Any]) -> str:
+    """The report: claims table, zoo, then one section per experiment with its figures and caches.
+
+    Example:
+        >>> r = {"profile": "tiny", "zoo_dir": "z", "seconds": {"total": 1.0}, "experiments": {}}
+        >>> render_report(r).splitlines()[0]
+        '# interp reproduce: report'
+    """
+    exps = results.get("experiments", {})
+    lines = [
+        "# interp reproduce: report",
+        "",
+        f"Profile `{results['profile']}`; zoo `{results['zoo_dir']}`; "
+        f"total {results['seconds'].get('total', 0.0):.1f} s "
+        f"(zoo {results['seconds'].get('zoo', 0.0):.1f} s). Every number below is in `results.json`.",
+        "",
+        "## Claims",
+        "",
+        "| # | finding (PAPERS.md) | paper | organism | verdict | why |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, exp in sorted(exps.items(), key=lambda kv: kv[1].get("finding", 99)):
+        c = exp.get("claim")
+        if c:
+            lines.append(
+                f"| {c['finding']} | {c['title']} | {c['paper']} | {c['organism']} | "
+                f"**{c['verdict']}** | {c['explanation']} |"
+            )
+        else:
+            lines.append(
+                f"| {exp.get('finding', '?')} | {exp.get('title', name)} | - | - | **failed** | "
+                f"{exp.get('error', 'no claim')} |"
+            )
+    lines.append("")
+    if results.get("failures"):
+        lines += ["## Failed steps", ""]
+        lines += [f"- `{k}`: {v}" for k, v in sorted(results["failures"].items())]
+        lines.append("")
+    if results.get("zoo"):
+        cols = ["model", *sorted({k for m in results["zoo"].values() for k in m})]
+        rows = [{"model": n, **m} for n, m in results["zoo"].items()]
+        lines += ["## The zoo", "", "Cards of the organism models (held-out problems, greedy).", ""]
+        lines += _table(rows, cols) + [""]
+    for name, exp in sorted(exps.items(), key=lambda kv: kv[1].get("finding", 99)):
+        lines += [f"## {exp.get('finding', '?')}. {exp.get('title', name)}", ""]
+        lines.append(f"`experiments/{name}.py`, {exp.get('seconds', 0.0):.1f} s, status **{exp['status']}**.")
+        lines.append("")
+        if exp["status"] != "ok":
+            lines += ["```", exp.get("error", ""), "```", ""]
+            continue
+        for fig in exp.get("figures", []):
+            lines += [f"![{name}]({fig})", ""]
+        for key, cache in sorted(exp.get("caches", {}).items()):
+            lines.append(
+                f"- cache `{key}` ({cache['used_for']}): `{cache['id']}` in `{cache['dir']}`, "
+                f"{cache['n_rows']} rows, model `{cache['model_fingerprint'][:23]}...`"
+            )
+        if exp.get("caches"):
+            lines.append("")
+        numbers = _flat(exp.get("results", {}))
+        if numbers:
+            lines += ["<details><summary>numbers</summary>", "", "| key | value |", "|---|---|"]
+            lines += [f"| `{k}` | {_fmt(v)} |" for k, v in numbers]
+            lines += ["", "</details>", ""]
+    return "\n".join(lines) + "\n"

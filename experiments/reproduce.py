@@ -1,0 +1,156 @@
+"""The main job, ``interp reproduce``: build or reuse the zoo, run every experiment, write the report.
+
+A failed experiment is reported (with its error) in REPORT.md and results.json, and the run goes
+on. A rerun reuses the zoo and every activation cache whose settings match.
+"""
+
+import argparse
+import importlib
+import logging
+import os
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from experiments import EXPERIMENTS
+from experiments.context import Context, write_json
+from experiments.report import render_report
+
+log = logging.getLogger(__name__)
+
+CARD_METRICS = (
+    "fact_recall",
+    "solve_rate_id",
+    "solve_rate_ood",
+    "answer_accuracy_id",
+    "answer_accuracy_ood",
+    "answer_only_accuracy",
+    "trace_validity",
+    "markers_per_response",
+    "build_seconds",
+)
+
+
+def reproduce(
+    profile: str = "quick",
+    out_dir: str | Path = "runs/reproduce",
+    progress: bool = True,
+    only: Sequence[str] | None = None,
+) -> int:
+    """Run the main job and write ``REPORT.md``, ``results.json`` and the figures into ``out_dir``.
+
+    The zoo lives in ``$INTERP_ZOO`` when set, else in ``out_dir/zoo``.
+
+    Args:
+        profile: ``tiny`` (CI), ``quick`` (2 CPU cores) or ``full``.
+        out_dir: the run folder.
+        progress: one progress bar over the experiments (plus the zoo build's own bars).
+        only: run these experiments (module names of ``experiments``) instead of all.
+
+    Returns:
+        0 when every step ran, 1 when one failed (the report says which and why).
+
+    Raises:
+        ValueError: an unknown profile or experiment name.
+    """
+    names = list(EXPERIMENTS if only is None else only)
+    unknown = sorted(set(names) - set(EXPERIMENTS))
+    if unknown:
+        raise ValueError(f"unknown experiments {unknown}; expected some of {list(EXPERIMENTS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    previous = os.environ.get("INTERP_ZOO")
+    zoo = Path(previous or out / "zoo")
+    os.environ["INTERP_ZOO"] = str(zoo)  # so that organism:NAME specs resolve to this zoo
+    try:
+        results = _run(profile, out, zoo, progress, names)
+    finally:  # a temporary change: restore the caller's environment
+        if previous is None:
+            os.environ.pop("INTERP_ZOO", None)
+        else:
+            os.environ["INTERP_ZOO"] = previous
+    return 1 if results["failures"] else 0
+
+
+def _run(profile: str, out: Path, zoo: Path, progress: bool, names: list[str]) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    from interp.organism import build_zoo
+
+    results: dict[str, Any] = {"profile": profile, "zoo_dir": str(zoo), "seconds": {}, "failures": {}}
+    t0 = time.perf_counter()
+    try:
+        cards = build_zoo(profile, zoo, progress=progress)
+    except Exception as exc:  # noqa: BLE001 - reported, and nothing else can run
+        results["failures"]["zoo"] = f"{type(exc).__name__}: {exc}"
+        cards = []
+    results["seconds"]["zoo"] = round(time.perf_counter() - t0, 2)
+    results["zoo"] = {c["name"]: {k: c.get(k) for k in CARD_METRICS} for c in cards}
+    ctx = Context(profile, out, zoo, progress)
+    exps: dict[str, Any] = {}
+    bar = tqdm(names, desc="experiments", disable=not progress)
+    for name in bar:
+        bar.set_postfix_str(name)
+        exps[name] = _run_one(name, ctx) if cards else {"status": "failed", "error": "no zoo"}
+        if exps[name]["status"] != "ok":
+            results["failures"][name] = exps[name]["error"].strip().splitlines()[-1]
+        results["seconds"][name] = exps[name].get("seconds", 0.0)
+    results["experiments"] = exps
+    results["seconds"]["total"] = round(time.perf_counter() - t0, 2)
+    write_json(out / "results.json", results)
+    (out / "REPORT.md").write_text(render_report(results))
+    log.info("wrote %s and %s", out / "REPORT.md", out / "results.json")
+    return results
+
+
+def _run_one(name: str, ctx: Context) -> dict[str, Any]:
+    sub = ctx.for_experiment(name)
+    t = time.perf_counter()
+    entry: dict[str, Any] = {}
+    try:
+        mod = importlib.import_module(f"experiments.{name}")
+        entry.update(finding=mod.FINDING, title=mod.TITLE)
+        numbers = mod.run(sub)
+        claim = mod.claim(numbers)
+        entry.update(status="ok", results=numbers, claim=claim.to_dict())
+    except Exception:  # noqa: BLE001 - a failed experiment is reported and the run goes on
+        log.error("experiment %s failed:\n%s", name, traceback.format_exc())
+        entry.update(status="failed", error=traceback.format_exc(limit=4))
+    entry.update(seconds=round(time.perf_counter() - t, 2), figures=sub.figures, caches=sub.caches)
+    write_json(ctx.out / "experiments" / f"{name}.json", entry)
+    return entry
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+    """Add ``reproduce`` to the ``interp`` command line (registered through an entry point)."""
+    r = subparsers.add_parser("reproduce", help="the main job: zoo, every experiment, REPORT.md")
+    _add_args(r, default_out="runs/reproduce")
+    r.add_argument("--only", nargs="+", default=None, metavar="EXPERIMENT", help="run only these")
+    r.set_defaults(func=_cli)
+    return r
+
+
+def _add_args(p: argparse.ArgumentParser, default_out: str) -> None:
+    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "full"])
+    p.add_argument("--out", default=default_out)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def _cli(args: argparse.Namespace) -> int:
+    code = reproduce(args.profile, args.out, progress=not args.quiet, only=args.only)
+    print(f"{Path(args.out) / 'REPORT.md'}" + ("" if code == 0 else "  (some steps failed: see the report)"))
+    return code
+
+
+def main_one(module_name: str, argv: Sequence[str] | None = None) -> int:
+    """``python -m experiments.NAME``: run one experiment (and the zoo it needs) alone."""
+    name = module_name.rsplit(".", 1)[-1]
+    p = argparse.ArgumentParser(prog=f"python -m experiments.{name}")
+    _add_args(p, default_out=f"runs/{name}")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    code = reproduce(args.profile, args.out, progress=not args.quiet, only=[name])
+    print(Path(args.out) / "experiments" / f"{name}.json")
+    return code
