@@ -1,0 +1,78 @@
+"""``interp probe faithfulness``: the chain-of-thought faithfulness battery on an organism model."""
+
+import argparse
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"fractions {text!r} must be comma-separated numbers from 0 to 1, like 0,0.2,0.4,0.6,0.8,1"
+        ) from None
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> None:
+    """Add ``faithfulness`` to the ``interp probe`` subcommands."""
+    p = subparsers.add_parser(
+        "faithfulness",
+        help="early answering, adding mistakes, filler and paraphrase tests of the chain of thought",
+        description="Lanham et al. (2023) chain-of-thought faithfulness tests on the organism's own "
+        "greedy traces. Writes faithfulness.json and faithfulness.png to --out.",
+    )
+    p.add_argument("--model", required=True, help="organism:NAME (the task is the organism's path-finding)")
+    p.add_argument("--zoo", default=None, help="zoo directory (default: $INTERP_ZOO or ~/.cache/interp/zoo)")
+    p.add_argument("--split", default="test_id", help="train, test_id or test_ood (default test_id)")
+    p.add_argument("--n", type=int, default=None, help="first N problems of the split (default: all)")
+    p.add_argument("--fractions", type=_fractions, default=None, help="early-answering grid, e.g. 0,0.5,1")
+    p.add_argument(
+        "--tests", nargs="+", default=None, metavar="TEST", help="early mistakes filler paraphrase"
+    )
+    p.add_argument("--seed", type=int, default=0, help="chooses the corrupted step of each problem")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", required=True, help="directory receiving faithfulness.json and faithfulness.png")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from interp.errors import SpecError
+    from interp.models import Model
+    from interp.organism.store import load_organism, load_world
+    from probes.faithfulness import TESTS, FaithfulnessConfig, faithfulness_battery
+    from probes.organism_edits import organism_task
+
+    kind, _, name = args.model.partition(":")
+    if kind != "organism" or not name:
+        raise SpecError(
+            f"--model {args.model!r}: this command needs an organism model (organism:NAME), "
+            "whose traces the path-finding validator can read and edit"
+        )
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"--n {args.n}; expected a positive number of problems")
+    config = FaithfulnessConfig(
+        **({"fractions": args.fractions} if args.fractions is not None else {}),
+        tests=tuple(args.tests) if args.tests else TESTS,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    world, tok = load_world(args.zoo)
+    problems = world.split(args.split)[: args.n]
+    module, tok = load_organism(name, args.zoo)
+    if args.device is not None:
+        module = module.to(args.device, print_details=False)
+    model = Model(module, tok, args.model)
+    task = organism_task(model, world, None, problems, batch_size=args.batch_size)
+    result = faithfulness_battery(model, task, config, progress=not args.quiet)
+    result = type(result)(**{**result.__dict__, "meta": {**result.meta, "split": args.split}})
+    out = Path(args.out)
+    json_path = result.save(out / "faithfulness.json")
+    png_path = result.plot(out / "faithfulness.png")
+    print(result)
+    print(f"{task.n_problems} of {len(problems)} problems had a usable trace ({args.split})")
+    print(f"wrote {json_path}")
+    print(f"wrote {png_path}")
+    return 0
