@@ -1,0 +1,340 @@
+"""Batched generation with a key-value cache for any loaded model (``HookedTransformer`` or ``hf:`` bridge).
+
+Two layers:
+
+- :class:`IncrementalDecoder` holds one batch of prompts and its key-value cache: ``.logits`` are
+  the next-token logits of every row, ``.advance(tokens)`` feeds one token per row and updates
+  them. Decoders that combine several models per step (proxy-tuning) run one decoder per model
+  in lockstep.
+- :func:`generate` continues token prompts greedily or by sampling, with the semantics of
+  :func:`interp.organism.generate.generate` (greedy at ``temperature == 0``, the stop token kept
+  as the last token, ``forbid`` ids never generated, ``pad_id`` fed to rows that stopped).
+
+Each forward pass goes through the model's own forward, so hooks registered at its hook points
+with :mod:`interp.hooks` fire on the prompt and again on every new token (for the new position
+only: with a cache, a step's activations have ``pos == 1``)::
+
+    with add_vector(model, "blocks.1.hook_resid_post", v):
+        out = generate(model, prompts, max_new_tokens=20)
+
+Prompts of unequal length: :func:`generate` groups prompts by length (no padding, so the output
+is exactly that of one prompt run alone). :class:`IncrementalDecoder` also accepts unequal
+lengths: it pads on the left and passes an attention mask, from which both backends derive each
+row's positions; the logits then match the unpadded ones within float tolerance. Use
+:func:`length_batches` to get the padding-free grouping for a decoder of your own.
+
+The cache: ``HookedTransformer`` uses TransformerLens' ``TransformerLensKeyValueCache``;
+``TransformerBridge`` hands the Hugging Face cache (``past_key_values``) back and forth through
+the bridge's forward (``use_cache=True``), which keeps the bridge's hook points in the path.
+"""
+
+import inspect
+import logging
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from interp.models import Model, as_model
+from interp.organism.generate import sample_next
+
+log = logging.getLogger(__name__)
+
+__all__ = ["IncrementalDecoder", "generate", "length_batches", "sample_next"]
+
+
+def _is_hooked(module: nn.Module) -> bool:
+    from transformer_lens import HookedTransformer
+
+    return isinstance(module, HookedTransformer)
+
+
+def _is_bridge(module: nn.Module) -> bool:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    return isinstance(module, TransformerBridge)
+
+
+class IncrementalDecoder:
+    """One batch of prompts decoded step by step with a key-value cache.
+
+    The prompt pass runs on construction; after it, ``logits`` holds the next-token logits of
+    every row. ``advance(tokens)`` appends one token per row (one forward pass over the batch,
+    reusing the cached keys and values) and refreshes ``logits``.
+
+    Args:
+        model: a :class:`interp.models.Model`, ``HookedTransformer`` or ``TransformerBridge``.
+        prompts: token ids of each prompt (unequal lengths are left-padded with ``pad_id`` and
+            masked out).
+        pad_id: the id placed in the left padding (never attended to).
+
+    Raises:
+        ValueError: no prompts, an empty prompt, or prompts longer than the model's context.
+        TypeError: the module is neither a ``HookedTransformer`` nor a ``TransformerBridge``.
+
+    Example:
+        >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=8, d_head=4, d_vocab=5, act_fn="relu")
+        >>> dec = IncrementalDecoder(HookedTransformer(cfg), [[1, 2, 3], [4, 0, 1]])
+        >>> tuple(dec.logits.shape), dec.length
+        ((2, 5), 3)
+        >>> tuple(dec.advance(dec.logits.argmax(-1)).shape), dec.length
+        ((2, 5), 4)
+    """
+
+    def __init__(self, model: "Model | nn.Module", prompts: Sequence[Sequence[int]], pad_id: int = 0):
+        self.model = as_model(model)
+        module = self.model.module
+        if not prompts:
+            raise ValueError("prompts is empty; expected at least one prompt")
+        for i, p in enumerate(prompts):
+            if len(p) == 0:
+                raise ValueError(f"prompt {i} is empty; every prompt needs at least one token")
+        self._hooked = _is_hooked(module)
+        if not self._hooked and not _is_bridge(module):
+            raise TypeError(
+                f"cannot decode with {type(module).__name__}; expected a HookedTransformer or a "
+                "TransformerBridge (an hf: model)"
+            )
+        width = max(len(p) for p in prompts)
+        if width > self.model.n_ctx:
+            raise ValueError(f"a prompt has {width} tokens; the model's context is {self.model.n_ctx}")
+        device = self.model.device
+        self.batch = len(prompts)
+        self.padded = any(len(p) != width for p in prompts)
+        rows = [[pad_id] * (width - len(p)) + list(p) for p in prompts]
+        tokens = torch.tensor(rows, dtype=torch.long, device=device)
+        self._mask = torch.tensor(
+            [[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long, device=device
+        )
+        self.length = width
+        self._cache: Any = None
+        if self._hooked:
+            from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+            self._cache = TransformerLensKeyValueCache.init_cache(module.cfg, device, self.batch)
+        self.logits: Float[Tensor, "batch d_vocab"] = self._forward(tokens, self._mask)
+
+    @property
+    def remaining(self) -> int:
+        """How many more tokens fit in the model's context."""
+        return self.model.n_ctx - self.length
+
+    def advance(self, tokens: Int[Tensor, " batch"]) -> Float[Tensor, "batch d_vocab"]:
+        """Append one token to every row and return the new next-token logits.
+
+        Args:
+            tokens: one token id per row.
+
+        Returns:
+            The next-token logits after the new tokens (also stored in ``self.logits``).
+
+        Raises:
+            ValueError: ``tokens`` is not one id per row, or the context is full.
+
+        Example:
+            >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+            >>> cfg = HookedTransformerConfig(
+            ...     n_layers=1, d_model=8, n_ctx=8, d_head=4, d_vocab=5, act_fn="relu")
+            >>> dec = IncrementalDecoder(HookedTransformer(cfg), [[1, 2]])
+            >>> tuple(dec.advance(torch.tensor([3])).shape)
+            (1, 5)
+        """
+        tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
+        if tokens.shape[0] != self.batch:
+            raise ValueError(f"got {tokens.shape[0]} tokens; expected one per row ({self.batch})")
+        if self.remaining <= 0:
+            raise ValueError(f"the context is full ({self.length} of {self.model.n_ctx} tokens)")
+        step = tokens.to(self.model.device)[:, None]
+        ones = torch.ones_like(step)
+        self._mask = torch.cat([self._mask, ones], dim=1)
+        self.length += 1
+        # TransformerLens keeps the running mask inside its cache; the bridge needs it whole.
+        self.logits = self._forward(step, ones if self._hooked else self._mask)
+        return self.logits
+
+    def _forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        module = self.model.module
+        with torch.no_grad():
+            if self._hooked:
+                logits = module(tokens, past_kv_cache=self._cache, attention_mask=mask)
+            else:
+                cache = {} if self._cache is None else {_hf_cache_name(module): self._cache}
+                with _bridge_cache_kwarg(module):
+                    logits, self._cache = module(
+                        tokens, return_type="logits_and_cache", attention_mask=mask, use_cache=True, **cache
+                    )
+        return logits[:, -1].float()
+
+
+def _hf_cache_name(bridge: nn.Module) -> str:
+    """``cache`` for transformers 5 models, ``past_key_values`` for those that still take it."""
+    params = inspect.signature(bridge.original_model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _cache_kwarg_pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
+        return args, {**kwargs, "past_key_values": kwargs["cache"]}
+    return None
+
+
+@contextmanager
+def _bridge_cache_kwarg(module: nn.Module) -> Iterator[None]:
+    """Hand the bridge's attention components the Hugging Face cache under the name they read.
+
+    transformers 5 passes a layer's cache as ``cache=``; TransformerLens' attention bridges
+    (``AttentionBridge._update_kv_cache``) look for ``past_key_values`` or ``layer_past`` only,
+    so without this they never write the cache and each decoding step attends to itself
+    alone. A keyword pre-hook on each attention component copies ``cache`` to
+    ``past_key_values`` for the duration of one forward pass (a no-op once TransformerLens
+    reads ``cache`` itself: the same object is found either way).
+    """
+    targets = [m for m in module.modules() if hasattr(m, "_update_kv_cache")]
+    handles: list = []
+    try:
+        for m in targets:
+            handles.append(m.register_forward_pre_hook(_cache_kwarg_pre_hook, with_kwargs=True))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def length_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> Iterator[list[int]]:
+    """Indices of ``prompts`` in batches of equal-length prompts, shortest first.
+
+    Args:
+        prompts: token ids of each prompt.
+        batch_size: most prompts per batch.
+
+    Returns:
+        An iterator over lists of indices into ``prompts``.
+
+    Raises:
+        ValueError: ``batch_size < 1`` or an empty prompt.
+
+    Example:
+        >>> list(length_batches([[1, 2], [3], [4, 5], [6, 7]], batch_size=2))
+        [[1], [0, 2], [3]]
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}; expected >= 1")
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty; every prompt needs at least one token")
+        groups[len(p)].append(i)
+    for _, idx in sorted(groups.items()):
+        for k in range(0, len(idx), batch_size):
+            yield idx[k : k + batch_size]
+
+
+def trim_at_stop(rows: list[list[int]], stop_id: int | None) -> list[list[int]]:
+    """Cut each row after its first ``stop_id`` (kept); rows without it are returned whole."""
+    if stop_id is None:
+        return rows
+    return [row[: row.index(stop_id) + 1] if stop_id in row else row for row in rows]
+
+
+def _generate_batch(
+    model: Model,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    temperature: float,
+    stop_id: int | None,
+    pad_id: int,
+    forbid: list[int] | None,
+    generator: torch.Generator | None,
+) -> list[list[int]]:
+    dec = IncrementalDecoder(model, prompts, pad_id=pad_id)
+    steps = min(max_new_tokens, dec.remaining)
+    done = torch.zeros(dec.batch, dtype=torch.bool, device=dec.logits.device)
+    out = []
+    for t in range(steps):
+        nxt = sample_next(dec.logits, temperature, forbid, generator)
+        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        out.append(nxt)
+        if stop_id is not None:
+            done |= nxt == stop_id
+        if bool(done.all()) or t == steps - 1:
+            break
+        dec.advance(nxt)
+    if not out:
+        return [[] for _ in prompts]
+    return trim_at_stop(torch.stack(out, 1).tolist(), stop_id)
+
+
+def generate(
+    model: "Model | nn.Module",
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    stop_id: int | None = None,
+    pad_id: int = 0,
+    forbid: list[int] | None = None,
+    generator: torch.Generator | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> list[list[int]]:
+    """Continue each prompt with a key-value cache, in batches of prompts of equal length.
+
+    Matches :func:`interp.organism.generate.generate` on a ``HookedTransformer`` and works the
+    same way on an ``hf:`` model (``TransformerBridge``). Hooks installed on the model fire on
+    every forward pass, the prompt pass and each new token.
+
+    Args:
+        model: a :class:`interp.models.Model`, ``HookedTransformer`` or ``TransformerBridge``;
+            prompt plus continuation is bounded by its context (``cfg.n_ctx``).
+        prompts: token ids of each prompt.
+        max_new_tokens: most tokens to add per prompt.
+        temperature: 0 for greedy decoding, else the sampling temperature.
+        stop_id: a token that ends a continuation (kept as its last token).
+        pad_id: fed to the model after a row has stopped (never returned).
+        forbid: token ids that may never be generated.
+        generator: random generator for sampling.
+        batch_size: most prompts run together.
+        progress: show a progress bar over batches.
+
+    Returns:
+        The generated ids of each prompt (without the prompt), in the order of ``prompts``.
+
+    Raises:
+        ValueError: ``max_new_tokens < 0``, ``temperature < 0``, an empty prompt, or a prompt
+            longer than the model's context.
+
+    Example:
+        >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=8, d_head=4, d_vocab=5, act_fn="relu")
+        >>> out = generate(HookedTransformer(cfg), [[1, 2], [3, 4, 0]], max_new_tokens=3)
+        >>> [len(o) for o in out]
+        [3, 3]
+    """
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens!r}; expected >= 0")
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature!r}; expected >= 0")
+    m = as_model(model)
+    batches = list(length_batches(prompts, batch_size))
+    results: list[list[int]] = [[] for _ in prompts]
+    if max_new_tokens == 0:
+        return results
+    for chunk in tqdm(batches, desc="generate", unit="batch", disable=not progress):
+        outs = _generate_batch(
+            m,
+            [list(prompts[i]) for i in chunk],
+            max_new_tokens,
+            temperature,
+            stop_id,
+            pad_id,
+            forbid,
+            generator,
+        )
+        for i, o in zip(chunk, outs, strict=True):
+            results[i] = o
+    return results
