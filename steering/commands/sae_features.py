@@ -1,0 +1,137 @@
+"""``interp sae features``: rank an SAE's features on a cache and diff their firing across models."""
+
+import argparse
+
+REASON_WORDS = ["WAIT", "CHECK", "OK", "BAD", "BACK"]  # the organism's epistemic markers
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> None:
+    p = subparsers.add_parser(
+        "features",
+        help="rank SAE features by AUROC for positions before a marker; top contexts; firing-rate diff",
+        description="Rank every feature of an SAE by AUROC and mean-activation difference for the "
+        "cached positions whose next token is a marker (and by ReasonScore over several markers), "
+        "show the top features' top-activating contexts, and, given a paired cache, which "
+        "features fire less in the second model.",
+    )
+    p.add_argument("--sae", required=True, help="SAE directory (sae-lens format)")
+    p.add_argument("--cache", required=True, help="cache directory (of the SAE's model)")
+    p.add_argument("--out", required=True, help="directory for features.json and PNGs")
+    p.add_argument("--hook", default=None, help="hook (default: the one the SAE was trained on)")
+    p.add_argument("--paired", default=None, help="paired cache directory to compare firing rates")
+    p.add_argument(
+        "--labels",
+        nargs=2,
+        default=None,
+        metavar=("REF", "OTHER"),
+        help="the two models of the paired cache to compare (default: its first two)",
+    )
+    marker = p.add_mutually_exclusive_group()
+    marker.add_argument("--marker", default="WAIT", help="label positions whose next token is this word")
+    marker.add_argument("--marker-id", type=int, default=None, help="... or this token id (no tokenizer)")
+    reason = p.add_mutually_exclusive_group()
+    reason.add_argument(
+        "--reason-words",
+        nargs="*",
+        default=REASON_WORDS,
+        help="words for ReasonScore (those not one token are skipped; none: no score)",
+    )
+    reason.add_argument("--reason-ids", nargs="*", type=int, default=None, help="... or these token ids")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model spec for its tokenizer (default: the spec the cache was built from)",
+    )
+    p.add_argument("--top", type=int, default=10, help="features to show")
+    p.add_argument("--contexts", type=int, default=5, help="contexts per shown feature")
+    p.add_argument("--max-positions", type=int, default=50_000)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _single_ids(tokenizer, words) -> list[int]:
+    ids = []
+    for w in words:
+        try:
+            enc = list(tokenizer.encode(w))
+        except ValueError:  # a word the vocabulary lacks
+            continue
+        if len(enc) == 1:
+            ids.append(enc[0])
+    return ids
+
+
+def _tokenizer(args, cache):
+    """The model's tokenizer; None when only token ids are used and no model was named."""
+    if args.model is None and args.marker_id is not None:
+        return None
+    from interp.models import load_model
+    from steering.sae import SAEError
+
+    locator = cache.manifest.get("locator", {}).get("model_spec")
+    spec = args.model or locator or cache.manifest["model"]["spec"]
+    tokenizer = load_model(spec, device="cpu").tokenizer
+    if tokenizer is None and args.marker_id is None:
+        raise SAEError(f"model {spec!r} has no tokenizer to find {args.marker!r} with; use --marker-id")
+    return tokenizer
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from interp.cache import open_cache
+    from interp.results import save_json
+    from steering.features import (
+        firing_rates,
+        marker_labels,
+        rank_features,
+        token_labels,
+        token_word_ids,
+        top_contexts,
+    )
+    from steering.sae import SAEError, load_sae
+
+    sae = load_sae(args.sae)
+    hook = args.hook or sae.cfg.metadata.get("hook_name")
+    if hook is None:
+        raise SAEError(f"the SAE in {args.sae!r} records no hook_name; pass --hook")
+    cache = open_cache(args.cache)
+    tokenizer = _tokenizer(args, cache)
+    if args.marker_id is not None:
+        marker, labels = args.marker_id, token_labels(cache, [args.marker_id], offset=1)
+    else:
+        marker, labels = args.marker, marker_labels(cache, tokenizer, args.marker)
+    if args.reason_ids is not None:
+        reason_ids = list(args.reason_ids)
+    else:
+        reason_ids = _single_ids(tokenizer, args.reason_words) if tokenizer is not None else []
+    word_ids = token_word_ids(cache, reason_ids, offsets=(1,)) if reason_ids else None
+    if word_ids is not None and not ((word_ids >= 0).any() and (word_ids < 0).any()):
+        word_ids = None  # ReasonScore needs positions on both sides
+    ranking = rank_features(sae, cache, hook, labels, word_ids=word_ids, max_positions=args.max_positions)
+    contexts = top_contexts(sae, cache, hook, ranking.top(args.top), k=args.contexts, tokenizer=tokenizer)
+    out = Path(args.out)
+    result = {
+        "sae": str(args.sae),
+        "cache_id": cache.id,
+        "marker": marker,
+        "ranking": ranking.to_dict(),
+        "contexts": contexts.to_dict(),
+    }
+    written = [ranking.plot(out / "features.png")]
+    print(
+        f"features picking out positions before {marker!r} "
+        f"({ranking.n_positive} of {ranking.n_positive + ranking.n_negative} positions):"
+    )
+    print(ranking.table(args.top))
+    print(contexts)
+    if args.paired:
+        rates = firing_rates(sae, args.paired, hook, labels=args.labels, max_positions=args.max_positions)
+        result["firing_rates"] = rates.to_dict()
+        written.append(rates.plot(out / "firing_rates.png"))
+        print(f"firing rates, {rates.labels[0]} -> {rates.labels[1]} (largest drops):")
+        print(rates.table(args.top))
+    written.insert(0, save_json(result, out / "features.json"))
+    for path in written:
+        print(f"wrote {path}")
+    return 0

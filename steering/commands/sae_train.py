@@ -1,0 +1,89 @@
+"""``interp sae train``: train an SAE through sae-lens on a cached hook and report its quality."""
+
+import argparse
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train an SAE (sae-lens) on a cache's activations at one hook",
+        description="Train a TopK or standard (ReLU + L1) SAE with sae-lens on activations read "
+        "from a disk cache, save it in sae-lens's format in --out, and report explained "
+        "variance, L0, dead features and the CE increase when spliced into the model.",
+    )
+    p.add_argument("--cache", required=True, help="cache directory")
+    p.add_argument("--hook", required=True, help="hook name held by the cache")
+    p.add_argument("--out", required=True, help="directory for the SAE, train.json and train.png")
+    p.add_argument("--arch", choices=["topk", "standard"], default="topk")
+    p.add_argument("--d-sae", type=int, default=None, help="features (default: expansion x d_in)")
+    p.add_argument("--expansion", type=int, default=4, help="expansion factor when --d-sae is not given")
+    p.add_argument("--k", type=int, default=32, help="active features per token (topk)")
+    p.add_argument("--l1", type=float, default=1.0, help="L1 coefficient (standard)")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument(
+        "--tokens",
+        "--steps-tokens",
+        dest="tokens",
+        type=int,
+        default=200_000,
+        help="training tokens (activations)",
+    )
+    p.add_argument("--steps", type=int, default=None, help="training steps (overrides --tokens)")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model spec for the CE check (default: the spec the cache was built from)",
+    )
+    p.add_argument("--no-ce", action="store_true", help="skip the CE check (no model needed)")
+    p.add_argument("--eval-tokens", type=int, default=8192)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from interp.cache import open_cache
+    from steering.sae import SAETrainConfig, evaluate_sae, save_sae, train_sae
+
+    tokens = args.steps * args.batch_size if args.steps is not None else args.tokens
+    config = SAETrainConfig(
+        architecture=args.arch,
+        d_sae=args.d_sae,
+        expansion_factor=args.expansion,
+        k=args.k,
+        l1_coefficient=args.l1,
+        lr=args.lr,
+        training_tokens=tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    cache = open_cache(args.cache)
+    cache[args.hook]  # an unknown hook fails before any model loads or training starts
+    model = None
+    if not args.no_ce:
+        from interp.models import load_model
+
+        spec = (
+            args.model
+            or cache.manifest.get("locator", {}).get("model_spec")
+            or cache.manifest["model"]["spec"]
+        )
+        model = load_model(spec, device=args.device)
+        cache.check_model(model)
+    result = train_sae(cache, args.hook, config, device=args.device, progress=not args.quiet)
+    result = result.with_evaluation(
+        evaluate_sae(result.sae, cache, args.hook, model=model, n_tokens=args.eval_tokens)
+    )
+    out = Path(args.out)
+    save_sae(result.sae, out)
+    json_path = result.save(out / "train.json")
+    png_path = result.plot(out / "train.png")
+    print(result)
+    print(f"SAE -> {out} (cfg.json, sae_weights.safetensors)")
+    print(f"wrote {json_path}")
+    print(f"wrote {png_path}")
+    return 0
