@@ -1,0 +1,72 @@
+"""``interp steer sweep``: dose-response of a saved steering vector over scales."""
+
+import argparse
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"scales {text!r} must be comma-separated numbers like 0,2,4"
+        ) from None
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="measure behaviour and costs of a steering vector across scales",
+        description="Organism models get the default metrics (markers, solve rates, fact recall, "
+        "trace validity, KL); other models the KL to the unsteered model on --neutral text.",
+    )
+    p.add_argument("--model", required=True, help="hf:PATH, tl:NAME or organism:NAME")
+    p.add_argument("--vector", required=True, help="a directory written by `interp steer vector`")
+    p.add_argument("--scales", type=_floats, default=(0.0, 1.0, 2.0, 4.0, 8.0), help="e.g. 0,2,4,8")
+    p.add_argument(
+        "--positions",
+        choices=["all", "last"],
+        default="all",
+        help="all: every position; last: the last prompt token and each generated token",
+    )
+    p.add_argument("--layers", default=None, help="restrict the vector to these layers, e.g. 1,2")
+    p.add_argument("--neutral", default=None, help="neutral text for the KL cost, one line each")
+    p.add_argument("--max-problems", type=int, default=64, help="organism problems per split")
+    p.add_argument("--max-new-tokens", type=int, default=120)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", required=True, help="directory for sweep.json and sweep.png")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from interp.models import load_model
+    from steering.sweep import SweepConfig, dose_response, kl_cost, organism_metrics
+    from steering.vectors import SteeringVector
+
+    vec = SteeringVector.load(args.vector)
+    layers = None if args.layers is None else tuple(int(x) for x in args.layers.split(","))
+    config = SweepConfig(args.scales, None if args.positions == "all" else -1, layers)
+    model = load_model(args.model, device=args.device)
+    vec.check_model(model)
+    costs = []
+    targets = []
+    if args.model.startswith("organism:"):
+        from interp.organism import load_world
+
+        world, tok = load_world()
+        targets, costs = organism_metrics(model, tok, world, args.max_problems, args.max_new_tokens)
+    if args.neutral:
+        with open(args.neutral, encoding="utf-8") as f:
+            rows = [model.encode(line.strip()) for line in f if line.strip()]
+        costs.append(kl_cost(model, rows, name="kl_neutral"))
+    if not targets and not costs:
+        raise ValueError(f"{args.model!r} is not an organism: give --neutral FILE for the KL cost")
+    result = dose_response(model, vec, targets, costs, config, progress=not args.quiet)
+    out = Path(args.out)
+    json_path = result.save(out / "sweep.json")
+    png = result.plot(out / "sweep.png")
+    print(result)
+    print(f"wrote {json_path}, {png}")
+    return 0

@@ -1,0 +1,363 @@
+"""Dose-response sweeps: a steering vector's effect on a behaviour, and its costs, across scales.
+
+For each scale the vector is applied (:meth:`SteeringVector.apply`) and every metric is measured
+under it. A metric is any callable ``metric(model) -> {name: value}``; targets are the behaviour
+being steered (markers per response, solve rate in and out of distribution), costs are what it
+may break (fact recall, trace validity, KL to the unsteered model on neutral text). Generation
+runs with the key-value cache (:func:`interp.generation.generate`), so the vector reaches the
+prompt once and every new token once (see :mod:`steering.vectors`).
+
+:func:`organism_metrics` builds the defaults for the built-in organism::
+
+    targets, costs = organism_metrics(model, tok, world)
+    result = dose_response(model, vec, [0, 2, 4, 8], targets, costs)
+    print(result); result.save("sweep.json"); result.plot("sweep.png")
+"""
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.hooks import Positions
+from interp.results import format_table, save_figure, save_json
+
+Metric = Callable[[Any], Mapping[str, float]]
+
+
+def _generate_fn() -> Callable[..., list[list[int]]]:
+    try:
+        from interp.generation import generate
+    except ImportError:  # before interp.generation existed: HookedTransformers only
+        from interp.organism.generate import generate
+
+        return lambda model, *a, progress=False, **k: generate(getattr(model, "module", model), *a, **k)
+    return generate
+
+
+def generate_steered(
+    model,
+    vector,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    scale: float = 1.0,
+    positions: Positions = None,
+    layers: Sequence[int | str] | None = None,
+    **kwargs: Any,
+) -> list[list[int]]:
+    """Generate with the key-value cache while ``vector`` is applied at ``scale``.
+
+    Args:
+        model: a :class:`interp.models.Model`, ``HookedTransformer`` or ``hf:`` bridge.
+        vector: a :class:`steering.vectors.SteeringVector` (``None``: unsteered).
+        prompts: token ids of each prompt.
+        max_new_tokens: most tokens to add per prompt.
+        scale: the vector's multiplier.
+        positions: ``None`` steers every position (the prompt once, each new token once).
+        layers: restrict the vector to these layers or hooks.
+        **kwargs: passed on to :func:`interp.generation.generate` (``stop_id``, ``temperature``...).
+
+    Returns:
+        The generated ids of each prompt.
+
+    Example:
+        >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+        >>> from steering.vectors import SteeringVector
+        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=4, n_ctx=8, d_head=2, d_vocab=5, act_fn="relu")
+        >>> v = SteeringVector({"blocks.0.hook_resid_post": torch.ones(4)}, {"method": "manual"})
+        >>> [len(o) for o in generate_steered(HookedTransformer(cfg), v, [[1, 2]], 3, scale=2.0)]
+        [3]
+    """
+    gen = _generate_fn()
+    if vector is None:
+        return gen(model, prompts, max_new_tokens, **kwargs)
+    with vector.apply(model, scale=scale, positions=positions, layers=layers):
+        return gen(model, prompts, max_new_tokens, **kwargs)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """How the vector is applied in a sweep.
+
+    Args:
+        scales: the multipliers, in order (include ``0`` for the unsteered baseline).
+        positions: where to add the vector (``None``: every position; see :mod:`steering.vectors`).
+        layers: restrict the vector to these layer indices or hook names.
+    """
+
+    scales: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0)
+    positions: int | None = None
+    layers: tuple[int | str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.scales or not all(isinstance(s, int | float) and math.isfinite(s) for s in self.scales):
+            raise ValueError(f"scales={self.scales!r}; expected a non-empty tuple of finite numbers")
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Targets and costs measured at each scale.
+
+    Attributes:
+        scales: the multipliers.
+        values: metric name -> one value per scale.
+        targets: the names in ``values`` that measure the steered behaviour (the rest are costs).
+        meta: the vector's provenance, the model and the sweep's settings.
+    """
+
+    scales: tuple[float, ...]
+    values: dict[str, tuple[float, ...]]
+    targets: tuple[str, ...]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def costs(self) -> tuple[str, ...]:
+        return tuple(k for k in self.values if k not in self.targets)
+
+    def at(self, scale: float) -> dict[str, float]:
+        """Every metric at one scale of the sweep."""
+        if scale not in self.scales:
+            raise KeyError(f"scale {scale!r} was not swept; scales are {list(self.scales)}")
+        i = self.scales.index(scale)
+        return {k: v[i] for k, v in self.values.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scales": list(self.scales),
+            "targets": {k: list(self.values[k]) for k in self.targets},
+            "costs": {k: list(self.values[k]) for k in self.costs},
+            "meta": self.meta,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        return save_json(self, path)
+
+    def __str__(self) -> str:
+        names = [*self.targets, *self.costs]
+        rows = [[s, *(self.values[k][i] for k in names)] for i, s in enumerate(self.scales)]
+        return format_table(["scale", *names], rows)
+
+    def plot(self, path_or_ax=None):
+        """Targets (left) and costs (right) against scale; a path saves a PNG and returns it."""
+        import matplotlib.pyplot as plt
+
+        if path_or_ax is None or isinstance(path_or_ax, str | Path):
+            fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        else:
+            axes, fig = [path_or_ax, path_or_ax.twinx()], path_or_ax.figure
+        for ax, names, title in ((axes[0], self.targets, "behaviour"), (axes[1], self.costs, "costs")):
+            for k in names:
+                ax.plot(self.scales, self.values[k], marker="o", label=k)
+            ax.set_xlabel("scale")
+            ax.set_title(title)
+            if names:
+                ax.legend(fontsize=7)
+        if isinstance(path_or_ax, str | Path):
+            return save_figure(fig, path_or_ax)
+        return axes
+
+
+def dose_response(
+    model,
+    vector,
+    targets: Iterable[Metric],
+    costs: Iterable[Metric] = (),
+    config: SweepConfig = SweepConfig(),
+    progress: bool = False,
+) -> SweepResult:
+    """Measure every target and cost metric under the vector at each scale.
+
+    Args:
+        model: a :class:`interp.models.Model` or TransformerLens module.
+        vector: a :class:`steering.vectors.SteeringVector`.
+        targets: metrics of the behaviour, each ``metric(model) -> {name: value}``.
+        costs: metrics of what steering may break (e.g. :func:`kl_cost`).
+        config: scales, positions, layers.
+        progress: a progress bar over scales.
+
+    Returns:
+        A :class:`SweepResult`.
+
+    Raises:
+        ValueError: two metrics report the same name.
+        ModelMismatchError: the vector does not fit the model.
+
+    Example:
+        >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+        >>> from steering.vectors import SteeringVector
+        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=4, n_ctx=8, d_head=2, d_vocab=5, act_fn="relu")
+        >>> m = HookedTransformer(cfg)
+        >>> v = SteeringVector({"blocks.0.hook_resid_post": torch.ones(4)}, {"method": "manual"})
+        >>> r = dose_response(m, v, [], [kl_cost(m, [[1, 2, 3]])], SweepConfig(scales=(0.0, 5.0)))
+        >>> r.values["kl_to_unsteered"][0]
+        0.0
+    """
+    from tqdm.auto import tqdm
+
+    from interp.models import as_model
+
+    m = as_model(model)
+    targets, costs = list(targets), list(costs)
+    vector.check_model(m)
+    values: dict[str, list[float]] = {}
+    target_names: list[str] = []
+    for scale in tqdm(config.scales, desc="scales", disable=not progress):
+        with vector.apply(m, scale=float(scale), positions=config.positions, layers=config.layers):
+            measured = [(True, fn(m)) for fn in targets] + [(False, fn(m)) for fn in costs]
+        seen: set[str] = set()
+        for is_target, out in measured:
+            for k, v in out.items():
+                if k in seen:
+                    raise ValueError(f"two metrics report {k!r}; metric names must be unique")
+                seen.add(k)
+                values.setdefault(k, []).append(float(v))
+                if is_target and k not in target_names:
+                    target_names.append(k)
+    meta = {
+        "model": {"spec": m.spec, "fingerprint": m.fingerprint},
+        "vector": {
+            "method": vector.meta.get("method"),
+            "hooks": list(vector.hook_names),
+            "model": vector.meta.get("model"),
+            "provenance": vector.meta.get("provenance"),
+        },
+        "positions": config.positions,
+        "layers": None if config.layers is None else list(config.layers),
+    }
+    return SweepResult(
+        tuple(float(s) for s in config.scales),
+        {k: tuple(v) for k, v in values.items()},
+        tuple(target_names),
+        meta,
+    )
+
+
+def _log_probs(model, rows: list[list[int]], pad: int) -> tuple[Float[Tensor, "batch pos d_vocab"], Tensor]:
+    width = max(len(r) for r in rows)
+    toks = torch.tensor([r + [pad] * (width - len(r)) for r in rows], dtype=torch.long)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], dtype=torch.bool)
+    with torch.inference_mode():
+        logits = model.forward(toks).float().cpu()
+    return logits.log_softmax(-1), mask
+
+
+def kl_cost(
+    model, rows: Sequence[Sequence[int]], batch_size: int = 32, name: str = "kl_to_unsteered"
+) -> Metric:
+    """A metric: KL(unsteered || current) of next-token distributions, mean per token.
+
+    The unsteered log-probabilities are computed once, now (so build the metric outside any
+    steering context); each call runs one forward pass per batch of ``rows`` (right-padded,
+    padding excluded from the mean).
+
+    Args:
+        model: a :class:`interp.models.Model` or TransformerLens module.
+        rows: token ids of the neutral text.
+        batch_size: rows per forward pass.
+        name: the reported metric's name.
+
+    Returns:
+        ``metric(model) -> {name: mean KL in nats per token}``.
+
+    Raises:
+        ValueError: no rows or an empty row.
+    """
+    from interp.models import as_model
+
+    m = as_model(model)
+    rows = [list(map(int, r)) for r in rows]
+    if not rows or any(not r for r in rows):
+        raise ValueError("kl_cost needs at least one non-empty row of neutral tokens")
+    pad = m.pad_token_id if m.tokenizer is not None else 0
+    chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    reference = [_log_probs(m, c, pad) for c in chunks]
+
+    def metric(model_now) -> dict[str, float]:
+        total, count = 0.0, 0
+        for chunk, (ref, mask) in zip(chunks, reference, strict=True):
+            now, _ = _log_probs(as_model(model_now), chunk, pad)
+            kl = (ref.exp() * (ref - now)).sum(-1)
+            total += float(kl[mask].double().sum())
+            count += int(mask.sum())
+        return {name: total / count}
+
+    return metric
+
+
+def organism_metrics(
+    model,
+    tok,
+    world,
+    max_problems: int | None = 64,
+    max_new_tokens: int = 120,
+    batch_size: int = 64,
+) -> tuple[list[Metric], list[Metric]]:
+    """Default targets and costs for the built-in organism.
+
+    Targets: ``markers_per_response`` and ``solve_rate_id`` on greedy chain-of-thought responses
+    to held-out problems, ``solve_rate_ood`` on the out-of-distribution split. Costs:
+    ``fact_recall`` (greedy ``F n :`` completions), ``trace_validity`` (share of in-distribution
+    traces whose every step is valid) and ``kl_to_unsteered`` on the world's fact lines.
+
+    Args:
+        model: the organism (a :class:`interp.models.Model` or ``HookedTransformer``).
+        tok: its :class:`interp.organism.WordTokenizer`.
+        world: its :class:`interp.organism.World`.
+        max_problems: most problems per split (``None``: all).
+        max_new_tokens: generation budget per response.
+        batch_size: prompts per generation batch.
+
+    Returns:
+        ``(targets, costs)``, lists of metrics for :func:`dose_response`.
+    """
+    from interp.organism.evaluate import markers_per_response, solve_rate, trace_validity
+    from interp.organism.traces import cot_prompt, fact_prompt
+    from interp.organism.validator import validate_trace
+
+    gen = _generate_fn()
+    stop = tok.token_id("E")
+
+    def respond(m, prompts: list[str], budget: int) -> list[list[str]]:
+        ids = gen(
+            m,
+            [tok.encode(p) for p in prompts],
+            budget,
+            stop_id=stop,
+            pad_id=tok.pad_token_id,
+            batch_size=batch_size,
+        )
+        return [tok.words(o) for o in ids]
+
+    probs = {s: world.split(s)[:max_problems] for s in ("test_id", "test_ood")}
+    cached: dict[str, Any] = {}
+
+    def traces(m, split: str):
+        words = respond(m, [cot_prompt(a, b) for a, b in probs[split]], max_new_tokens)
+        return words, [validate_trace(world, a, b, w) for (a, b), w in zip(probs[split], words, strict=True)]
+
+    def behaviour(m) -> dict[str, float]:
+        words, checks = traces(m, "test_id")
+        cached["checks_id"] = checks  # reused by the trace-validity cost at the same scale
+        _, checks_ood = traces(m, "test_ood")
+        return {
+            "markers_per_response": markers_per_response(words),
+            "solve_rate_id": solve_rate(checks),
+            "solve_rate_ood": solve_rate(checks_ood),
+        }
+
+    def recall_and_validity(m) -> dict[str, float]:
+        outs = respond(m, [fact_prompt(n) for n in range(world.n_nodes)], 8)
+        ok = [o == [f"n{v}" for v in world.neighbours(n)] + ["E"] for n, o in enumerate(outs)]
+        checks = cached.pop("checks_id", None) or traces(m, "test_id")[1]
+        return {"fact_recall": sum(ok) / len(ok), "trace_validity": trace_validity(checks)}
+
+    facts = [
+        tok.encode(f"{fact_prompt(n)} " + " ".join(f"n{v}" for v in world.neighbours(n)) + " E")
+        for n in range(world.n_nodes)
+    ]
+    return [behaviour], [recall_and_validity, kl_cost(model, facts)]

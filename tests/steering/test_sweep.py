@@ -1,0 +1,214 @@
+"""Steered generation with the key-value cache, dose-response sweeps, and the ``interp steer`` CLI."""
+
+import json
+
+import pytest
+import torch
+
+from interp.cli import main
+from interp.models import as_model
+from steering.sweep import (
+    SweepConfig,
+    SweepResult,
+    dose_response,
+    generate_steered,
+    kl_cost,
+    organism_metrics,
+)
+from steering.vectors import SteeringVector
+
+HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post")
+
+
+def _vector(d, seed=0, norm=4.0):
+    g = torch.Generator().manual_seed(seed)
+    dirs = {h: torch.randn(d, generator=g) for h in HOOKS}
+    return SteeringVector({h: norm * v / v.norm() for h, v in dirs.items()}, {"method": "manual"})
+
+
+def _greedy_full_recompute(model, prompt, n):
+    """Oracle: no cache; every step reruns the whole sequence (vector at every position once per pass)."""
+    seq = list(prompt)
+    for _ in range(n):
+        with torch.inference_mode():
+            seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+    return seq[len(prompt) :]
+
+
+@pytest.mark.parametrize("fixture", ["hooked", "gpt2"])
+def test_steered_kv_generation_matches_full_recompute(request, fixture):
+    model = as_model(request.getfixturevalue(fixture))
+    vec = _vector(model.d_model, norm=30.0)
+    prompts = [[2, 3, 4], [5, 6, 7], [8, 9]]
+    steered = generate_steered(model, vec, prompts, 8, scale=1.0)
+    plain = generate_steered(model, None, prompts, 8)
+    with vec.apply(model, scale=1.0):
+        oracle = [_greedy_full_recompute(model.module, p, 8) for p in prompts]
+    assert steered == oracle
+    assert steered != plain  # the vector is strong enough to change what is generated
+
+
+def test_kl_cost_zero_unsteered_positive_steered(hooked):
+    vec = _vector(32)
+    rows = [[2, 3, 4, 5], [6, 7]]
+    kl = kl_cost(hooked, rows)
+    r = dose_response(hooked, vec, [], [kl], SweepConfig(scales=(0.0, 1.0, 3.0)))
+    values = r.values["kl_to_unsteered"]
+    assert values[0] == 0.0 and 0 < values[1] < values[2]
+    # oracle: the mean over the six real tokens, computed by hand for scale 1
+    with torch.inference_mode():
+        ref = [hooked(torch.tensor([row])).log_softmax(-1)[0] for row in rows]
+        with vec.apply(hooked, scale=1.0):
+            now = [hooked(torch.tensor([row])).log_softmax(-1)[0] for row in rows]
+    want = torch.cat([(a.exp() * (a - b)).sum(-1) for a, b in zip(ref, now, strict=True)]).mean()
+    assert values[1] == pytest.approx(float(want), rel=1e-4)
+
+
+def test_sweep_config_validates():
+    with pytest.raises(ValueError, match="scales"):
+        SweepConfig(scales=())
+    with pytest.raises(ValueError, match="scales"):
+        SweepConfig(scales=(0.0, float("nan")))
+
+
+@pytest.fixture(scope="module")
+def organism(tiny_zoo):
+    from interp.organism import load_organism, load_world
+
+    module, tok = load_organism("base", tiny_zoo)
+    world, _ = load_world(tiny_zoo)
+    return as_model(module, spec="organism:base"), tok, world
+
+
+def test_organism_sweep_scale_zero_equals_unsteered(organism, tmp_path):
+    model, tok, world = organism
+    vec = _vector(model.d_model, norm=20.0)
+    targets, costs = organism_metrics(model, tok, world, max_problems=8, max_new_tokens=40)
+    result = dose_response(model, vec, targets, costs, SweepConfig(scales=(0.0, 1.0)))
+    unsteered = {k: v for fn in [*targets, *costs] for k, v in fn(model).items()}
+    assert result.at(0.0) == unsteered
+    assert result.targets == ("markers_per_response", "solve_rate_id", "solve_rate_ood")
+    assert set(result.costs) == {"fact_recall", "trace_validity", "kl_to_unsteered"}
+    assert result.at(0.0)["kl_to_unsteered"] == 0.0 and result.at(1.0)["kl_to_unsteered"] > 0
+    assert "markers_per_response" in str(result)
+    path = result.save(tmp_path / "sweep.json")
+    assert json.loads(path.read_text())["scales"] == [0.0, 1.0]
+    assert result.plot(tmp_path / "sweep.png").stat().st_size > 0
+    with pytest.raises(KeyError, match="not swept"):
+        result.at(2.0)
+
+
+def test_sweep_result_rejects_duplicate_metric_names(hooked):
+    twice = [lambda m: {"x": 1.0}, lambda m: {"x": 2.0}]
+    with pytest.raises(ValueError, match="'x'"):
+        dose_response(hooked, _vector(32), twice, config=SweepConfig(scales=(0.0,)))
+    r = SweepResult((0.0,), {"a": (1.0,)}, ("a",))
+    assert r.costs == () and r.to_dict()["targets"] == {"a": [1.0]}
+
+
+def test_cli_vector_and_sweep_on_organism(tiny_zoo, tmp_path, monkeypatch, capsys):
+    from interp.organism import load_world
+    from interp.organism.traces import cot_prompt, fact_prompt
+
+    monkeypatch.setenv("INTERP_ZOO", str(tiny_zoo))
+    world, _ = load_world(tiny_zoo)
+    pos, neg = tmp_path / "pos.txt", tmp_path / "neg.txt"
+    pos.write_text("\n".join(cot_prompt(a, b) for a, b in world.split("test_id")[:6]) + "\n")
+    neg.write_text("\n".join(fact_prompt(n) for n in range(6)) + "\n")
+    vdir = tmp_path / "vec"
+    args = [
+        "steer",
+        "vector",
+        "--model",
+        "organism:base",
+        "--positive",
+        str(pos),
+        "--negative",
+        str(neg),
+        "--layers",
+        "0,1",
+        "--out",
+        str(vdir),
+        "-q",
+    ]
+    assert main(args) == 0
+    vec = SteeringVector.load(vdir)
+    assert vec.hook_names == HOOKS and (vdir / "vector.png").is_file()
+    sdir = tmp_path / "sweep"
+    args = [
+        "steer",
+        "sweep",
+        "--model",
+        "organism:base",
+        "--vector",
+        str(vdir),
+        "--scales",
+        "0,2",
+        "--max-problems",
+        "4",
+        "--max-new-tokens",
+        "30",
+        "--out",
+        str(sdir),
+        "-q",
+    ]
+    assert main(args) == 0
+    data = json.loads((sdir / "sweep.json").read_text())
+    assert data["scales"] == [0.0, 2.0] and data["costs"]["kl_to_unsteered"][0] == 0.0
+    assert (sdir / "sweep.png").is_file()
+    assert "solve_rate_id" in capsys.readouterr().out
+    # bad input: a clear error and exit code 2, nothing written
+    bad = ["steer", "vector", "--model", "organism:base", "--out", str(tmp_path / "bad")]
+    assert main(bad) == 2
+    assert "--positive" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_cli_vector_from_cache_and_hf_sweep(built_cache, gpt2_dir, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(str(int(t) % 2) for t in built_cache.tokens.tolist()) + "\n")
+    vdir = tmp_path / "vec"
+    assert (
+        main(
+            [
+                "steer",
+                "vector",
+                "--cache",
+                str(built_cache.root),
+                "--labels",
+                str(labels),
+                "--hooks",
+                "blocks.1.hook_resid_post",
+                "--out",
+                str(vdir),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    vec = SteeringVector.load(vdir)
+    assert vec.meta["provenance"]["cache_id"] == built_cache.id
+    neutral = tmp_path / "neutral.txt"
+    neutral.write_text("w1 w2 w3\nw4 w5\n")
+    sdir = tmp_path / "sweep"
+    assert (
+        main(
+            [
+                "steer",
+                "sweep",
+                "--model",
+                f"hf:{gpt2_dir}",
+                "--vector",
+                str(vdir),
+                "--scales",
+                "0,1",
+                "--neutral",
+                str(neutral),
+                "--out",
+                str(sdir),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    data = json.loads((sdir / "sweep.json").read_text())
+    assert data["costs"]["kl_neutral"][0] == 0.0 and data["costs"]["kl_neutral"][1] > 0
