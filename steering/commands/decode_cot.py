@@ -1,0 +1,123 @@
+"""``interp decode cot``: CoT-decoding (Wang & Zhou 2024), top-k first tokens ranked by answer confidence.
+
+On organism models (the default task) it reports the answer accuracy and solve rate of the
+greedy branch, of the most confident branch (CoT-decoding's answer), and of the best of all k
+branches (an upper bound). On other models it decodes the lines of ``--prompts FILE``, with the
+answer between ``--answer-after`` and ``--stop``.
+"""
+
+import argparse
+
+FORMATS = ("cot", "answer")
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> None:
+    """Add ``cot`` to the ``interp decode`` subcommands."""
+    p = subparsers.add_parser(
+        "cot",
+        help="CoT-decoding: branch over the top-k first tokens, rank by answer confidence",
+        description=(
+            "Branch over the top-k first tokens, continue each branch greedily with a key-value cache, "
+            "rank branches by the mean p(top1) - p(top2) over the answer tokens. Writes cot.json and "
+            "cot.png to --out."
+        ),
+    )
+    p.add_argument("--model", required=True, help="model spec, e.g. organism:base or hf:PATH")
+    p.add_argument("--k", type=int, default=10, help="first tokens to branch over")
+    p.add_argument("--split", default="test_id", help="organism problems: test_id, test_ood or train")
+    p.add_argument("--format", default="cot", choices=FORMATS, help="organism prompts: Q s g T or Q s g A")
+    p.add_argument("--n", type=int, default=None, help="most problems (or prompts)")
+    p.add_argument(
+        "--prompts", default=None, help="text file, one prompt a line (models other than organism)"
+    )
+    p.add_argument("--answer-after", default=None, help="word that opens the answer (text prompts)")
+    p.add_argument(
+        "--stop", default=None, help="word that closes the answer and ends a branch (text prompts)"
+    )
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: 120 cot, 16 answer, 32 text")
+    p.add_argument("--batch-size", type=int, default=16, help="problems per batch (times k branches)")
+    p.add_argument("--out", required=True, help="directory for cot.json and cot.png")
+    p.add_argument("--device", default=None)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _single(model, word: str, flag: str) -> int:
+    enc = model.encode(word)
+    if len(enc) != 1:
+        raise ValueError(f"{flag} {word!r} is {len(enc)} tokens; expected a single token")
+    return enc[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from interp.models import load_model
+    from interp.results import format_table, save_json
+    from steering.commands.decode_proxy import organism_scores, organism_task, text_task
+    from steering.decoding import CotConfig, cot_decode, marker_answer_span, organism_answer_span
+
+    organism = args.prompts is None
+    if organism and not args.model.startswith("organism:"):
+        raise ValueError(f"--model {args.model!r} is not an organism model: pass --prompts FILE")
+    if not organism and args.stop is None:
+        raise ValueError("--stop WORD is needed with --prompts: it closes the answer")
+    max_new = args.max_new_tokens or (32 if not organism else 16 if args.format == "answer" else 120)
+    CotConfig(k=args.k, max_new_tokens=max_new, batch_size=args.batch_size)  # bad values: fail first
+    model = load_model(args.model, device=args.device)
+    if organism:
+        task = organism_task(args.split, args.n, args.format)
+        span = organism_answer_span(task["tok"], answer_in_prompt=args.format == "answer")
+    else:
+        task = text_task(model, args.prompts, args.n, args.stop)
+        opener = None if args.answer_after is None else _single(model, args.answer_after, "--answer-after")
+        span = marker_answer_span(opener, task["stop_id"])
+    cfg = CotConfig(
+        k=args.k,
+        max_new_tokens=max_new,
+        stop_id=task["stop_id"],
+        pad_id=task["pad_id"],
+        batch_size=args.batch_size,
+    )
+    res = cot_decode(model, task["ids"], span, cfg, progress=not args.quiet)
+    report: dict = {"model": res.spec, "k": args.k, "share_best_is_greedy": res.share_best_is_greedy}
+    if organism:
+        scores = {
+            "greedy": organism_scores(task, args.format, res.greedy),
+            "cot-decoding": organism_scores(task, args.format, res.best),
+        }
+        per_branch = [organism_scores(task, args.format, [b[j] for b in res.branches]) for j in range(args.k)]
+        scores[f"any of {args.k}"] = _any_correct(task, args.format, res.branches)
+        report.update(split=args.split, format=args.format, problems=len(task["ids"]), scores=scores)
+        report["accuracy_by_confidence_rank"] = [s["answer_accuracy"] for s in per_branch]
+        rows = [[name, s["answer_accuracy"], s["solve_rate"]] for name, s in scores.items()]
+        table = format_table(["decoding", "answer accuracy", "solve rate"], rows)
+    else:
+        report.update(prompts=task["texts"], best_texts=[model.decode(b) for b in res.best])
+        rows = [[p[:40], model.decode(b)[:60]] for p, b in zip(task["texts"][:10], res.best, strict=False)]
+        table = format_table(["prompt", "most confident branch"], rows)
+    report["branches"] = res.to_dict()
+    out = Path(args.out)
+    json_path = save_json(report, out / "cot.json")
+    png_path = res.plot(out / "cot.png")
+    print(table)
+    print(res)
+    print(f"wrote {json_path}")
+    print(f"wrote {png_path}")
+    return 0
+
+
+def _any_correct(task: dict, fmt: str, branches: list[list[list[int]]]) -> dict[str, float | None]:
+    """Share of problems with at least one branch right (answer accuracy) and solved (solve rate)."""
+    from steering.commands.decode_proxy import organism_scores
+
+    per = [[organism_scores(_one(task, i), fmt, [b]) for b in bs] for i, bs in enumerate(branches)]
+    if not per:
+        return {"answer_accuracy": float("nan"), "solve_rate": None}
+    acc = sum(any(s["answer_accuracy"] == 1.0 for s in p) for p in per) / len(per)
+    solved = sum(any(s["solve_rate"] == 1.0 for s in p) for p in per) / len(per) if fmt == "cot" else None
+    return {"answer_accuracy": acc, "solve_rate": solved}
+
+
+def _one(task: dict, i: int) -> dict:
+    return {**task, "problems": [task["problems"][i]], "ids": [task["ids"][i]]}

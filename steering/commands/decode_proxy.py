@@ -1,0 +1,158 @@
+"""``interp decode proxy``: proxy-tuning, base + alpha * (expert - antiexpert), against the base alone.
+
+On organism models (the default task) it decodes a split's problems with the proxy and with the
+base (and the expert, and ``--tuned`` if given) and reports answer accuracy and solve rate, and
+the share of the gap to the directly tuned model that the proxy closes (Liu et al. 2024). On
+other models it continues the lines of ``--prompts FILE``.
+"""
+
+import argparse
+
+FORMATS = ("answer", "cot")
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> None:
+    """Add ``proxy`` to the ``interp decode`` subcommands."""
+    p = subparsers.add_parser(
+        "proxy",
+        help="proxy-tuning: decode with base + alpha * (expert - antiexpert)",
+        description=(
+            "Decode with logits base + alpha * (expert - antiexpert), three models with one key-value "
+            "cache each, in lockstep; log per token whether the offset changed the base model's choice. "
+            "Writes proxy.json and proxy.png to --out."
+        ),
+    )
+    p.add_argument("--base", required=True, help="the model to steer, e.g. organism:base")
+    p.add_argument("--expert", required=True, help="the small tuned model, e.g. organism:small-tuned")
+    p.add_argument("--antiexpert", required=True, help="the small untuned model, e.g. organism:small-base")
+    p.add_argument("--alpha", type=float, default=1.0, help="offset weight (negative undoes a fine-tune)")
+    p.add_argument("--tuned", default=None, help="the directly tuned model, for the share of the gap closed")
+    p.add_argument("--split", default="test_id", help="organism problems: test_id, test_ood or train")
+    p.add_argument("--format", default="answer", choices=FORMATS, help="organism prompts: Q s g A or Q s g T")
+    p.add_argument("--n", type=int, default=None, help="most problems (or prompts)")
+    p.add_argument(
+        "--prompts", default=None, help="text file, one prompt a line (models other than organism)"
+    )
+    p.add_argument("--stop", default=None, help="word that ends a continuation (default organism: E)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: 16 answer, 120 cot, 32 text")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", required=True, help="directory for proxy.json and proxy.png")
+    p.add_argument("--device", default=None)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def organism_task(split: str, n: int | None, fmt: str) -> dict:
+    """The organism problems of a split as prompt ids, with the world, tokenizer and stop/pad ids."""
+    from interp.organism import load_world
+    from interp.organism.traces import answer_prompt, cot_prompt
+
+    world, tok = load_world()
+    problems = world.split(split)[:n]
+    make = answer_prompt if fmt == "answer" else cot_prompt
+    return {
+        "world": world,
+        "tok": tok,
+        "problems": problems,
+        "ids": [tok.encode(make(s, g)) for s, g in problems],
+        "stop_id": tok.token_id("E"),
+        "pad_id": tok.pad_token_id,
+    }
+
+
+def organism_scores(task: dict, fmt: str, outputs: list[list[int]]) -> dict[str, float | None]:
+    """Answer accuracy and (chain-of-thought prompts only) solve rate of generated ids."""
+    from interp.organism.evaluate import answer_accuracy, check_responses, solve_rate
+
+    words = [task["tok"].words(o) for o in outputs]
+    acc = answer_accuracy(task["world"], task["problems"], words)
+    solved = solve_rate(check_responses(task["world"], task["problems"], words)) if fmt == "cot" else None
+    return {"answer_accuracy": acc, "solve_rate": solved}
+
+
+def text_task(model, path: str, n: int | None, stop: str | None) -> dict:
+    """Prompts from a text file, encoded by ``model``; ``stop`` must be one token."""
+    from pathlib import Path
+
+    lines = [s.strip() for s in Path(path).read_text().splitlines() if s.strip()][:n]
+    if not lines:
+        raise ValueError(f"--prompts {path!r} has no non-empty line")
+    stop_id = None
+    if stop is not None:
+        enc = model.encode(stop)
+        if len(enc) != 1:
+            raise ValueError(f"--stop {stop!r} is {len(enc)} tokens; expected a single token")
+        stop_id = enc[0]
+    return {
+        "texts": lines,
+        "ids": [model.encode(t) for t in lines],
+        "stop_id": stop_id,
+        "pad_id": model.pad_token_id,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from interp.generation import generate
+    from interp.models import load_model
+    from interp.results import format_table, save_json
+    from steering.decoding import ProxyConfig, proxy_tune
+
+    organism = args.prompts is None
+    if organism and not args.base.startswith("organism:"):
+        raise ValueError(f"--base {args.base!r} is not an organism model: pass --prompts FILE")
+    max_new = args.max_new_tokens or (32 if not organism else 16 if args.format == "answer" else 120)
+    ProxyConfig(
+        alpha=args.alpha, max_new_tokens=max_new, batch_size=args.batch_size
+    )  # bad values: fail first
+    base = load_model(args.base, device=args.device)
+    expert = load_model(args.expert, device=args.device)
+    anti = load_model(args.antiexpert, device=args.device)
+    if organism:
+        task = organism_task(args.split, args.n, args.format)
+    else:
+        task = text_task(base, args.prompts, args.n, args.stop)
+    cfg = ProxyConfig(
+        alpha=args.alpha,
+        max_new_tokens=max_new,
+        stop_id=task["stop_id"],
+        pad_id=task["pad_id"],
+        batch_size=args.batch_size,
+    )
+    res = proxy_tune(base, expert, anti, task["ids"], cfg, progress=not args.quiet)
+
+    def alone(model) -> list[list[int]]:
+        return generate(
+            model, task["ids"], max_new, stop_id=cfg.stop_id, pad_id=cfg.pad_id, batch_size=args.batch_size
+        )
+
+    report: dict = {"alpha": args.alpha, "models": res.models, "changed_share": res.changed_share}
+    if organism:
+        outputs = {"proxy": res.tokens, "base": alone(base), "expert": alone(expert)}
+        if args.tuned:
+            outputs["tuned"] = alone(load_model(args.tuned, device=args.device))
+        scores = {name: organism_scores(task, args.format, o) for name, o in outputs.items()}
+        report.update(split=args.split, format=args.format, problems=len(task["ids"]), scores=scores)
+        if "tuned" in scores:
+            b, t = scores["base"]["answer_accuracy"], scores["tuned"]["answer_accuracy"]
+            report["gap_closed"] = (scores["proxy"]["answer_accuracy"] - b) / (t - b) if t != b else None
+        rows = [[name, s["answer_accuracy"], s["solve_rate"]] for name, s in scores.items()]
+        table = format_table(["decoding", "answer accuracy", "solve rate"], rows)
+        if "gap_closed" in report:
+            table += f"\ngap closed (answer accuracy): {report['gap_closed']}"
+    else:
+        base_out = alone(base)
+        texts = [base.decode(t) for t in res.tokens]
+        report.update(prompts=task["texts"], proxy_texts=texts, base_texts=[base.decode(t) for t in base_out])
+        rows = [[p[:40], t[:60]] for p, t in zip(task["texts"][:10], texts, strict=False)]
+        table = format_table(["prompt", "proxy continuation"], rows)
+    report["tokens"] = res.to_dict()
+    out = Path(args.out)
+    json_path = save_json(report, out / "proxy.json")
+    png_path = res.plot(out / "proxy.png")
+    print(table)
+    print(res)
+    print(f"wrote {json_path}")
+    print(f"wrote {png_path}")
+    return 0
