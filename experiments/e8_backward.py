@@ -62,4 +62,4 @@ def claim(r: dict) -> Claim:
 if __name__ == "__main__":
     from experiments.reproduce import main_one
 
-    raise SystemExit(main_one(__name__))
+    raise SystemExit(main_one(__spec__.name))

@@ -38,6 +38,7 @@ def reproduce(
     out_dir: str | Path = "runs/reproduce",
     progress: bool = True,
     only: Sequence[str] | None = None,
+    build: bool = True,
 ) -> int:
     """Run the main job and write ``REPORT.md``, ``results.json`` and the figures into ``out_dir``.
 
@@ -48,6 +49,8 @@ def reproduce(
         out_dir: the run folder.
         progress: one progress bar over the experiments (plus the zoo build's own bars).
         only: run these experiments (module names of ``experiments``) instead of all.
+        build: build or update the zoo first (``False``: use the zoo as it is, even if it was
+            built by an older version or another profile; its cards say so).
 
     Returns:
         0 when every step ran, 1 when one failed (the report says which and why).
@@ -65,7 +68,7 @@ def reproduce(
     zoo = Path(previous or out / "zoo")
     os.environ["INTERP_ZOO"] = str(zoo)  # so that organism:NAME specs resolve to this zoo
     try:
-        results = _run(profile, out, zoo, progress, names)
+        results = _run(profile, out, zoo, progress, names, build)
     finally:  # a temporary change: restore the caller's environment
         if previous is None:
             os.environ.pop("INTERP_ZOO", None)
@@ -74,15 +77,18 @@ def reproduce(
     return 1 if results["failures"] else 0
 
 
-def _run(profile: str, out: Path, zoo: Path, progress: bool, names: list[str]) -> dict[str, Any]:
+def _run(profile: str, out: Path, zoo: Path, progress: bool, names: list[str], build: bool) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from interp.organism import build_zoo
+    from interp.organism import available_organisms, build_zoo, read_card
 
     results: dict[str, Any] = {"profile": profile, "zoo_dir": str(zoo), "seconds": {}, "failures": {}}
     t0 = time.perf_counter()
     try:
-        cards = build_zoo(profile, zoo, progress=progress)
+        if build:
+            cards = build_zoo(profile, zoo, progress=progress)
+        else:
+            cards = [read_card(n, zoo) for n in available_organisms(zoo)]
     except Exception as exc:  # noqa: BLE001 - reported, and nothing else can run
         results["failures"]["zoo"] = f"{type(exc).__name__}: {exc}"
         cards = []
@@ -136,10 +142,16 @@ def _add_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--profile", default="quick", choices=["tiny", "quick", "full"])
     p.add_argument("--out", default=default_out)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-build",
+        dest="build",
+        action="store_false",
+        help="use the zoo as it is instead of building or updating it first",
+    )
 
 
 def _cli(args: argparse.Namespace) -> int:
-    code = reproduce(args.profile, args.out, progress=not args.quiet, only=args.only)
+    code = reproduce(args.profile, args.out, progress=not args.quiet, only=args.only, build=args.build)
     print(f"{Path(args.out) / 'REPORT.md'}" + ("" if code == 0 else "  (some steps failed: see the report)"))
     return code
 
@@ -151,6 +163,6 @@ def main_one(module_name: str, argv: Sequence[str] | None = None) -> int:
     _add_args(p, default_out=f"runs/{name}")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    code = reproduce(args.profile, args.out, progress=not args.quiet, only=[name])
+    code = reproduce(args.profile, args.out, progress=not args.quiet, only=[name], build=args.build)
     print(Path(args.out) / "experiments" / f"{name}.json")
     return code
