@@ -1,0 +1,71 @@
+"""``interp probe entropy``: token entropy and forking tokens of a model's organism responses."""
+
+import argparse
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> None:
+    p = subparsers.add_parser(
+        "entropy",
+        help="token entropy, forking tokens, and the shift from a base model (PAPERS.md §7)",
+        description="Sample responses of --model to organism problems, measure the entropy at every "
+        "response token and where the forking (top-entropy) tokens fall; with --base, also how far "
+        "--model's distributions moved from --base's, against --base's entropy.",
+    )
+    p.add_argument("--model", required=True, help="organism:NAME (the responses are its samples)")
+    p.add_argument("--base", default=None, help="a base model to measure the distribution shift from")
+    p.add_argument("--split", default="test_id", choices=["train", "test_id", "test_ood"])
+    p.add_argument("--n", type=int, default=None, help="most problems (default: the whole split)")
+    p.add_argument("--samples", type=int, default=1, help="responses per problem")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling and entropy temperature")
+    p.add_argument("--top-fraction", type=float, default=0.2, help="share of tokens called forking")
+    p.add_argument("--measure", default="kl", choices=["kl", "js"])
+    p.add_argument("--max-new-tokens", type=int, default=120)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", required=True, help="directory for entropy.json/png (and shift.json/png)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from interp.models import load_model
+    from interp.organism.store import load_world
+    from interp.organism.traces import cot_prompt
+    from probes.entropy import EntropyConfig, distribution_shift, entropy_profile
+    from probes.passk import generate_continuations
+
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"--n {args.n}; expected at least 1 problem")
+    if args.samples < 1:
+        raise ValueError(f"--samples {args.samples}; expected at least 1")
+    config = EntropyConfig(
+        top_fraction=args.top_fraction, temperature=args.temperature, batch_size=args.batch_size
+    )
+    world, _ = load_world()
+    model = load_model(args.model, device=args.device)
+    problems = world.split(args.split)[: args.n]
+    prompts = [model.encode(cot_prompt(s, g)) for s, g in problems for _ in range(args.samples)]
+    gen = torch.Generator().manual_seed(args.seed)
+    outs = generate_continuations(
+        model, prompts, args.max_new_tokens, args.temperature, stop_id=model.encode("E")[-1], generator=gen
+    )
+    keep = [i for i, o in enumerate(outs) if o]
+    if not keep:
+        raise ValueError(f"{args.model} generated no response tokens")
+    prompts, outs = [prompts[i] for i in keep], [outs[i] for i in keep]
+    out = Path(args.out)
+    result = entropy_profile(model, prompts, outs, config, progress=not args.quiet)
+    paths = [result.save(out / "entropy.json"), result.plot(out / "entropy.png")]
+    print(result)
+    if args.base:
+        base = load_model(args.base, device=args.device)
+        shift = distribution_shift(base, model, prompts, outs, args.measure, config, progress=not args.quiet)
+        paths += [shift.save(out / "shift.json"), shift.plot(out / "shift.png")]
+        print(shift)
+    print("\n".join(f"wrote {p}" for p in paths))
+    return 0

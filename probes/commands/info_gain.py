@@ -1,0 +1,85 @@
+"""``interp probe info-gain``: information gain of a model's organism traces under a fixed scorer."""
+
+import argparse
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> None:
+    p = subparsers.add_parser(
+        "info-gain",
+        help="step-wise information gain of generated traces (PAPERS.md §1)",
+        description="Generate chain-of-thought traces with --model on organism problems, split them "
+        "into steps, and score how each step changes the reference answer's likelihood under --scorer.",
+    )
+    p.add_argument("--scorer", required=True, help="the fixed scoring model: organism:NAME, hf:PATH, tl:NAME")
+    p.add_argument("--model", required=True, help="the model whose traces are scored (organism:NAME)")
+    p.add_argument("--split", default="test_id", choices=["train", "test_id", "test_ood"])
+    p.add_argument("--n", type=int, default=None, help="most problems (default: the whole split)")
+    p.add_argument("--max-new-tokens", type=int, default=120)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy traces")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--answer-marker", default="A", help="words before the answer ('A' for the organism)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", required=True, help="directory for info_gain.json and info_gain.png")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    import torch
+
+    from interp.models import load_model
+    from interp.organism.store import load_world
+    from interp.organism.traces import cot_prompt
+    from probes.info_gain import InfoGainConfig, info_gain, organism_reference, split_organism_trace
+    from probes.passk import generate_continuations
+
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"--n {args.n}; expected at least 1 problem")
+    world, _ = load_world()
+    model = load_model(args.model, device=args.device)
+    scorer = model if args.scorer == args.model else load_model(args.scorer, device=args.device)
+    problems = world.split(args.split)[: args.n]
+    prompts = [cot_prompt(s, g) for s, g in problems]
+    gen = torch.Generator().manual_seed(args.seed)
+    outs = generate_continuations(
+        model,
+        [model.encode(p) for p in prompts],
+        args.max_new_tokens,
+        args.temperature,
+        stop_id=model.encode("E")[-1],
+        generator=gen,
+    )
+    questions, traces, answers, skipped = [], [], [], 0
+    for (s, g), prompt, out in zip(problems, prompts, outs, strict=True):
+        words = model.decode(out).split()
+        steps, _ = split_organism_trace(words)
+        if not steps:
+            skipped += 1
+            continue
+        questions.append(prompt)
+        traces.append(steps)
+        answers.append(organism_reference(world, s, g, words))
+    if not traces:
+        raise ValueError(f"none of the {len(problems)} responses of {args.model} has a step to score")
+    config = InfoGainConfig(answer_marker=args.answer_marker, batch_size=args.batch_size)
+    result = info_gain(scorer, questions, traces, answers, config, progress=not args.quiet)
+    meta = {
+        **result.meta,
+        "model": model.spec,
+        "split": args.split,
+        "n_problems": len(problems),
+        "skipped_without_steps": skipped,
+        "temperature": args.temperature,
+        "seed": args.seed,
+    }
+    result = dataclasses.replace(result, meta=meta)
+    out = Path(args.out)
+    json_path = result.save(out / "info_gain.json")
+    png_path = result.plot(out / "info_gain.png")
+    print(result)
+    print(f"wrote {json_path}\nwrote {png_path}")
+    return 0
