@@ -26,3 +26,15 @@ class CacheError(InterpError):
 
 class ModelMismatchError(CacheError):
     """A cache, vector or SAE used with a model it did not come from."""
+
+
+class SAEError(InterpError, ValueError):
+    """An SAE directory that is missing or corrupt, or an SAE that does not fit a cache or model."""
+
+
+class VectorFileError(InterpError, ValueError):
+    """A steering-vector directory that is missing, incomplete or corrupt."""
+
+
+class DamageError(InterpError, ValueError):
+    """Two models that cannot be compared, or a scorer that failed (damage localisation)."""

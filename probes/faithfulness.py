@@ -8,109 +8,56 @@ or ``TransformerBridge``, decoded greedily) or a :class:`TextCompleter` around a
 (an API model, or hand-set behaviour in a test). Forced answers are memoised by their text, so
 the battery never generates the same input twice (the no-CoT text is early answering at
 ``f = 0``, the full-CoT text is ``answer(1)``).
+
+The pieces live beside this module: :mod:`probes.cot_task` (:class:`CotTask`),
+:mod:`probes.completers` (:class:`Completer`, :class:`TextCompleter`, :class:`ModelCompleter`)
+and :mod:`probes.faithfulness_results` (one result dataclass per test); all are importable from
+here too.
 """
 
 import logging
 import math
 import random
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from interp.results import format_table, save_figure, save_json
+from probes.completers import Completer, ModelCompleter, TextCompleter
+from probes.cot_task import CotTask, MistakeMaker, Paraphraser
+from probes.faithfulness_results import (
+    AddingMistakes,
+    EarlyAnswering,
+    FaithfulnessResult,
+    FillerTokens,
+    Paraphrase,
+)
+
+__all__ = [
+    "TESTS",
+    "AddingMistakes",
+    "Completer",
+    "CotTask",
+    "EarlyAnswering",
+    "FaithfulnessConfig",
+    "FaithfulnessResult",
+    "FillerTokens",
+    "MistakeMaker",
+    "ModelCompleter",
+    "Paraphrase",
+    "Paraphraser",
+    "TextCompleter",
+    "adding_mistakes",
+    "area_over_curve",
+    "early_answering",
+    "faithfulness_battery",
+    "filler_tokens",
+    "n_kept",
+    "paraphrase_cot",
+]
 
 log = logging.getLogger(__name__)
 
 TESTS = ("early", "mistakes", "filler", "paraphrase")
-MistakeMaker = Callable[[Any, list[str], int], "list[str] | None"]
-Paraphraser = Callable[[Any, list[str]], "list[str] | None"]
-
-
-@dataclass(frozen=True)
-class CotTask:
-    """Problems with the model's own chain of thought, and how to force and read an answer.
-
-    Args:
-        prompts: the question prompt of each problem (``Q n5 n22 T``).
-        steps: the chain of thought of each problem as a list of steps (at least one each).
-        answer_cue: the text appended to force the answer (``A`` for the organism).
-        extract_answer: reads the answer from the text generated after the cue; ``None`` when
-            there is none. A ``None`` answer never equals the reference answer.
-        is_correct: ``is_correct(problem_index, answer) -> bool``; without it accuracies are NaN.
-        problems: per-problem data handed to ``mistake_maker`` and ``paraphraser`` (default: the
-            problem's index).
-        joiner: put between the prompt, each step and the cue.
-        filler: the word repeated in place of the chain of thought by the filler test.
-        stop: a word that ends generation (kept), or ``None``.
-        mistake_maker: ``(problem, steps, i) -> steps`` with step ``i`` corrupted, or ``None``
-            when that step cannot be corrupted; without it the mistakes test is skipped.
-        paraphraser: ``(problem, steps) -> steps``, an equivalent chain of thought, or ``None``
-            when there is none; without it the paraphrase test is skipped.
-        meta: free-form provenance, copied into results.
-
-    Raises:
-        ValueError: no problems, lengths that disagree, a problem with no steps or an empty
-            step, or an empty cue or filler.
-
-    Example:
-        >>> t = CotTask(["Q 1"], [["a ;", "b ;"]], "A", lambda s: s.split()[0] if s else None)
-        >>> t.n_problems, t.text(0, t.steps[0][:1])
-        (1, 'Q 1 a ; A')
-    """
-
-    prompts: Sequence[str]
-    steps: Sequence[Sequence[str]]
-    answer_cue: str
-    extract_answer: Callable[[str], Hashable | None]
-    is_correct: Callable[[int, Any], bool] | None = None
-    problems: Sequence[Any] | None = None
-    joiner: str = " "
-    filler: str = "..."
-    stop: str | None = None
-    mistake_maker: MistakeMaker | None = None
-    paraphraser: Paraphraser | None = None
-    meta: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        prompts = tuple(self.prompts)
-        steps = tuple(tuple(s) for s in self.steps)
-        if not prompts:
-            raise ValueError("CotTask needs at least one problem; got no prompts")
-        if len(steps) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists; expected one each")
-        for i, s in enumerate(steps):
-            if not s:
-                raise ValueError(
-                    f"problem {i} ({prompts[i]!r}) has an empty chain of thought; every problem "
-                    "needs at least one step (drop problems the model answered without one)"
-                )
-            bad = [j for j, step in enumerate(s) if not isinstance(step, str) or not step.strip()]
-            if bad:
-                raise ValueError(f"problem {i} has empty or non-string steps at {bad}; expected text")
-        problems = tuple(range(len(prompts))) if self.problems is None else tuple(self.problems)
-        if len(problems) != len(prompts):
-            raise ValueError(f"{len(problems)} problems for {len(prompts)} prompts; expected one each")
-        for name in ("answer_cue", "filler"):
-            if not getattr(self, name).strip():
-                raise ValueError(f"{name}={getattr(self, name)!r}; expected a non-empty word")
-        object.__setattr__(self, "prompts", prompts)
-        object.__setattr__(self, "steps", steps)
-        object.__setattr__(self, "problems", problems)
-
-    @property
-    def n_problems(self) -> int:
-        return len(self.prompts)
-
-    def text(self, i: int, steps: Sequence[str], cue: bool = True) -> str:
-        """Problem ``i``'s prompt, then ``steps``, then (with ``cue``) the answer cue."""
-        return self.joiner.join([self.prompts[i], *steps, *([self.answer_cue] if cue else [])])
-
-    def correct(self, i: int, answer: Any) -> float:
-        """1.0 or 0.0 by ``is_correct`` (``None`` answers are wrong); NaN without ``is_correct``."""
-        if self.is_correct is None:
-            return float("nan")
-        return float(answer is not None and bool(self.is_correct(i, answer)))
 
 
 @dataclass(frozen=True)
@@ -151,108 +98,6 @@ class FaithfulnessConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected an int >= 1")
 
 
-@runtime_checkable
-class Completer(Protocol):
-    """What the tests need of a model: greedy continuations of texts, and token counts.
-
-    A completer may also have ``max_prompt_tokens`` (an int): longer texts are not sent to it;
-    their answer is ``None`` (and the paraphrase test leaves such problems out).
-    """
-
-    def complete(self, texts: Sequence[str], max_new_tokens: int, stop: str | None) -> list[str]: ...
-
-    def n_tokens(self, text: str) -> int: ...
-
-
-class TextCompleter:
-    """A :class:`Completer` from a function ``text -> continuation`` (tokens are words).
-
-    The continuation is cut after ``max_new_tokens`` words and after the first ``stop`` word.
-
-    Example:
-        >>> c = TextCompleter(lambda text: "x y E z")
-        >>> c.complete(["q"], max_new_tokens=8, stop="E"), c.n_tokens("a b c")
-        (['x y E'], 3)
-    """
-
-    def __init__(self, fn: Callable[[str], str]) -> None:
-        self.fn = fn
-
-    def complete(self, texts: Sequence[str], max_new_tokens: int, stop: str | None) -> list[str]:
-        out = []
-        for t in texts:
-            words = self.fn(t).split()[:max_new_tokens]
-            if stop is not None and stop in words:
-                words = words[: words.index(stop) + 1]
-            out.append(" ".join(words))
-        return out
-
-    def n_tokens(self, text: str) -> int:
-        return len(text.split())
-
-
-class ModelCompleter:
-    """A :class:`Completer` over a loaded model: batched greedy decoding of encoded texts.
-
-    Decoding is :func:`interp.generation.generate`: batches of equal-length prompts with a
-    key-value cache, for ``HookedTransformer`` and ``TransformerBridge`` alike.
-
-    Args:
-        model: a :class:`~interp.models.Model`, or a module :func:`~interp.models.load_model` wraps.
-        batch_size: most sequences per forward pass.
-
-    Raises:
-        SpecError: the model has no tokenizer.
-    """
-
-    def __init__(self, model: Any, batch_size: int = 64) -> None:
-        from interp.errors import SpecError
-        from interp.models import load_model
-
-        self.model = load_model(model)
-        if self.model.tokenizer is None:
-            raise SpecError(
-                f"model {self.model.spec!r} has no tokenizer; wrap it as interp.models.Model(module, "
-                "tokenizer, spec) so that texts can be encoded"
-            )
-        self.batch_size = batch_size
-        self.max_prompt_tokens = self.model.n_ctx - 1
-
-    def n_tokens(self, text: str) -> int:
-        return len(self.model.encode(text))
-
-    def _stop_id(self, stop: str | None) -> int | None:
-        if stop is None:
-            return None
-        ids = self.model.encode(stop)
-        bos = getattr(getattr(self.model.tokenizer, "tok", None), "bos_token_id", None)
-        ids = [i for i in ids if i != bos] if len(ids) > 1 else ids
-        if len(ids) != 1:
-            log.warning("stop word %r is %d tokens; generation runs to its budget", stop, len(ids))
-            return None
-        return ids[0]
-
-    def complete(self, texts: Sequence[str], max_new_tokens: int, stop: str | None) -> list[str]:
-        from interp.generation import generate
-
-        ids = [self.model.encode(t) for t in texts]
-        for t, row in zip(texts, ids, strict=True):
-            if len(row) >= self.model.n_ctx:
-                raise ValueError(
-                    f"text of {len(row)} tokens does not fit the model's context of {self.model.n_ctx}: "
-                    f"{t[:80]!r}; use shorter chains of thought"
-                )
-        outs = generate(
-            self.model,
-            ids,
-            max_new_tokens,
-            stop_id=self._stop_id(stop),
-            pad_id=self.model.pad_token_id,
-            batch_size=self.batch_size,
-        )
-        return [self.model.decode(o) for o in outs]
-
-
 def area_over_curve(fractions: Sequence[float | int], same: Sequence[float | int]) -> float:
     """Area over the early-answering curve: the trapezoid rule over ``f`` of ``1 - same(f)``.
 
@@ -286,165 +131,6 @@ def n_kept(fraction: float | int, n_steps: int) -> int:
 
 def _mean(xs: Sequence[float | int]) -> float:
     return float(sum(xs)) / len(xs) if xs else float("nan")
-
-
-class _Result:
-    """Shared outputs of the result dataclasses: ``to_dict``, ``save`` (JSON) and a table."""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def save(self, path: str | Path) -> Path:
-        """Write :meth:`to_dict` as JSON, atomically; returns the path."""
-        return save_json(self, path)
-
-    def rows(self) -> list[list]:
-        return []
-
-    def __str__(self) -> str:
-        return format_table(["test", "metric", "value", "n"], self.rows())
-
-
-@dataclass(frozen=True)
-class EarlyAnswering(_Result):
-    """same(f) = P[answer(f) == answer(1)] on each fraction, its AOC, and accuracy per fraction."""
-
-    fractions: tuple[float, ...]
-    same: tuple[float, ...]
-    accuracy: tuple[float, ...]
-    aoc: float
-    n_used: int
-    n_problems: int
-
-    def rows(self) -> list[list]:
-        out = [["early answering", "AOC", self.aoc, self.n_used]]
-        out += [
-            ["early answering", f"same(f={f:g})", s, self.n_used]
-            for f, s in zip(self.fractions, self.same, strict=True)
-        ]
-        return out
-
-
-@dataclass(frozen=True)
-class AddingMistakes(_Result):
-    """P[answer changes] after one corrupted step and a free continuation; accuracy after it."""
-
-    change_rate: float
-    accuracy: float
-    n_used: int
-    n_problems: int
-
-    def rows(self) -> list[list]:
-        return [
-            ["adding mistakes", "P[answer changes]", self.change_rate, self.n_used],
-            ["adding mistakes", "accuracy", self.accuracy, self.n_used],
-        ]
-
-
-@dataclass(frozen=True)
-class FillerTokens(_Result):
-    """Accuracy with filler in place of the chain of thought, without one, and with the real one."""
-
-    accuracy_no_cot: float
-    accuracy_filler: float
-    accuracy_cot: float
-    gain: float
-    filler: str
-    mean_filler_tokens: float
-    n_problems: int
-
-    def rows(self) -> list[list]:
-        return [
-            ["filler", "accuracy, no CoT", self.accuracy_no_cot, self.n_problems],
-            ["filler", f"accuracy, filler {self.filler!r}", self.accuracy_filler, self.n_problems],
-            ["filler", "accuracy, CoT", self.accuracy_cot, self.n_problems],
-            ["filler", "gain over no CoT", self.gain, self.n_problems],
-        ]
-
-
-@dataclass(frozen=True)
-class Paraphrase(_Result):
-    """Accuracy with a paraphrased chain of thought vs the original, and P[same answer]."""
-
-    accuracy_original: float
-    accuracy_paraphrased: float
-    same_answer: float
-    n_used: int
-    n_problems: int
-
-    def rows(self) -> list[list]:
-        return [
-            ["paraphrase", "accuracy, original", self.accuracy_original, self.n_used],
-            ["paraphrase", "accuracy, paraphrased", self.accuracy_paraphrased, self.n_used],
-            ["paraphrase", "P[same answer]", self.same_answer, self.n_used],
-        ]
-
-
-@dataclass(frozen=True)
-class FaithfulnessResult(_Result):
-    """The four tests (``None`` where not run or not applicable) and where they came from."""
-
-    early: EarlyAnswering | None
-    mistakes: AddingMistakes | None
-    filler: FillerTokens | None
-    paraphrase: Paraphrase | None
-    meta: dict = field(default_factory=dict)
-
-    def rows(self) -> list[list]:
-        return [
-            r
-            for part in (self.early, self.mistakes, self.filler, self.paraphrase)
-            if part
-            for r in part.rows()
-        ]
-
-    def plot(self, path_or_ax: Any = None) -> Any:
-        """The same(f) curve and the tests' bars.
-
-        Args:
-            path_or_ax: a path (a two-panel PNG is written there), a matplotlib axes (the
-                curve only is drawn on it), or ``None`` (a new two-panel figure).
-
-        Returns:
-            The written path, the axes, or the new figure.
-        """
-        import matplotlib.pyplot as plt
-
-        if path_or_ax is not None and not isinstance(path_or_ax, str | Path):
-            self._plot_curve(path_or_ax)
-            return path_or_ax
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-        self._plot_curve(left)
-        self._plot_bars(right)
-        fig.tight_layout()
-        return fig if path_or_ax is None else save_figure(fig, path_or_ax)
-
-    def _plot_curve(self, ax: Any) -> None:
-        if self.early is None:
-            ax.set_title("early answering not run")
-            return
-        ax.plot(self.early.fractions, self.early.same, marker="o", label="same(f)")
-        ax.fill_between(
-            self.early.fractions, self.early.same, 1.0, alpha=0.2, label=f"AOC {self.early.aoc:.3f}"
-        )
-        if not all(math.isnan(a) for a in self.early.accuracy):
-            ax.plot(self.early.fractions, self.early.accuracy, marker="x", ls="--", label="accuracy(f)")
-        ax.set(xlabel="fraction of CoT steps kept", ylabel="P", ylim=(-0.02, 1.02), title="early answering")
-        ax.legend(loc="best")
-
-    def _plot_bars(self, ax: Any) -> None:
-        bars: list[tuple[str, float]] = []
-        if self.filler:
-            bars += [("no CoT", self.filler.accuracy_no_cot), ("filler", self.filler.accuracy_filler)]
-            bars += [("CoT", self.filler.accuracy_cot)]
-        if self.paraphrase:
-            bars += [("paraphrased", self.paraphrase.accuracy_paraphrased)]
-        if self.mistakes:
-            bars += [("mistake: P[changed]", self.mistakes.change_rate)]
-        names = [b[0] for b in bars]
-        ax.bar(range(len(bars)), [0.0 if math.isnan(v) else v for _, v in bars], color="tab:gray")
-        ax.set_xticks(range(len(bars)), names, rotation=30, ha="right")
-        ax.set(ylim=(0, 1.02), ylabel="accuracy / probability", title="filler, paraphrase, mistakes")
 
 
 class _Session:

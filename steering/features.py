@@ -3,10 +3,10 @@
 - :func:`rank_features`: AUROC of every feature at once for picking out labelled positions (e.g.
   the positions just before an epistemic marker, :func:`marker_labels`), the difference of mean
   activation between labelled and other positions, and optionally a ReasonScore.
-- :func:`top_contexts`: the top-activating positions of chosen features, rendered as text with the
-  maximal token marked ``[[like this]]``.
-- :func:`firing_rates`: how often the same features fire in two models over a paired cache; the
-  features that training switched off are those whose rate drops.
+- :func:`top_contexts` (in :mod:`steering.feature_contexts`): the top-activating positions of
+  chosen features, rendered as text with the maximal token marked ``[[like this]]``.
+- :func:`firing_rates` (in :mod:`steering.feature_diff`): how often the same features fire in two
+  models over a paired cache; the features that training switched off are those whose rate drops.
 
 AUROC is the Mann-Whitney statistic, ties counted half: ``(R_pos - n_pos (n_pos + 1) / 2) /
 (n_pos n_neg)`` with ``R_pos`` the sum of the labelled positions' average ranks, computed for all
@@ -32,13 +32,27 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from interp.cache import Cache, PairedCache, open_cache, open_paired_cache
+from interp.cache import Cache
 from interp.results import format_table, save_figure, save_json
-from steering.sae import check_sae_fits, encode
+from steering.feature_contexts import Context, FeatureContexts, top_contexts
+from steering.feature_diff import FiringRates, firing_rates
+from steering.sae_io import _as_cache, check_sae_fits, encode
 
-
-def _as_cache(cache: "Cache | str | Path") -> Cache:
-    return cache if isinstance(cache, Cache) else open_cache(cache)
+__all__ = [
+    "Context",
+    "FeatureContexts",
+    "FeatureRanking",
+    "FiringRates",
+    "auroc",
+    "feature_activations",
+    "firing_rates",
+    "marker_labels",
+    "rank_features",
+    "reason_score",
+    "token_labels",
+    "token_word_ids",
+    "top_contexts",
+]
 
 
 def auroc(
@@ -384,242 +398,3 @@ def rank_features(
     diff = acts[lab].mean(0) - acts[~lab].mean(0)
     rs = reason_score(acts, word_ids[: len(acts)], alpha) if word_ids is not None else None
     return FeatureRanking(hook, score, diff, int(lab.sum()), int((~lab).sum()), rs)
-
-
-@dataclass(frozen=True)
-class Context:
-    """One top-activating position of a feature, rendered as text."""
-
-    feature: int
-    activation: float
-    row: int
-    pos: int
-    text: str
-
-
-@dataclass(frozen=True)
-class FeatureContexts:
-    """Top-activating contexts per feature, highest first."""
-
-    hook: str
-    contexts: dict[int, list[Context]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "hook": self.hook,
-            "contexts": {str(f): [c.__dict__ for c in cs] for f, cs in self.contexts.items()},
-        }
-
-    def save(self, path: str | Path) -> Path:
-        return save_json(self, path)
-
-    def __str__(self) -> str:
-        rows = [[c.feature, c.activation, c.text] for cs in self.contexts.values() for c in cs]
-        return format_table(["feature", "act", "context"], rows)
-
-
-def top_contexts(
-    sae,
-    cache: "Cache | str | Path",
-    hook: str,
-    features: Sequence[int],
-    k: int = 5,
-    before: int = 10,
-    after: int = 3,
-    tokenizer=None,
-    batch_size: int = 4096,
-) -> FeatureContexts:
-    """The ``k`` top-activating cached positions of each feature, as text with the token marked.
-
-    Streams the cache once, keeping a running top-k (memory ``k * len(features)``).
-
-    Args:
-        sae: an ``sae_lens.SAE``.
-        cache: an opened cache or its directory.
-        hook: the hook the SAE reads.
-        features: feature indices.
-        k: contexts per feature (fewer where a feature fires at fewer positions).
-        before / after: tokens of context on each side.
-        tokenizer: anything with ``decode(ids)``; without one, token ids are shown.
-        batch_size: positions encoded at once.
-
-    Returns:
-        A :class:`FeatureContexts`.
-
-    Raises:
-        SAEError: the SAE's ``d_in`` differs from the activations' size.
-
-    Example:
-        >>> top_contexts(None, "/nonexistent", "blocks.0.hook_resid_post", [0])
-        Traceback (most recent call last):
-        ...
-        interp.errors.CacheError: cache directory '/nonexistent' does not exist
-    """
-    cache = _as_cache(cache)
-    check_sae_fits(sae, cache, hook)
-    feats = torch.as_tensor(list(features), dtype=torch.long)
-    best_v = torch.full((0, len(feats)), -math.inf)
-    best_i = torch.zeros((0, len(feats)), dtype=torch.long)
-    seen = 0
-    for batch in cache.batches(hook, batch_size):
-        acts = encode(sae, batch).cpu()[:, feats]
-        idx = torch.arange(seen, seen + len(acts))[:, None].expand_as(acts)
-        vals, sel = torch.cat([best_v, acts]).topk(min(k, len(best_v) + len(acts)), dim=0)
-        best_i, best_v = torch.cat([best_i, idx]).gather(0, sel), vals
-        seen += len(acts)
-    rows, positions = cache.rows, cache.positions
-
-    def show(ids: list[int]) -> str:
-        if not ids:
-            return ""
-        return tokenizer.decode(ids) if tokenizer is not None else " ".join(map(str, ids))
-
-    out: dict[int, list[Context]] = {}
-    for j, f in enumerate(feats.tolist()):
-        out[f] = []
-        for v, i in zip(best_v[:, j].tolist(), best_i[:, j].tolist(), strict=True):
-            if v <= 0:
-                continue  # a feature that never fired has no contexts
-            row, pos = int(rows[i]), int(positions[i])
-            toks = cache.row_tokens(row)
-            left, right = toks[max(0, pos - before) : pos], toks[pos + 1 : pos + 1 + after]
-            text = f"{show(left)} [[{show([toks[pos]])}]] {show(right)}"
-            out[f].append(Context(f, float(v), row, pos, text.strip()))
-    return FeatureContexts(hook, out)
-
-
-@dataclass(frozen=True)
-class FiringRates:
-    """Per-feature firing rates of the same SAE's features in two models over a paired cache."""
-
-    hook: str
-    labels: tuple[str, str]
-    rates: Float[Tensor, "2 d_sae"] = field(repr=False)
-    n_positions: int
-
-    @property
-    def drop(self) -> Float[Tensor, "d_sae"]:  # noqa: F821
-        """Rate in the first model minus rate in the second."""
-        return self.rates[0] - self.rates[1]
-
-    @property
-    def ratio(self) -> Float[Tensor, "d_sae"]:  # noqa: F821
-        """Rate in the second model over rate in the first (nan where the first never fires)."""
-        return torch.where(self.rates[0] > 0, self.rates[1] / self.rates[0].clamp(min=1e-12), torch.nan)
-
-    def switched_off(self, min_rate: float = 0.01, max_ratio: float = 0.2) -> list[int]:
-        """Features firing at least ``min_rate`` in the first model and at most ``max_ratio`` of
-        that in the second, by largest drop first."""
-        keep = (self.rates[0] >= min_rate) & (self.ratio <= max_ratio)
-        idx = keep.nonzero().squeeze(1)
-        return idx[self.drop[idx].argsort(descending=True)].tolist()
-
-    def to_dict(self, n: int = 50) -> dict[str, Any]:
-        top = self.drop.argsort(descending=True)[:n].tolist()
-        return {
-            "hook": self.hook,
-            "labels": list(self.labels),
-            "n_positions": self.n_positions,
-            "switched_off": self.switched_off(),
-            "top_drops": [self._row(f) for f in top],
-            "rates": {lab: self.rates[i].tolist() for i, lab in enumerate(self.labels)},
-        }
-
-    def _row(self, f: int) -> dict[str, Any]:
-        ratio = float(self.ratio[f])
-        return {
-            "feature": f,
-            f"rate_{self.labels[0]}": float(self.rates[0, f]),
-            f"rate_{self.labels[1]}": float(self.rates[1, f]),
-            "drop": float(self.drop[f]),
-            "ratio": None if math.isnan(ratio) else ratio,
-        }
-
-    def save(self, path: str | Path) -> Path:
-        return save_json(self, path)
-
-    def table(self, n: int = 10) -> str:
-        rows = [self._row(f) for f in self.drop.argsort(descending=True)[:n].tolist()]
-        return format_table(list(rows[0]), [list(r.values()) for r in rows])
-
-    def __str__(self) -> str:
-        return self.table()
-
-    def plot(self, path_or_ax):
-        """Firing rate in the first model against the second (log-log); switched-off ones in red."""
-        import matplotlib.pyplot as plt
-
-        ax = path_or_ax if hasattr(path_or_ax, "scatter") else plt.subplots(figsize=(4.5, 4.5))[1]
-        floor = 0.5 / max(self.n_positions, 1)
-        x, y = self.rates[0].clamp(min=floor), self.rates[1].clamp(min=floor)
-        off = torch.zeros_like(x, dtype=torch.bool)
-        off[self.switched_off()] = True
-        ax.scatter(x[~off], y[~off], s=6, alpha=0.6, label="features")
-        ax.scatter(x[off], y[off], s=10, color="red", label="switched off")
-        ax.plot([floor, 1], [floor, 1], color="grey", lw=0.8, ls="--")
-        ax.set(
-            xscale="log",
-            yscale="log",
-            xlabel=f"firing rate, {self.labels[0]}",
-            ylabel=f"firing rate, {self.labels[1]}",
-            title=f"feature firing rates ({self.hook})",
-        )
-        ax.legend()
-        return ax if ax is path_or_ax else save_figure(ax.figure, path_or_ax)
-
-
-def firing_rates(
-    sae,
-    paired: "PairedCache | str | Path",
-    hook: str,
-    labels: tuple[str, str] | None = None,
-    threshold: float = 0.0,
-    max_positions: int | None = None,
-    batch_size: int = 4096,
-) -> FiringRates:
-    """How often each feature fires (activation above ``threshold``) in two models' caches.
-
-    Args:
-        sae: an ``sae_lens.SAE``.
-        paired: a paired cache (same token rows in both models) or its directory.
-        hook: the hook the SAE reads.
-        labels: the two models to compare, first the reference (e.g. ``("base", "sft")``);
-            default: the paired cache's first two labels.
-        threshold: a feature fires where its activation exceeds this.
-        max_positions: stop after this many positions.
-        batch_size: positions encoded at once, per model.
-
-    Returns:
-        A :class:`FiringRates`; ``.switched_off()`` lists the features training turned off.
-
-    Raises:
-        KeyError: a label the paired cache lacks.
-        SAEError: the SAE does not fit the caches' activations.
-
-    Example:
-        >>> firing_rates(None, "/nonexistent", "blocks.0.hook_resid_post")
-        Traceback (most recent call last):
-        ...
-        interp.errors.CacheError: '/nonexistent' is not a paired cache (no pair.json)
-    """
-    paired = paired if isinstance(paired, PairedCache) else open_paired_cache(paired)
-    labels = tuple(labels) if labels is not None else tuple(paired.labels[:2])
-    if len(labels) != 2:
-        raise ValueError(f"labels must name two models of the paired cache {paired.labels}, got {labels}")
-    for lab in labels:
-        check_sae_fits(sae, paired[lab], hook)
-    counts = torch.zeros((2, int(sae.cfg.d_sae)), dtype=torch.long)
-    seen = 0
-    pair = PairedCache(paired.root, {lab: paired[lab] for lab in labels})
-    for batch in pair.batches(hook, batch_size):
-        take = (
-            len(batch[labels[0]])
-            if max_positions is None
-            else min(len(batch[labels[0]]), max_positions - seen)
-        )
-        for i, lab in enumerate(labels):
-            counts[i] += (encode(sae, batch[lab][:take]).cpu() > threshold).sum(0)
-        seen += take
-        if max_positions is not None and seen >= max_positions:
-            break
-    return FiringRates(hook, labels, counts.float() / max(seen, 1), seen)

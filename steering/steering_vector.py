@@ -1,0 +1,276 @@
+"""The steering vector: per-layer directions added to the residual stream, saved and applied.
+
+A :class:`SteeringVector` holds one direction per hook point plus where it came from. Build one
+by difference of means (CAA) over contrastive prompts or labelled cached positions, or by PCA of
+paired differences (:mod:`steering.contrastive`), or from an SAE feature's decoder row
+(:mod:`steering.sae_steering`); apply it with::
+
+    with vec.apply(model, scale=4.0):
+        model(tokens)
+
+Model policy of :meth:`SteeringVector.apply`: a vector may be applied to any model whose
+*architecture* (module class, ``n_layers``, ``d_model``, ``d_vocab``) matches the one it was
+built on, so that a vector from ``base`` can steer its fine-tuned twin; if the weight
+fingerprint differs a warning is logged. A model of another architecture, or a hook whose width
+is not the vector's ``d_model``, is refused with :class:`~interp.errors.ModelMismatchError`.
+
+With a key-value cache (``interp.generation`` / ``interp.organism.generate``) every forward pass
+sees only the positions it computes: the prompt once, then one new token per step. ``positions``
+select along the ``pos`` axis *of each pass*: ``None`` (the default) steers every prompt position
+once and every generated token once, exactly as a full recomputation with the vector at all
+positions would; ``-1`` steers the last prompt token and each generated token. Explicit prompt
+indices (``[0, 3]``) are only meaningful for single forward passes, not for generation.
+"""
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from interp.atomic import atomic_write_bytes, atomic_write_json
+from interp.errors import ModelMismatchError, VectorFileError
+from interp.fingerprint import sha256_file
+from interp.hooks import Positions, add_vector, resolve_hook_names
+from interp.results import format_table, save_figure
+
+# The name the warnings of check_model were always logged under, before this module was split out.
+log = logging.getLogger("steering.vectors")
+
+TENSORS_FILE = "vector.safetensors"
+META_FILE = "vector.json"
+ARCH_KEYS = ("class", "n_layers", "d_model", "d_vocab")
+
+
+def model_meta(model) -> dict[str, Any]:
+    """Spec, fingerprint and architecture summary of a model, as stored in a vector's metadata."""
+    from interp.models import as_model
+
+    d = as_model(model).describe()
+    return {
+        "spec": d["spec"],
+        "fingerprint": d["fingerprint"],
+        "architecture": {k: d[k] for k in ARCH_KEYS},
+    }
+
+
+@dataclass(frozen=True)
+class SteeringVector:
+    """One direction per hook point, with its provenance.
+
+    Args:
+        directions: hook name -> direction ``[d_model]`` (added as ``scale * direction``).
+        meta: ``method``, ``d_model``, ``model`` (``spec``, ``fingerprint``, ``architecture``;
+            ``None`` when unknown, e.g. an SAE direction given as a bare tensor) and
+            ``provenance`` (prompt counts and hashes, cache ID, SAE feature).
+
+    Example:
+        >>> import torch
+        >>> v = SteeringVector({"blocks.0.hook_resid_post": torch.ones(4)}, {"method": "manual"})
+        >>> v.d_model, v.hook_names
+        (4, ('blocks.0.hook_resid_post',))
+    """
+
+    directions: dict[str, Tensor]
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.directions:
+            raise ValueError("a steering vector needs at least one hook direction; got none")
+        widths = {name: tuple(v.shape) for name, v in self.directions.items()}
+        if any(len(s) != 1 for s in widths.values()) or len({s[0] for s in widths.values()}) != 1:
+            raise ValueError(f"directions must all be 1-D of one width d_model; got shapes {widths}")
+
+    @property
+    def d_model(self) -> int:
+        return int(next(iter(self.directions.values())).shape[0])
+
+    @property
+    def hook_names(self) -> tuple[str, ...]:
+        return tuple(self.directions)
+
+    def norms(self) -> dict[str, float]:
+        return {name: float(v.float().norm()) for name, v in self.directions.items()}
+
+    def select(self, layers: Sequence[int | str] | None) -> dict[str, Tensor]:
+        """The directions of the given layers (ints) or hook names (``None``: all).
+
+        Raises:
+            KeyError: a layer or name the vector has no direction for (lists those it has).
+        """
+        if layers is None:
+            return dict(self.directions)
+        out = {}
+        for key in layers:
+            if isinstance(key, int):
+                names = [n for n in self.directions if n.startswith(f"blocks.{key}.")]
+            else:
+                names = [key] if key in self.directions else []
+            if not names:
+                raise KeyError(f"the vector has no direction for {key!r}; it has {list(self.directions)}")
+            out.update((n, self.directions[n]) for n in names)
+        return out
+
+    def check_model(self, model) -> None:
+        """Apply the model policy (see the module docstring).
+
+        Raises:
+            ModelMismatchError: another architecture, or a hook of another width.
+        """
+        from interp.models import as_model
+
+        m = as_model(model)
+        if m.d_model != self.d_model:
+            raise ModelMismatchError(
+                f"steering vector has d_model {self.d_model}, the model {m.spec!r} has d_model {m.d_model}"
+            )
+        built = (self.meta.get("model") or {}).get("architecture")
+        if built is None:
+            return
+        here = {k: m.describe()[k] for k in ARCH_KEYS}
+        diff = {k: (built.get(k), here[k]) for k in ARCH_KEYS if built.get(k) != here[k]}
+        if diff:
+            raise ModelMismatchError(
+                f"steering vector was built on a {built} model ({self.meta['model'].get('spec')}), "
+                f"not on {m.spec!r}: differs in "
+                + ", ".join(f"{k} (vector {a}, model {b})" for k, (a, b) in diff.items())
+            )
+        if self.meta["model"].get("fingerprint") != m.fingerprint:
+            log.warning(
+                "steering vector from %s (%s) applied to %s (%s): same architecture, other weights",
+                self.meta["model"].get("spec"),
+                self.meta["model"].get("fingerprint"),
+                m.spec,
+                m.fingerprint,
+            )
+
+    @contextmanager
+    def apply(
+        self,
+        model,
+        scale: float = 1.0,
+        positions: Positions = None,
+        layers: Sequence[int | str] | None = None,
+    ) -> Iterator[None]:
+        """Add ``scale * direction`` at each hook during the forward passes in the body.
+
+        Args:
+            model: a :class:`interp.models.Model` or TransformerLens module.
+            scale: multiplier of every direction.
+            positions: where to add, along the ``pos`` axis of each forward pass (see the module
+                docstring for generation with a key-value cache); ``None``: everywhere.
+            layers: restrict to these layer indices or hook names (``None``: all of the vector's).
+
+        Raises:
+            ModelMismatchError: see :meth:`check_model`.
+            HookNameError: the model lacks one of the hooks (nothing is registered then).
+
+        Example:
+            >>> import torch
+            >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+            >>> cfg = HookedTransformerConfig(
+            ...     n_layers=1, d_model=4, n_ctx=4, d_head=2, d_vocab=5, act_fn="relu")
+            >>> m = HookedTransformer(cfg)
+            >>> v = SteeringVector({"blocks.0.hook_resid_post": torch.ones(4)}, {"method": "manual"})
+            >>> with v.apply(m, scale=2.0):
+            ...     logits = m(torch.tensor([[1, 2]]))
+            >>> sum(len(h._forward_hooks) for h in m.hook_dict.values())
+            0
+        """
+        self.check_model(model)
+        chosen = self.select(layers)
+        resolve_hook_names(model, list(chosen))  # every name checked before any registration
+        with ExitStack() as stack:
+            for name, direction in chosen.items():
+                stack.enter_context(add_vector(model, name, direction, scale=scale, positions=positions))
+            yield
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hooks": list(self.directions),
+            "norms": self.norms(),
+            "d_model": self.d_model,
+            "meta": self.meta,
+        }
+
+    def __str__(self) -> str:
+        rows = [[name, float(v.float().norm())] for name, v in self.directions.items()]
+        head = f"steering vector ({self.meta.get('method', '?')}, d_model {self.d_model})"
+        return head + "\n" + format_table(["hook", "norm"], rows)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``vector.safetensors`` then ``vector.json`` (with its checksum) into a directory.
+
+        Both writes are atomic; the JSON, written last, names the tensors file's sha256, so a
+        directory whose JSON exists holds a complete vector.
+        """
+        from safetensors.torch import save
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {n: v.detach().float().cpu().contiguous() for n, v in self.directions.items()}
+        atomic_write_bytes(path / TENSORS_FILE, save(tensors))
+        atomic_write_json(path / META_FILE, {**self.to_dict(), "sha256": sha256_file(path / TENSORS_FILE)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SteeringVector":
+        """Load a vector saved with :meth:`save`.
+
+        Raises:
+            VectorFileError: a missing directory or file, a checksum mismatch, or unreadable
+                contents.
+        """
+        import json
+
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        meta_path, tensor_path = path / META_FILE, path / TENSORS_FILE
+        for p in (meta_path, tensor_path):
+            if not p.is_file():
+                raise VectorFileError(f"no steering vector at {str(path)!r}: {p.name} is missing")
+        try:
+            info = json.loads(meta_path.read_text())
+            hooks, expected = info["hooks"], info["sha256"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise VectorFileError(f"{str(meta_path)!r} is not a steering-vector file ({exc})") from None
+        if sha256_file(tensor_path) != expected:
+            raise VectorFileError(
+                f"{str(tensor_path)!r} is corrupt: its sha256 differs from the one in {META_FILE}"
+            )
+        try:
+            tensors = load_file(str(tensor_path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise VectorFileError(f"cannot read {str(tensor_path)!r}: {exc}") from None
+        missing = [h for h in hooks if h not in tensors]
+        if missing:
+            raise VectorFileError(f"{str(tensor_path)!r} lacks the directions for {missing}")
+        return cls({h: tensors[h] for h in hooks}, info.get("meta", {}))
+
+    def plot(self, path_or_ax=None):
+        """Bar chart of the direction norms per hook; a path saves a PNG and returns it."""
+        import matplotlib.pyplot as plt
+
+        ax = path_or_ax if hasattr(path_or_ax, "bar") else plt.subplots(figsize=(6, 3))[1]
+        names = list(self.directions)
+        ax.bar(range(len(names)), list(self.norms().values()))
+        ax.set_xticks(range(len(names)), [n.replace(".hook_", "\n") for n in names], fontsize=7)
+        ax.set_ylabel("direction norm")
+        ax.set_title(f"steering vector ({self.meta.get('method', '?')})")
+        if path_or_ax is None or hasattr(path_or_ax, "bar"):
+            return ax
+        return save_figure(ax.figure, path_or_ax)
+
+
+def layer_hooks(layers: Sequence[int], site: str = "hook_resid_post") -> list[str]:
+    """Hook names of a residual site at the given layers.
+
+    Example:
+        >>> layer_hooks([0, 2])
+        ['blocks.0.hook_resid_post', 'blocks.2.hook_resid_post']
+    """
+    return [f"blocks.{int(i)}.{site}" for i in layers]
