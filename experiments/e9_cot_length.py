@@ -92,7 +92,11 @@ def claim(r: dict) -> Claim:
         f"(rl-answer {pct(rl[0])} -> {pct(rl[-1])})"
     )
     if acc_max < acc0 - 0.05:
-        verdict, why = "reproduced", "forcing longer thinking lowers accuracy"
+        verdict = "reproduced"
+        why = (
+            "forcing longer thinking lowers accuracy; caveat: the forced check follows a ';' where the "
+            "trained checks follow a move, so part of the fall is a format shift, not length alone"
+        )
     elif acc_max <= acc0 + 0.02:
         verdict, why = "partly", "forcing longer thinking does not help (nor clearly hurt)"
     else:
