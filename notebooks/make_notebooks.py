@@ -41,6 +41,8 @@ def write(folder: Path) -> list[Path]:
             nbformat.v4.new_markdown_cell(s) if kind == "md" else nbformat.v4.new_code_cell(s)
             for kind, s in parse(src.read_text())
         ]
+        for i, cell in enumerate(nb.cells):
+            cell.id = f"cell-{i:02d}"  # stable ids: regenerating leaves unchanged notebooks unchanged
         path = folder / f"{src.stem}.ipynb"
         nbformat.write(nb, str(path))
         paths.append(path)
