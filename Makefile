@@ -29,9 +29,14 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/cache_throughput.py
+	$(BIN)/python benchmarks/probe_fit.py
+	$(BIN)/python benchmarks/prefix_scoring.py
+	$(BIN)/python benchmarks/sae_training.py
+	$(BIN)/python benchmarks/steering_generation.py
+	$(BIN)/python benchmarks/proxy_tuning.py
 
 lint: install
-	$(BIN)/ruff check interp probes steering tests benchmarks
+	$(BIN)/ruff check interp probes steering experiments notebooks tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs .bench

@@ -27,6 +27,7 @@ TOP_FEATURES = 5
 SAMPLES_PER_PROBLEM = 2
 OFF_RATIO = 0.2  # a feature firing at most this share of its base rate counts as switched off
 MIN_BASE_RATE = 0.05  # ... provided base fires it at least this often before WAIT
+SAE_DIR = "sae_base"  # under caches/e4_markers, next to the paired cache (e6 reuses both)
 CARD_KEYS = (
     "markers_per_response",
     "markers_per_response_ood",
@@ -104,6 +105,7 @@ def marker_features(ctx: Context) -> dict:
 
     from interp.cache import CacheConfig, build_paired_cache
     from steering.features import feature_activations, firing_rates, marker_labels, rank_features
+    from steering.sae import save_sae
 
     _, tok = ctx.world
     hook = marker_hook(ctx)
@@ -132,6 +134,7 @@ def marker_features(ctx: Context) -> dict:
         return out  # no WAIT in base's texts (a degenerate tiny model): nothing to rank
     trained = train_marker_sae(ctx, paired["base"], hook)
     sae = trained.sae
+    save_sae(sae, ctx.out / "caches" / "e4_markers" / SAE_DIR)
     ranking = rank_features(sae, paired["base"], hook, labels, max_positions=None)
     top = ranking.top(TOP_FEATURES)
     out["sae"] = {
@@ -140,7 +143,8 @@ def marker_features(ctx: Context) -> dict:
         "final_losses": trained.losses[-1] if trained.losses else {},
     }
     out["top_features"] = [
-        {"feature": f, "auroc": float(ranking.auroc[f]), "mean_diff": float(ranking.mean_diff[f])} for f in top
+        {"feature": f, "auroc": float(ranking.auroc[f]), "mean_diff": float(ranking.mean_diff[f])}
+        for f in top
     ]
     for name in MODELS:
         acts = feature_activations(sae, paired[name], hook)[:, top] > 0
@@ -161,13 +165,17 @@ def _plot_zoo(ctx: Context, zoo: dict) -> None:
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))
     x = list(range(len(MODELS)))
-    a1.bar([i - 0.2 for i in x], [zoo[n]["markers_per_response"] for n in MODELS], 0.4, label="in distribution")
+    a1.bar(
+        [i - 0.2 for i in x], [zoo[n]["markers_per_response"] for n in MODELS], 0.4, label="in distribution"
+    )
     a1.bar([i + 0.2 for i in x], [zoo[n]["markers_per_response_ood"] for n in MODELS], 0.4, label="OOD")
     a1.set_xticks(x, MODELS, rotation=20)
     a1.set_ylabel("markers per greedy response")
     a1.legend(fontsize=7)
     for key, label in (("solve_rate_id", "ID"), ("solve_rate_ood", "OOD")):
-        a2.scatter([zoo[n]["markers_per_response"] for n in MODELS], [zoo[n][key] for n in MODELS], label=label)
+        a2.scatter(
+            [zoo[n]["markers_per_response"] for n in MODELS], [zoo[n][key] for n in MODELS], label=label
+        )
     for n in MODELS:
         a2.annotate(n, (zoo[n]["markers_per_response"], zoo[n]["solve_rate_id"]), fontsize=7)
     a2.set_xlabel("markers per response (ID)")
@@ -206,7 +214,7 @@ def claim(r: dict) -> Claim:
     )
     off = {n: f["switched_off"].get(n, []) for n in tuned}
     if f["top_features"]:
-        organism += f"; top pre-WAIT SAE features switched off in: " + (
+        organism += "; top pre-WAIT SAE features switched off in: " + (
             ", ".join(f"{n} {len(v)}/{len(f['top_features'])}" for n, v in off.items())
         )
     ood_testable = m["base"]["solve_rate_ood"] > 0
@@ -223,9 +231,8 @@ def claim(r: dict) -> Claim:
         drop = {n: m["base"]["solve_rate_ood"] - m[n]["solve_rate_ood"] for n in gone}
         fell = [n for n, d in drop.items() if d > 0.05]
         verdict = "reproduced" if fell else "partly"
-        why = (
-            f"markers vanished in {', '.join(gone)} and OOD solve fell by "
-            + ", ".join(f"{pct(drop[n])} ({n})" for n in gone)
+        why = f"markers vanished in {', '.join(gone)} and OOD solve fell by " + ", ".join(
+            f"{pct(drop[n])} ({n})" for n in gone
         )
     return Claim(FINDING, TITLE, PAPER, organism, verdict, why)
 

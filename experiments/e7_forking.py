@@ -104,8 +104,9 @@ def claim(r: dict) -> Claim:
     fork_sr, full_sr = rl["rl-fork"]["solve_rate_id"], rl["rl-answer"]["solve_rate_id"]
     organism = (
         f"{pct(r['forking_share'])} of tokens are forking; they catch "
-        f"{pct(r['genuine_forks_caught_by_top20'])} of genuine forks; rl-answer puts {pct(on_high)} of its KL shift on the {pct(tok_high)} "
-        f"high-entropy tokens; solve rate rl-fork {pct(fork_sr)} vs rl-answer {pct(full_sr)}"
+        f"{pct(r['genuine_forks_caught_by_top20'])} of genuine forks (which are "
+        f"{pct(r['share_of_forking_tokens_that_are_genuine_forks'])} of them); rl-answer puts "
+        f"{pct(on_high)} of its KL shift on the {pct(tok_high)} high-entropy tokens; solve rate rl-fork {pct(fork_sr)} vs rl-answer {pct(full_sr)}"
     )
     moved = on_high > 2 * tok_high
     matched = fork_sr >= full_sr - 0.02
