@@ -106,7 +106,8 @@ def claim(r: dict) -> Claim:
         f"{pct(r['forking_share'])} of tokens are forking; they catch "
         f"{pct(r['genuine_forks_caught_by_top20'])} of genuine forks (which are "
         f"{pct(r['share_of_forking_tokens_that_are_genuine_forks'])} of them); rl-answer puts "
-        f"{pct(on_high)} of its KL shift on the {pct(tok_high)} high-entropy tokens; solve rate rl-fork {pct(fork_sr)} vs rl-answer {pct(full_sr)}"
+        f"{pct(on_high)} of its KL shift on the {pct(tok_high)} high-entropy tokens; "
+        f"solve rate rl-fork {pct(fork_sr)} vs rl-answer {pct(full_sr)}"
     )
     moved = on_high > 2 * tok_high
     matched = fork_sr >= full_sr - 0.02
