@@ -1,0 +1,295 @@
+"""Finding 6 (Yue et al. 2025; Wang & Zhou 2024; Galichin et al. 2025): base already holds the reasoning.
+
+Three ways to get at a behaviour without a weight update, on held-out (``test_id``) problems:
+
+1. pass@k (unbiased estimator) for k = 1..n with n = ``ctx.budget.samples`` samples at
+   temperature 1: ``base`` and ``rl-answer`` asked for a trace (``Q s g T``), ``sft-answer`` in its
+   own answer-only format (``Q s g A``). A sample passes when its final answer is a shortest path.
+   Yue et al.: the tuned model wins at k=1, base at large k.
+2. CoT-decoding: the prompt ``Q s g`` asks for neither a trace (``T``) nor a bare answer
+   (``A``) -- the organism never saw it in training, as Wang & Zhou's models were asked without a
+   chain-of-thought prompt; branch over the top-k first tokens, decode greedily, keep the branch
+   whose answer tokens have the largest mean top-1 minus top-2 probability. Compared with greedy
+   decoding for ``base``, ``sft-answer`` and ``rl-answer``: answer accuracy, and the share of
+   branches that take at least one trace step (``>``) before the answer.
+3. Steering the fine-tune whose markers vanished (of ``sft-clean`` and ``rl-answer``, the one
+   with fewer markers per response) toward base's marker behaviour: the difference of means of
+   ``base``'s residual stream just before ``WAIT`` and at other positions (over base's own
+   sampled responses), and the decoder direction of the SAE feature that best picks out those
+   positions (e4's SAE when e4 ran in this run folder, else one trained here), each swept over a
+   few scales with the organism's dose-response metrics (markers, solve rates, fact recall,
+   trace validity, KL on the fact lines).
+"""
+
+import math
+
+from experiments.claims import Claim, pct
+from experiments.context import Context
+
+FINDING = 6
+TITLE = "Base models already hold the reasoning; post-training selects it"
+PAPER = "tuned wins pass@1, base wins at large k; CoT-decoding finds CoT paths; SAE steering +2.2% acc"
+PASSK_MODELS = {"base": "cot", "rl-answer": "cot", "sft-answer": "answer"}
+COT_MODELS = ("base", "sft-answer", "rl-answer")
+STEER_CANDIDATES = ("sft-clean", "rl-answer")
+COT_K = 5
+SCALES = (0.0, 0.125, 0.25, 0.5, 1.0)  # in units of the difference-of-means vector's norm, for both vectors
+KEEP_SOLVE = 0.05  # steering "restores" markers only where solve rate falls by at most this
+
+
+def run(ctx: Context) -> dict:
+    problems = ctx.problems("test_id")
+    passk = {name: _pass_at_k(ctx, name, fmt, problems) for name, fmt in PASSK_MODELS.items()}
+    cot = {name: _cot_decoding(ctx, name, problems) for name in COT_MODELS}
+    steering = _steering(ctx)
+    _plot_passk(ctx, passk)
+    if steering["sweeps"]:
+        _plot_sweeps(ctx, steering)
+    n = ctx.budget.samples
+    base_large, tuned_large = passk["base"]["pass_at_k"][str(n)], passk["rl-answer"]["pass_at_k"][str(n)]
+    return {
+        "pass_at_k": passk,
+        "cot_decoding": cot,
+        "steering": steering,
+        "n_problems": len(problems),
+        "n_samples": n,
+        "base_minus_rl_at_1": passk["base"]["pass_at_k"]["1"] - passk["rl-answer"]["pass_at_k"]["1"],
+        "base_minus_rl_at_n": base_large - tuned_large,
+    }
+
+
+def _answer_ok(world, start: int, goal: int, words: list[str]) -> bool:
+    from interp.organism.validator import extract_answer
+
+    ans = extract_answer(words if "A" in words else ["A", *words], world.n_nodes)
+    return ans is not None and world.is_shortest_path(ans, start, goal)
+
+
+def _pass_at_k(ctx: Context, name: str, fmt: str, problems: list[tuple[int, int]]) -> dict:
+    from interp.organism.traces import answer_prompt, cot_prompt
+    from probes.passk import sample_pass_at_k
+
+    world, tok = ctx.world
+    make = cot_prompt if fmt == "cot" else answer_prompt
+    prompts = [tok.encode(make(s, g)) for s, g in problems]
+
+    def correct(i: int, ids: list[int]) -> bool:
+        return _answer_ok(world, *problems[i], tok.words(ids))
+
+    n = ctx.budget.samples
+    res = sample_pass_at_k(
+        ctx.model(name),
+        prompts,
+        correct,
+        n=n,
+        ks=list(range(1, n + 1)),
+        max_new_tokens=ctx.budget.max_new_tokens,
+        stop_id=tok.token_id("E"),
+    )
+    return {
+        "format": fmt,
+        "pass_at_k": {str(k): v for k, v in res.pass_at.items()},
+        "correct": list(res.correct),
+    }
+
+
+def _cot_decoding(ctx: Context, name: str, problems: list[tuple[int, int]]) -> dict:
+    from interp.organism.traces import node_name
+    from steering.decoding import CotConfig, cot_decode, organism_answer_span
+
+    world, tok = ctx.world
+    prompts = [tok.encode(f"Q {node_name(s)} {node_name(g)}") for s, g in problems]
+    cfg = CotConfig(
+        k=COT_K, max_new_tokens=ctx.budget.max_new_tokens, stop_id=tok.token_id("E"), pad_id=tok.pad_token_id
+    )
+    res = cot_decode(ctx.model(name), prompts, organism_answer_span(tok), cfg)
+
+    def share(rows: list[list[int]], test) -> float:
+        return sum(bool(test(i, r)) for i, r in enumerate(rows)) / len(rows) if rows else math.nan
+
+    def ok(i: int, r: list[int]) -> bool:
+        return _answer_ok(world, *problems[i], tok.words(r))
+
+    def reasons(i: int, r: list[int]) -> bool:  # a trace step (``>``) before the final answer
+        words = tok.words(r)
+        return ">" in (words[: len(words) - words[::-1].index("A")] if "A" in words else words)
+
+    return {
+        "k": COT_K,
+        "accuracy_greedy": share(res.greedy, ok),
+        "accuracy_best": share(res.best, ok),
+        "share_best_is_greedy": res.share_best_is_greedy,
+        "trace_share_greedy": share(res.greedy, reasons),
+        "trace_share_best": share(res.best, reasons),
+    }
+
+
+def _marker_material(ctx: Context):
+    """base's cache over its sampled responses, and an SAE on it: e4's when found, else built here."""
+    from experiments.e4_markers import SAE_DIR, marker_hook, sampled_rows
+    from interp.cache import CacheConfig, build_cache, open_paired_cache
+    from steering.sae import load_sae
+
+    hook = marker_hook(ctx)
+    e4 = ctx.out / "caches" / "e4_markers"
+    if (e4 / "pair.json").is_file() and (e4 / SAE_DIR / "cfg.json").is_file():
+        cache = open_paired_cache(e4)["base"]
+        sae = load_sae(e4 / SAE_DIR)
+        if hook in cache.hooks and getattr(sae.cfg.metadata, "interp_cache_id", None) == cache.id:
+            return cache, sae, hook, "e4"
+    cache = build_cache(
+        ctx.model("base"),
+        sampled_rows(ctx),
+        ctx.out / "caches" / "e6_elicitation" / "base",
+        CacheConfig(hooks=hook),
+        progress=False,
+    )
+    return cache, None, hook, "e6"
+
+
+def _steering(ctx: Context) -> dict:
+    from steering.features import marker_labels, rank_features
+    from steering.sweep import SweepConfig, dose_response, organism_metrics
+    from steering.vectors import SteeringVector, from_cache, from_sae_feature
+
+    world, tok = ctx.world
+    markers = {n: ctx.evaluate(n)["markers_per_response"] for n in STEER_CANDIDATES}
+    target = min(STEER_CANDIDATES, key=lambda n: markers[n])
+    base = ctx.evaluate("base")
+    out = {
+        "model": target,
+        "markers_per_response": markers,
+        "base_markers_per_response": base["markers_per_response"],
+        "base_solve_rate_id": base["solve_rate_id"],
+        "sweeps": {},
+        "vectors": {},
+    }
+    cache, sae, hook, source = _marker_material(ctx)
+    ctx.cite_cache("base_sampled", cache, f"base's residual stream at {hook}: steering vectors")
+    labels = marker_labels(cache, tok, "WAIT", offset=1)
+    out.update(hook=hook, cache_source=source, n_before_wait=int(labels.sum()), n_positions=len(labels))
+    if int(labels.sum()) in (0, len(labels)):
+        return out  # no WAIT in base's texts (a degenerate tiny model): no vector to build
+    dom = from_cache(cache, labels, hooks=[hook])
+    norm = float(dom.directions[hook].norm())
+    if sae is None:
+        from experiments.e4_markers import train_marker_sae
+
+        sae = train_marker_sae(ctx, cache, hook).sae
+    ranking = rank_features(sae, cache, hook, labels, max_positions=None)
+    feature = ranking.top(1)[0]
+    unit = from_sae_feature(sae, feature, hook)
+    direction = unit.directions[hook]
+    feat = SteeringVector({hook: direction / direction.norm().clamp(min=1e-12)}, unit.meta)
+    out["vectors"] = {
+        "mean_difference": {"norm": norm},
+        "sae_feature": {"feature": feature, "auroc": float(ranking.auroc[feature]), "norm": 1.0},
+    }
+    model = ctx.model(target)
+    targets, costs = organism_metrics(
+        model, tok, world, max_problems=ctx.budget.problems, max_new_tokens=ctx.budget.max_new_tokens
+    )
+    for name, vec, unit_scale in (("mean_difference", dom, 1.0), ("sae_feature", feat, norm)):
+        scales = tuple(s * unit_scale for s in SCALES)
+        res = dose_response(model, vec, targets, costs, SweepConfig(scales=scales))
+        out["sweeps"][name] = {
+            "scales": list(SCALES),
+            "applied_norm": [s * norm for s in SCALES],
+            **{k: list(v) for k, v in res.values.items()},
+        }
+    return out
+
+
+def _plot_passk(ctx: Context, passk: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, r in passk.items():
+        ks = [int(k) for k in r["pass_at_k"]]
+        ax.plot(ks, list(r["pass_at_k"].values()), marker="o", ms=3, label=f"{name} ({r['format']})")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k (samples at T=1)")
+    ax.set_ylabel("pass@k (answer is a shortest path)")
+    ax.legend(fontsize=7)
+    ctx.figure(fig, "pass_at_k")
+
+
+def _plot_sweeps(ctx: Context, steering: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    keys = ("markers_per_response", "solve_rate_id", "fact_recall", "trace_validity", "kl_to_unsteered")
+    fig, axes = plt.subplots(1, len(keys), figsize=(3 * len(keys), 3))
+    for ax, key in zip(axes, keys, strict=True):
+        for name, sweep in steering["sweeps"].items():
+            ax.plot(sweep["scales"], sweep[key], marker="o", label=name)
+        ax.set_title(key, fontsize=8)
+        ax.set_xlabel("scale (x norm of the mean difference)", fontsize=7)
+    axes[0].axhline(steering["base_markers_per_response"], color="grey", ls="--", lw=0.8, label="base")
+    axes[1].axhline(steering["base_solve_rate_id"], color="grey", ls="--", lw=0.8, label="base")
+    axes[0].legend(fontsize=6)
+    fig.suptitle(f"steering {steering['model']} toward base's pre-WAIT activations ({steering['hook']})")
+    ctx.figure(fig, "steering_sweep")
+
+
+def claim(r: dict) -> Claim:
+    pk, n = r["pass_at_k"], r["n_samples"]
+    at = {m: (pk[m]["pass_at_k"]["1"], pk[m]["pass_at_k"][str(n)]) for m in pk}
+    organism = (
+        "pass@1/pass@" + str(n) + ": " + ", ".join(f"{m} {pct(a)}/{pct(b)}" for m, (a, b) in at.items())
+    )
+    cot = r["cot_decoding"]
+    organism += "; CoT-decoding acc greedy->best: " + ", ".join(
+        f"{m} {pct(c['accuracy_greedy'])}->{pct(c['accuracy_best'])}" for m, c in cot.items()
+    )
+    st = r["steering"]
+    restored, broken = [], []
+    if st["sweeps"]:
+        for name, sw in st["sweeps"].items():
+            best = max(range(len(sw["scales"])), key=lambda i: sw["markers_per_response"][i])
+            organism += (
+                f"; {name} steering of {st['model']}: markers {sw['markers_per_response'][0]:.2f}->"
+                f"{sw['markers_per_response'][best]:.2f} at x{sw['scales'][best]:g} (solve "
+                f"{pct(sw['solve_rate_id'][0])}->{pct(sw['solve_rate_id'][best])}, fact recall "
+                f"{pct(sw['fact_recall'][best])}, KL {sw['kl_to_unsteered'][best]:.3f})"
+            )
+            half = [
+                i
+                for i, v in enumerate(sw["markers_per_response"])
+                if v >= 0.5 * st["base_markers_per_response"]
+            ]
+            kept = [i for i in half if sw["solve_rate_id"][i] >= sw["solve_rate_id"][0] - KEEP_SOLVE]
+            if kept:
+                restored.append(f"{name} at x{sw['scales'][kept[0]]:g}")
+            elif half:
+                broken.append(name)
+    base_wins_large = r["base_minus_rl_at_n"] > 0.01
+    tuned_wins_1 = r["base_minus_rl_at_1"] < -0.01
+    if base_wins_large and tuned_wins_1:
+        verdict, why = "reproduced", "rl-answer wins pass@1 and base wins pass@" + str(n)
+    elif base_wins_large or tuned_wins_1:
+        verdict = "partly"
+        why = (
+            f"base minus rl-answer is {pct(r['base_minus_rl_at_1'])} at k=1 and "
+            f"{pct(r['base_minus_rl_at_n'])} at k={n}: only one end of the crossover shows"
+        )
+    else:
+        verdict = "not reproduced"
+        why = (
+            f"base minus rl-answer is {pct(r['base_minus_rl_at_1'])} at k=1 and "
+            f"{pct(r['base_minus_rl_at_n'])} at k={n}: no crossover"
+        )
+    if restored:
+        why += (
+            f"; steering restores half of base's markers, keeping the solve rate, with {', '.join(restored)}"
+        )
+    elif broken:
+        why += f"; steering ({', '.join(broken)}) restores markers only at scales that break solving"
+    else:
+        why += "; no swept scale restores half of base's markers"
+    return Claim(FINDING, TITLE, PAPER, organism, verdict, why)
+
+
+if __name__ == "__main__":
+    from experiments.reproduce import main_one
+
+    raise SystemExit(main_one(__spec__.name))
