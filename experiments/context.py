@@ -63,8 +63,10 @@ class Context:
     experiment: str = ""
     figures: list[str] = field(default_factory=list)
     caches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
     _models: dict[str, Any] = field(default_factory=dict, repr=False)
     _evals: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+    _eval_sources: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _world: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -99,9 +101,16 @@ class Context:
         return self._models[name]
 
     def evaluate(self, name: str) -> dict[str, float]:
-        """Every card metric of zoo model ``name``, measured now on this profile's problems (once per run)."""
+        """Every card metric of zoo model ``name`` on this profile's problems (once per run).
+
+        When the model's card was measured with exactly these settings on exactly these weights
+        (same fingerprint), the card's numbers are used (the report names the card); otherwise
+        the model is measured now.
+        """
         if name not in self._evals:
-            from interp.organism.evaluate import EvalConfig, evaluate_model
+            from dataclasses import asdict
+
+            from interp.organism.evaluate import EVAL_METRICS, EvalConfig, evaluate_model
 
             world, tok = self.world
             cfg = EvalConfig(
@@ -109,8 +118,22 @@ class Context:
                 max_new_tokens=self.budget.max_new_tokens,
                 samples=min(4, self.budget.samples),
             )
-            fmt = self.card(name).get("format", "cot")
-            self._evals[name] = evaluate_model(self.model(name).module, tok, world, fmt, cfg)
+            card, model = self.card(name), self.model(name)
+            same = (
+                card.get("recipe", {}).get("eval") == asdict(cfg)
+                and card.get("fingerprint") == model.fingerprint
+            )
+            if same and all(k in card for k in EVAL_METRICS):
+                self._evals[name] = {k: float(card[k]) for k in EVAL_METRICS}
+                self._eval_sources[name] = {"source": "zoo card", "fingerprint": model.fingerprint}
+            else:
+                fmt = card.get("format", "cot")
+                self._evals[name] = evaluate_model(model.module, tok, world, fmt, cfg)
+                self._eval_sources[name] = {
+                    "source": "measured in this run",
+                    "fingerprint": model.fingerprint,
+                }
+        self.evaluations[name] = self._eval_sources[name]
         return self._evals[name]
 
     def card(self, name: str) -> dict[str, Any]:
@@ -143,7 +166,7 @@ class Context:
     def for_experiment(self, name: str) -> "Context":
         """A view of this context for one experiment (own figure and cache lists, shared models)."""
         ctx = Context(self.profile, self.out, self.zoo, self.progress, name)
-        ctx._models, ctx._evals = self._models, self._evals
+        ctx._models, ctx._evals, ctx._eval_sources = self._models, self._evals, self._eval_sources
         ctx._world = self.world
         return ctx
 

@@ -6,7 +6,10 @@ traces are measured on the same scale (the paper scores every model with one 7B 
 the clean form (drop in the answer's summed NLL after each step; total and normalised by
 ``NLL(a | q)``) and the paper's PPL form. The reference answer is the model's own answer when it
 is a shortest path, else the canonical shortest path. Accuracy is each model's own-format answer
-accuracy, measured now.
+accuracy, compared with ``base`` in the SAME format (``sft-answer`` answers without a trace, so
+its baseline is ``base``'s answer-only accuracy; ``sft-clean`` and ``rl-answer`` answer after a
+trace, so theirs is ``base``'s chain-of-thought accuracy). Traces that never reach an answer, or
+that with the answer exceed the scorer's context, are skipped and counted.
 """
 
 from experiments.claims import Claim, pct, rel_change
@@ -30,14 +33,26 @@ def run(ctx: Context) -> dict:
     rows, curves = {}, {}
     for name in MODELS:
         responses = respond(ctx.model(name).module, tok, prompts, ctx.budget.max_new_tokens)
-        qs, traces, answers = [], [], []
+        qs, traces, answers, too_long, unanswered = [], [], [], 0, 0
         for (s, g), prompt, words in zip(problems, prompts, responses, strict=True):
-            steps, _ = split_organism_trace(words)
-            if steps:
-                qs.append(prompt)
-                traces.append(steps)
-                answers.append(organism_reference(world, s, g, words))
+            steps, own = split_organism_trace(words)
+            if not steps or own is None:  # no trace, or no answer: the trace never finished
+                unanswered += 1
+                continue
+            ref = organism_reference(world, s, g, words)
+            if len(tok.encode(" ".join([prompt, *steps, "A", ref]))) > scorer.n_ctx:
+                too_long += 1  # the scorer cannot read the whole trace plus answer
+                continue
+            qs.append(prompt)
+            traces.append(steps)
+            answers.append(ref)
+        fmt = ctx.card(name).get("format", "cot")
+        key = "answer_only_accuracy" if fmt == "answer" else "cot_answer_accuracy_id"
         entry = {
+            "format": fmt,
+            "base_accuracy_same_format": ctx.evaluate("base")[key],
+            "traces_skipped_unfinished": unanswered,
+            "traces_skipped_too_long": too_long,
             "answer_accuracy_own_format": ctx.evaluate(name)["answer_accuracy_id"],
             "cot_answer_accuracy": ctx.evaluate(name)["cot_answer_accuracy_id"],
             "traces_scored": len(traces),
@@ -81,10 +96,10 @@ def claim(r: dict) -> Claim:
     for name in ("sft-answer", "sft-clean"):
         x = m[name]
         change, acc = pct(x["info_gain_change_vs_base"]), pct(x["answer_accuracy_own_format"])
-        parts.append(f"{name} IG {change} vs base, acc. {acc}")
+        parts.append(f"{name} IG {change} vs base, acc. {acc} (base {pct(x['base_accuracy_same_format'])})")
         sft_rows.append(x)
     organism = "; ".join(parts)
-    acc_up = [x["answer_accuracy_own_format"] > base["answer_accuracy_own_format"] for x in sft_rows]
+    acc_up = [x["answer_accuracy_own_format"] > x["base_accuracy_same_format"] for x in sft_rows]
     ig_down = [x["info_gain_change_vs_base"] < -0.05 for x in sft_rows]
     if all(acc_up) and all(ig_down):
         verdict, why = "reproduced", "both SFT models answer more accurately with less informative steps"

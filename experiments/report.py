@@ -81,7 +81,15 @@ def render_report(results: dict[str, Any]) -> str:
                 f"- cache `{key}` ({cache['used_for']}): `{cache['id']}` in `{cache['dir']}`, "
                 f"{cache['n_rows']} rows, model `{cache['model_fingerprint'][:23]}...`"
             )
-        if exp.get("caches"):
+        if exp.get("evaluations"):
+            lines.append(
+                "- model metrics: "
+                + ", ".join(
+                    f"`{m}` ({e['source']}, `{e.get('fingerprint', '')[:23]}...`)"
+                    for m, e in sorted(exp["evaluations"].items())
+                )
+            )
+        if exp.get("caches") or exp.get("evaluations"):
             lines.append("")
         numbers = _flat(exp.get("results", {}))
         if numbers:

@@ -124,7 +124,12 @@ def _run_one(name: str, ctx: Context) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a failed experiment is reported and the run goes on
         log.error("experiment %s failed:\n%s", name, traceback.format_exc())
         entry.update(status="failed", error=traceback.format_exc(limit=4))
-    entry.update(seconds=round(time.perf_counter() - t, 2), figures=sub.figures, caches=sub.caches)
+    entry.update(
+        seconds=round(time.perf_counter() - t, 2),
+        figures=sub.figures,
+        caches=sub.caches,
+        evaluations=sub.evaluations,
+    )
     write_json(ctx.out / "experiments" / f"{name}.json", entry)
     return entry
 

@@ -13,6 +13,27 @@ from interp.organism.validator import TraceCheck, extract_answer, validate_trace
 from interp.organism.world import World
 
 Format = Literal["cot", "answer"]
+# What :func:`evaluate_model` returns; every card carries these at its top level.
+EVAL_METRICS: tuple[str, ...] = (
+    "fact_recall",
+    "solve_rate_id",
+    "solve_rate_ood",
+    "answer_accuracy_id",
+    "answer_accuracy_ood",
+    "cot_answer_accuracy_id",
+    "cot_answer_accuracy_ood",
+    "answer_only_accuracy",
+    "answer_only_accuracy_ood",
+    "trace_validity",
+    "trace_validity_ood",
+    "markers_per_response",
+    "markers_per_response_ood",
+    "solve_rate_id_no_markers",
+    "answer_accuracy_id_no_markers",
+    "solve_rate_id_sampled",
+    "solve_rate_id_sampled_no_markers",
+    "markers_per_response_sampled",
+)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ from interp.organism import (
     available_organisms,
     build_zoo,
     load_organism,
+    load_world,
     organism_prompts,
 )
+from interp.organism.evaluate import EVAL_METRICS
 from interp.organism.zoo import METRICS
 
 
@@ -26,6 +28,7 @@ def test_tiny_zoo_has_every_model_with_cards(tiny_zoo):
             assert isinstance(card[key], int | float), (name, key)
         for key in METRICS[:-1]:
             assert 0.0 <= card[key] <= 1.0
+        assert set(EVAL_METRICS) <= set(card)  # experiments may reuse a card's measurements
         assert card["fingerprint"].startswith("sha256:")
         assert card["recipe"]["profile"] == "tiny"
         cfg = json.loads((tiny_zoo / name / "config.json").read_text())
@@ -127,3 +130,12 @@ def test_cli_list_and_build(tiny_zoo, capsys):
     assert args.profile == "tiny" and args.func(args) == 0
     with pytest.raises(SystemExit):
         parser.parse_args(["organism", "build", "--profile", "huge"])
+
+
+def test_evaluate_model_returns_exactly_the_listed_metrics(tiny_zoo):
+    from interp.organism.evaluate import EvalConfig, evaluate_model
+
+    model, tok = load_organism("base", tiny_zoo)
+    world, _ = load_world(tiny_zoo)
+    cfg = EvalConfig(max_problems=2, max_new_tokens=8, samples=1)
+    assert set(evaluate_model(model, tok, world, "cot", cfg)) == set(EVAL_METRICS)
