@@ -113,6 +113,20 @@ def build_zoo(
     return cards
 
 
+def _gain_vs_parent(
+    spec: ModelSpec, metrics: dict[str, float], parent_card: dict[str, Any]
+) -> dict[str, Any]:
+    """Did this fine-tune raise final-answer accuracy in its own format above its parent's, in that format?"""
+    key = "answer_only_accuracy" if spec.fmt == "answer" else "cot_answer_accuracy_id"
+    parent = float(parent_card[key])
+    gain = float(metrics["answer_accuracy_id"]) - parent
+    return {
+        "parent_answer_accuracy_id_same_format": round(parent, 4),
+        "answer_accuracy_gain_vs_parent": round(gain, 4),
+        "raised_answer_accuracy": bool(gain > 0),
+    }
+
+
 def _with_parents(specs: list[ModelSpec], only: list[str] | None) -> set[str]:
     if only is None:
         return {s.name for s in specs}
@@ -189,6 +203,8 @@ def _build_one(
         "torch_version": torch.__version__,
         **{k: round(float(v), 4) for k, v in metrics.items()},
     }
+    if spec.parent is not None:
+        card.update(_gain_vs_parent(spec, metrics, read_json(zoo / spec.parent / "card.json")))
     folder.mkdir(parents=True, exist_ok=True)
     card_path.unlink(missing_ok=True)  # a half-rewritten model must not look complete
     save_weights_atomic(folder / "model.safetensors", model)

@@ -139,3 +139,17 @@ def test_evaluate_model_returns_exactly_the_listed_metrics(tiny_zoo):
     world, _ = load_world(tiny_zoo)
     cfg = EvalConfig(max_problems=2, max_new_tokens=8, samples=1)
     assert set(evaluate_model(model, tok, world, "cot", cfg)) == set(EVAL_METRICS)
+
+
+def test_fine_tune_cards_say_whether_accuracy_rose_over_the_parent(tiny_zoo):
+    for name in MODEL_NAMES:
+        card = json.loads((tiny_zoo / name / "card.json").read_text())
+        if card["parent"] is None:
+            assert "raised_answer_accuracy" not in card
+            continue
+        parent = json.loads((tiny_zoo / card["parent"] / "card.json").read_text())
+        key = "answer_only_accuracy" if card["format"] == "answer" else "cot_answer_accuracy_id"
+        assert card["parent_answer_accuracy_id_same_format"] == parent[key]
+        gain = card["answer_accuracy_id"] - parent[key]
+        assert abs(card["answer_accuracy_gain_vs_parent"] - gain) < 2e-4
+        assert card["raised_answer_accuracy"] == (card["answer_accuracy_gain_vs_parent"] > 0)
