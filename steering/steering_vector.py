@@ -39,6 +39,7 @@ from interp.results import format_table, save_figure
 
 # The name the warnings of check_model were always logged under, before this module was split out.
 log = logging.getLogger("steering.vectors")
+_WARNED: set[tuple[str | None, str]] = set()  # (vector's model, target model) pairs already warned about
 
 TENSORS_FILE = "vector.safetensors"
 META_FILE = "vector.json"
@@ -138,7 +139,9 @@ class SteeringVector:
                 f"not on {m.spec!r}: differs in "
                 + ", ".join(f"{k} (vector {a}, model {b})" for k, (a, b) in diff.items())
             )
-        if self.meta["model"].get("fingerprint") != m.fingerprint:
+        pair = (self.meta["model"].get("fingerprint"), m.fingerprint)
+        if pair[0] != pair[1] and pair not in _WARNED:
+            _WARNED.add(pair)  # once per (source, target) pair: a sweep applies the vector many times
             log.warning(
                 "steering vector from %s (%s) applied to %s (%s): same architecture, other weights",
                 self.meta["model"].get("spec"),

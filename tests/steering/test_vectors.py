@@ -152,11 +152,17 @@ def test_model_policy(hooked, gpt2, gpt2_other, caplog):
     # same width and depth, other architecture (HookedTransformer vs TransformerBridge): refused
     with pytest.raises(ModelMismatchError, match="class"), vec.apply(hooked):
         pass
-    # same architecture, other weights: allowed, with a warning
+    # same architecture, other weights: allowed, with a warning, once per pair of models
+    from steering import steering_vector
+
+    steering_vector._WARNED.clear()
     with caplog.at_level(logging.WARNING, logger="steering.vectors"), vec.apply(gpt2_other):
         pass
     assert "other weights" in caplog.text
     caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="steering.vectors"), vec.apply(gpt2_other):
+        pass
+    assert "other weights" not in caplog.text  # a sweep applies it many times: said once
     with caplog.at_level(logging.WARNING, logger="steering.vectors"), vec.apply(gpt2):
         pass
     assert "other weights" not in caplog.text
