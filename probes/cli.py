@@ -6,7 +6,8 @@ inside that function so that ``interp --help`` stays fast.
 """
 
 import argparse
-import importlib
+
+from interp.commands import add_command_modules
 
 COMMANDS = ("info_gain", "entropy", "faithfulness", "damage")
 
@@ -15,12 +16,5 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     """Add ``probe`` and its subcommands to the ``interp`` parser."""
     p = subparsers.add_parser("probe", help="reasoning metrics, faithfulness, damage localisation")
     sub = p.add_subparsers(dest="probe_command", required=True, metavar="METRIC")
-    for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"probes.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"probes.commands.{name}":
-                raise
-            continue  # not built yet
-        mod.add_parser(sub)
+    add_command_modules(sub, "probes.commands", COMMANDS)
     return p

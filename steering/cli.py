@@ -6,7 +6,8 @@ inside that function so that ``interp --help`` stays fast.
 """
 
 import argparse
-import importlib
+
+from interp.commands import add_command_modules
 
 GROUPS = {
     "sae": ("train SAEs on caches and rank their features", ("sae_train", "sae_features")),
@@ -19,14 +20,7 @@ def _add_group(subparsers: "argparse._SubParsersAction", group: str) -> argparse
     help_text, modules = GROUPS[group]
     p = subparsers.add_parser(group, help=help_text)
     sub = p.add_subparsers(dest=f"{group}_command", required=True, metavar="ACTION")
-    for name in modules:
-        try:
-            mod = importlib.import_module(f"steering.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"steering.commands.{name}":
-                raise
-            continue  # not built yet
-        mod.add_parser(sub)
+    add_command_modules(sub, "steering.commands", modules)
     return p
 
 

@@ -2,14 +2,9 @@
 
 import argparse
 
+from interp.commands import comma_separated
 
-def _fractions(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"fractions {text!r} must be comma-separated numbers from 0 to 1, like 0,0.2,0.4,0.6,0.8,1"
-        ) from None
+_fractions = comma_separated(float, "fractions", "0,0.2,0.4,0.6,0.8,1 (numbers from 0 to 1)")
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:

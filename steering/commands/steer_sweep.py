@@ -2,14 +2,9 @@
 
 import argparse
 
+from interp.commands import comma_separated
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"scales {text!r} must be comma-separated numbers like 0,2,4"
-        ) from None
+_floats = comma_separated(float, "scales", "0,2,4")
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:

@@ -2,12 +2,13 @@
 
 import argparse
 
+from interp.commands import comma_separated
+
+_int_tuple = comma_separated(int, "integers", "0,2,3")
+
 
 def _ints(text: str) -> list[int]:
-    try:
-        return [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated integers like 0,2,3") from None
+    return list(_int_tuple(text))
 
 
 def _positions(text: str):
