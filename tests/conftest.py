@@ -7,7 +7,8 @@ Everything is seeded and session-scoped, so the whole suite builds each model on
 - ``llama_dir``: the same for a tiny Llama (grouped-query attention);
 - ``gpt2`` / ``llama``: those loaded through ``interp.models.load_model("hf:...")``;
 - ``hooked``: a tiny ``transformer_lens.HookedTransformer``;
-- ``prompts`` / ``prompts_file``: a few dozen strings of random words "w3 w17 ...".
+- ``prompts`` / ``prompts_file``: a few dozen strings of random words "w3 w17 ...";
+- ``make_bpe_tokenizer``: a small BPE trained on a given corpus, as a GPT-2, Llama or Qwen2 tokenizer.
 """
 
 import os
@@ -36,6 +37,51 @@ def word_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>"
+    )
+
+
+# family -> the special tokens its BPE is trained with (Llama's ``<s>`` is its BOS).
+BPE_SPECIALS = {
+    "gpt2": ["<|endoftext|>"], "llama": ["<unk>", "<s>", "</s>"], "qwen2": ["<|endoftext|>", "<|im_end|>"]
+}
+
+
+def bpe_tokenizer(family: str, corpus: list[str], vocab_size: int):
+    """A BPE of ``vocab_size`` tokens trained on ``corpus``, wrapped as ``family``'s tokenizer.
+
+    GPT-2 and Qwen2 are byte-level and add no BOS (GPT-2's BOS is ``<|endoftext|>``, Qwen2 has
+    none); Llama's splits on ``▁`` (Metaspace) and adds BOS ``<s>``.
+    """
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    byte_level = family != "llama"
+    tok = Tokenizer(models.BPE(unk_token=None if byte_level else "<unk>"))
+    if byte_level:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=BPE_SPECIALS[family],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if byte_level else [],
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer)
+    if family == "gpt2":
+        eot = "<|endoftext|>"
+        return transformers.GPT2TokenizerFast(
+            tokenizer_object=tok, bos_token=eot, eos_token=eot, unk_token=eot
+        )
+    if family == "llama":
+        return transformers.LlamaTokenizerFast(
+            tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", add_bos_token=True
+        )
+    return transformers.Qwen2TokenizerFast(
+        tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        unk_token=None,
     )
 
 
@@ -227,6 +273,12 @@ def cli_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def make_prompts():
     return random_prompts
+
+
+@pytest.fixture(scope="session")
+def make_bpe_tokenizer():
+    """``make_bpe_tokenizer(family, corpus, vocab_size)``: see ``bpe_tokenizer``."""
+    return bpe_tokenizer
 
 
 @pytest.fixture(scope="session")

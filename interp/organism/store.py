@@ -4,8 +4,11 @@ Layout of a zoo directory::
 
     world.json             the graph, the problem splits and the tokenizer vocabulary
     NAME/model.safetensors the weights
-    NAME/config.json       HookedTransformerConfig keyword arguments
+    NAME/config.json       HookedTransformerConfig keyword arguments (only those in CONFIG_KEYS)
     NAME/card.json         recipe, seed, fingerprint, build time and measured metrics
+
+Loading trusts none of it: the config's keys are allow-listed and its sizes checked against the
+safetensors header before any weight is allocated.
 """
 
 import json
@@ -22,6 +25,30 @@ from interp.organism.world import SPLITS, World
 ZOO_ENV = "INTERP_ZOO"
 WORLD_FILE = "world.json"
 FILES = ("model.safetensors", "config.json", "card.json")
+
+# The HookedTransformerConfig keywords the zoo builder writes (ModelShape.hooked_config). Any other
+# key is refused: tokenizer_name with trust_remote_code, say, would make TransformerLens import
+# code from a folder the config names.
+CONFIG_KEYS = (
+    "n_layers",
+    "d_model",
+    "n_heads",
+    "d_head",
+    "d_mlp",
+    "n_ctx",
+    "d_vocab",
+    "act_fn",
+    "normalization_type",
+    "positional_embedding_type",
+    "default_prepend_bos",
+)
+_SIZES = ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "n_ctx", "d_vocab")
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "act_fn": ("gelu", "gelu_new", "relu", "silu"),
+    "normalization_type": ("LN", "LNPre", "RMS", "RMSPre", None),
+    "positional_embedding_type": ("standard", "rotary", "shortformer"),
+    "default_prepend_bos": (False, True),
+}
 
 
 def default_zoo_dir() -> Path:
@@ -44,6 +71,81 @@ def save_weights_atomic(path: Path, module: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def _read_zoo_json(path: Path) -> dict[str, Any]:
+    """A JSON object from the zoo, or a one-line :class:`SpecError` naming the file."""
+    try:
+        data = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SpecError(f"{str(path)!r} is not readable JSON ({exc}); rebuild the zoo") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{str(path)!r} holds a {type(data).__name__}; expected a JSON object")
+    return data
+
+
+def organism_config(path: Path) -> dict[str, Any]:
+    """A model's ``config.json``, checked: known keys only, sizes positive ints, known choices.
+
+    Raises:
+        SpecError: unreadable, an unknown or missing key (the message names the accepted ones),
+            or a bad value.
+    """
+    cfg = _read_zoo_json(path)
+    unknown = sorted(set(cfg) - set(CONFIG_KEYS))
+    if unknown:
+        raise SpecError(
+            f"{str(path)!r} has unknown keys {unknown}; refused (a zoo config runs no code). "
+            f"Accepted keys: {', '.join(CONFIG_KEYS)}"
+        )
+    missing = [k for k in (*_SIZES, "act_fn") if k not in cfg]
+    if missing:
+        raise SpecError(f"{str(path)!r} lacks {missing}; a zoo config has {', '.join(CONFIG_KEYS)}")
+    for k in _SIZES:
+        v = cfg[k]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise SpecError(f"{str(path)!r}: {k}={v!r}; expected a positive int")
+    for k, allowed in _CHOICES.items():
+        if k in cfg and not any(type(cfg[k]) is type(a) and cfg[k] == a for a in allowed):
+            raise SpecError(f"{str(path)!r}: {k}={cfg[k]!r}; expected one of {allowed}")
+    return cfg
+
+
+def _weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error type, OSError or ValueError
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SpecError(
+            f"{str(path)!r} is not a complete safetensors file (truncated or corrupt: {msg}); rebuild the zoo"
+        ) from None
+
+
+def _check_shapes(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], where: Path) -> None:
+    """Refuse a config whose sizes disagree with the weights, before allocating anything."""
+    import torch
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    blocks = {k.split(".")[1] for k in shapes if k.startswith("blocks.")}
+    if cfg["n_layers"] != len(blocks):
+        raise SpecError(
+            f"{str(where)!r}: n_layers={cfg['n_layers']} but model.safetensors holds {len(blocks)} blocks"
+        )
+    try:
+        with torch.device("meta"):
+            skeleton = HookedTransformer(HookedTransformerConfig(**cfg, device="meta"))
+    except (ValueError, TypeError, AssertionError) as exc:  # TransformerLens checks with assert
+        raise SpecError(f"{str(where)!r} is not a valid model config ({exc})") from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    for k in sorted(set(expected) | set(shapes)):
+        if expected.get(k) != shapes.get(k):
+            raise SpecError(
+                f"{str(where)!r} does not match model.safetensors: {k} has shape {shapes.get(k)} in "
+                f"the weights but {expected.get(k)} by the config"
+            )
 
 
 def _require_zoo(zoo: Path) -> None:
@@ -70,13 +172,18 @@ def load_world(zoo_dir: str | Path | None = None) -> tuple[World, WordTokenizer]
     """
     zoo = resolve_zoo_dir(zoo_dir)
     _require_zoo(zoo)
-    data = read_json(zoo / WORLD_FILE)
-    return World.from_json(data["world"]), WordTokenizer(data["vocab"])
+    data = _read_zoo_json(zoo / WORLD_FILE)
+    try:
+        return World.from_json(data["world"]), WordTokenizer(data["vocab"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SpecError(
+            f"{str(zoo / WORLD_FILE)!r} is not a zoo world ({type(exc).__name__}: {exc}); rebuild the zoo"
+        ) from None
 
 
 def read_card(name: str, zoo_dir: str | Path | None = None) -> dict[str, Any]:
     """The ``card.json`` of one model (see :func:`load_organism` for the errors)."""
-    return read_json(_model_dir(name, resolve_zoo_dir(zoo_dir)) / "card.json")
+    return _read_zoo_json(_model_dir(name, resolve_zoo_dir(zoo_dir)) / "card.json")
 
 
 def _model_dir(name: str, zoo: Path) -> Path:
@@ -101,7 +208,9 @@ def load_organism(name: str, zoo_dir: str | Path | None = None) -> tuple[Any, Wo
 
     Raises:
         SpecError: the zoo does not exist (build it with ``interp organism build``) or has no
-            model of that name (the message lists the available ones).
+            model of that name (the message lists the available ones); its ``config.json`` has
+            a key outside :data:`CONFIG_KEYS` or sizes that disagree with the weights; a file
+            is truncated or corrupt.
 
     Example:
         >>> load_organism("base", "/nonexistent")  # doctest: +ELLIPSIS
@@ -115,7 +224,8 @@ def load_organism(name: str, zoo_dir: str | Path | None = None) -> tuple[Any, Wo
     zoo = resolve_zoo_dir(zoo_dir)
     folder = _model_dir(name, zoo)
     _, tok = load_world(zoo)
-    cfg = read_json(folder / "config.json")
+    cfg = organism_config(folder / "config.json")
+    _check_shapes(cfg, _weight_shapes(folder / "model.safetensors"), folder / "config.json")
     model = HookedTransformer(HookedTransformerConfig(**cfg))
     model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
     return model.eval(), tok

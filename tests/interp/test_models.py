@@ -1,12 +1,19 @@
-"""interp.models and interp.fingerprint: loading by spec, and weight fingerprints."""
+"""interp.models and interp.fingerprint: loading by spec, refusing unsafe checkpoints, fingerprints."""
+
+import inspect
+import json
+import pickle
+import shutil
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from interp.errors import SpecError
+from interp.errors import CheckpointError, InterpError, RemoteCodeError, SpecError
 from interp.fingerprint import fingerprint_module, fingerprint_state, hash_token_rows
-from interp.models import Model, as_model, load_model
+from interp.models import CAUSAL_LM_FAMILIES, TRUST_REMOTE_CODE_ENV, Model, as_model, load_model
 
 
 def test_hf_spec_loads_a_bridge_with_tokenizer(gpt2, gpt2_dir):
@@ -123,3 +130,246 @@ def test_bfloat16_bytes_are_hashed_exactly():
 def test_hash_token_rows_keeps_row_boundaries():
     assert hash_token_rows([[1, 2], [3]]) != hash_token_rows([[1], [2, 3]])
     assert hash_token_rows([[1, 2], [3]]) == hash_token_rows([(1, 2), (3,)])
+
+
+# --- what load_model refuses (issue 10): code from the folder, non-causal LMs, unsafe weights ---
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert isinstance(exc.value, InterpError) and "\n" not in msg, msg
+    return msg
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    return Path(shutil.copytree(src, dst))
+
+
+def _edit_json(path: Path, **changes) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_the_api_contract_other_modules_rely_on():
+    assert TRUST_REMOTE_CODE_ENV == "INTERP_TRUST_REMOTE_CODE"
+    params = inspect.signature(load_model).parameters
+    assert [p for p in params if params[p].kind is inspect.Parameter.KEYWORD_ONLY] == [
+        "prepend_bos",
+        "trust_remote_code",
+    ]
+    assert params["prepend_bos"].default is None and params["trust_remote_code"].default is None
+
+
+def test_a_tokenizer_that_names_its_own_code_is_refused_and_never_imported(gpt2_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv(TRUST_REMOTE_CODE_ENV, raising=False)
+    folder, marker = _copy(gpt2_dir, tmp_path / "m"), tmp_path / "MARKER"
+    (folder / "tokenization_evil.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+        "from transformers import PreTrainedTokenizerFast\n"
+        "class EvilTokenizer(PreTrainedTokenizerFast):\n    pass\n"
+    )
+    _edit_json(
+        folder / "tokenizer_config.json",
+        tokenizer_class="EvilTokenizer",
+        auto_map={"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]},
+    )
+    refusal = r"tokenizer_config.json asks to run code .*\(auto_map\)"
+    with pytest.raises(RemoteCodeError, match=refusal) as exc:
+        load_model(f"hf:{folder}", device="cpu")
+    assert "--trust-remote-code" in _one_line(exc)
+    assert not marker.exists(), "the folder's code ran"
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"trust_remote_code": True}, "trust_remote_code"),
+        ({"auto_map": {"AutoModelForCausalLM": "modeling_evil.Evil"}}, "auto_map"),
+        (
+            {"task_specific_params": {"gen": {"trust_remote_code": 1}}},
+            "task_specific_params.gen.trust_remote_code",
+        ),
+    ],
+)
+def test_remote_code_in_config_needs_the_users_consent(changes, named, gpt2, gpt2_dir, tmp_path, monkeypatch):
+    folder = _copy(gpt2_dir, tmp_path / "m")
+    _edit_json(folder / "config.json", **changes)
+    monkeypatch.delenv(TRUST_REMOTE_CODE_ENV, raising=False)
+    refusal = f"config.json asks to run code from the model folder \\({named}\\)"
+    with pytest.raises(RemoteCodeError, match=refusal):
+        load_model(f"hf:{folder}", device="cpu")
+    monkeypatch.setenv(TRUST_REMOTE_CODE_ENV, "1")
+    with pytest.raises(RemoteCodeError):
+        load_model(f"hf:{folder}", device="cpu", trust_remote_code=False)  # explicit beats the variable
+    if named != "auto_map":  # nothing to import: with consent it simply loads
+        assert load_model(f"hf:{folder}", device="cpu").fingerprint == gpt2.fingerprint
+
+
+def _bert_config():
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=64,
+    )
+
+
+def test_a_bert_checkpoint_is_refused_naming_the_supported_families(gpt2_dir, tmp_path):
+    from transformers import BertForMaskedLM
+
+    folder = tmp_path / "bert"
+    BertForMaskedLM(_bert_config()).save_pretrained(str(folder))
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(gpt2_dir / f, folder)
+    with pytest.raises(CheckpointError, match="model_type 'bert' .* is not a decoder-only causal LM") as exc:
+        load_model(f"hf:{folder}", device="cpu")
+    assert all(f"({t})" in _one_line(exc) for t in ("gpt2", "llama", "qwen2"))
+
+
+def test_a_bert_config_without_weights_is_one_line(tmp_path):
+    _bert_config().save_pretrained(str(tmp_path))
+    with pytest.raises(CheckpointError, match="model_type 'bert'") as exc:
+        load_model(f"hf:{tmp_path}", device="cpu")
+    _one_line(exc)
+
+
+def test_a_causal_family_with_another_head_is_refused(gpt2_dir, tmp_path):
+    folder = _copy(gpt2_dir, tmp_path / "m")
+    _edit_json(folder / "config.json", architectures=["GPT2ForSequenceClassification"])
+    with pytest.raises(CheckpointError, match="'GPT2ForSequenceClassification' is not the causal LM"):
+        load_model(f"hf:{folder}", device="cpu")
+
+
+def test_a_pickle_only_checkpoint_is_refused_without_unpickling_it(gpt2_dir, tmp_path):
+    folder, marker = _copy(gpt2_dir, tmp_path / "m"), tmp_path / "UNPICKLED"
+    (folder / "model.safetensors").unlink()
+
+    class Trap:  # unpickling calls open(marker, "w"), which creates the marker
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(Trap()))
+    refusal = r"pickled \(pytorch_model.bin\) and were not opened: only safetensors"
+    with pytest.raises(CheckpointError, match=refusal) as exc:
+        load_model(f"hf:{folder}", device="cpu")
+    _one_line(exc)
+    assert not marker.exists()
+
+
+def test_no_weights_at_all_is_one_line(gpt2_dir, tmp_path):
+    folder = _copy(gpt2_dir, tmp_path / "m")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="no weights in .*expected model.safetensors"):
+        load_model(f"hf:{folder}", device="cpu")
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.001])
+def test_a_truncated_safetensors_file_is_one_line(keep, gpt2_dir, tmp_path):
+    folder = _copy(gpt2_dir, tmp_path / "m")
+    path = folder / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[: max(1, int(len(data) * keep))])
+    with pytest.raises(CheckpointError, match="model.safetensors is not a complete safetensors file") as exc:
+        load_model(f"hf:{folder}", device="cpu")
+    _one_line(exc)
+
+
+def test_a_shard_index_naming_a_missing_or_outside_shard_is_refused(gpt2_dir, tmp_path):
+    folder = _copy(gpt2_dir, tmp_path / "m")
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00002.safetensors")
+    index = folder / "model.safetensors.index.json"
+    shards = {"wte": "model-00001-of-00002.safetensors", "x": "model-00002-of-00002.safetensors"}
+    index.write_text(json.dumps({"weight_map": shards}))
+    with pytest.raises(CheckpointError, match="names a shard that is not there: model-00002-of-00002"):
+        load_model(f"hf:{folder}", device="cpu")
+    index.write_text(json.dumps({"weight_map": {"x": "../elsewhere.safetensors"}}))
+    with pytest.raises(CheckpointError, match="names a shard outside the folder"):
+        load_model(f"hf:{folder}", device="cpu")
+    (folder / "model-00002-of-00002.safetensors").write_bytes(b"\xff" * 8 + b"{}")  # header length 2^64-1
+    index.write_text(json.dumps({"weight_map": shards}))
+    with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors is not a complete"):
+        load_model(f"hf:{folder}", device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"n_layer": 3}, "describes .* parameters but the safetensors files hold"),
+        ({"n_embd": 1 << 20, "n_head": 1}, "describes .* parameters but the safetensors files hold"),
+        ({"n_layer": 1}, "1[0-9] unexpected keys"),
+        ({"n_positions": 10**9}, "describes 32,000,0[0-9,]+ parameters but the safetensors files hold"),
+        ({"n_embd": "wide"}, "config.json does not describe a model .*n_embd"),
+    ],
+)
+def test_a_config_that_does_not_fit_the_weights_is_refused(changes, match, gpt2_dir, tmp_path):
+    """Never a model half made of random weights, and nothing allocated from the config's sizes."""
+    folder = _copy(gpt2_dir, tmp_path / "m")
+    _edit_json(folder / "config.json", **changes)
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError, match=match) as exc:
+        load_model(f"hf:{folder}", device="cpu")
+    _one_line(exc)
+    assert time.perf_counter() - t0 < 5
+
+
+def test_tl_without_the_hub_says_so_at_once(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    t0 = time.perf_counter()
+    with pytest.raises(SpecError, match="hub is unreachable .*hf:PATH loads a local directory") as exc:
+        load_model("tl:roneneldan/TinyStories-1M", device="cpu")
+    _one_line(exc)
+    assert time.perf_counter() - t0 < 3
+    with pytest.raises(SpecError, match="'gpt-3' is not a TransformerLens pretrained model name"):
+        load_model("tl:gpt-3", device="cpu")
+
+
+# Tiny configs of every family in CAUSAL_LM_FAMILIES: the list of supported families is what is tested.
+_COMMON = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=64,
+    max_position_embeddings=64,
+)
+FAMILY_CONFIGS = {
+    "gpt2": ("GPT2Config", dict(n_layer=2, n_embd=32, n_head=4, vocab_size=64, n_positions=64)),
+    "gpt_neox": ("GPTNeoXConfig", _COMMON),
+    "llama": ("LlamaConfig", {**_COMMON, "num_key_value_heads": 2}),
+    "mistral": ("MistralConfig", {**_COMMON, "num_key_value_heads": 2}),
+    "qwen2": ("Qwen2Config", {**_COMMON, "num_key_value_heads": 2}),
+    "qwen3": ("Qwen3Config", {**_COMMON, "num_key_value_heads": 2, "head_dim": 8}),
+    "gemma": ("GemmaConfig", {**_COMMON, "num_key_value_heads": 2, "head_dim": 8}),
+    "gemma2": ("Gemma2Config", {**_COMMON, "num_key_value_heads": 2, "head_dim": 8}),
+    "phi3": ("Phi3Config", {**_COMMON, "num_key_value_heads": 2, "pad_token_id": 0}),
+    "olmo2": ("Olmo2Config", {**_COMMON, "num_key_value_heads": 2}),
+    "stablelm": ("StableLmConfig", {**_COMMON, "num_key_value_heads": 2}),
+}
+
+
+def test_every_supported_family_is_tested():
+    assert set(FAMILY_CONFIGS) == set(CAUSAL_LM_FAMILIES)
+
+
+@pytest.mark.parametrize("model_type", sorted(FAMILY_CONFIGS))
+def test_each_supported_family_loads_and_matches_transformers(model_type, gpt2_dir, tmp_path):
+    import transformers
+
+    config_cls, kwargs = FAMILY_CONFIGS[model_type]
+    torch.manual_seed(0)
+    causal_lm = getattr(transformers, CAUSAL_LM_FAMILIES[model_type][1])
+    causal_lm(getattr(transformers, config_cls)(**kwargs)).eval().save_pretrained(str(tmp_path))
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(gpt2_dir / f, tmp_path)
+    m = load_model(f"hf:{tmp_path}", device="cpu")
+    ref = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path), attn_implementation="eager").eval()
+    ids = torch.tensor([[2, 17, 40, 9, 5, 63]])
+    with torch.no_grad():
+        torch.testing.assert_close(m(ids), ref(ids).logits, atol=1e-5, rtol=1e-5)
+    assert "blocks.1.hook_resid_post" in m.hook_points
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:99"])
+def test_an_unusable_device_is_one_line_naming_the_usable_ones(gpt2_dir, device):
+    from interp.errors import SpecError
+    from interp.models import load_model
+
+    with pytest.raises(SpecError, match=rf"device '{device}' is not usable here.*usable: cpu"):
+        load_model(f"hf:{gpt2_dir}", device=device)

@@ -142,3 +142,31 @@ def test_shared_prefixes_equal_plain_pairs(name, request):
         score_shared_prefixes(model, ctxs[:1], [[0]], tails[:1], [1])
     with pytest.raises(ValueError, match="n_scored=4"):
         score_shared_prefixes(model, ctxs[:1], [[1]], tails[:1], [4])
+
+
+# A small BPE per family in which "Paris" is one token and "Pa" + "ris" are not.
+BPE_CORPUS = ["The capital of France is Paris.", "Paris is in France.", "Pa ris", "ris"] * 10
+BPE_VOCAB_SIZE = {"gpt2": 320, "llama": 90, "qwen2": 320}
+
+
+@pytest.mark.parametrize(
+    ("family", "bos"), [("gpt2", None), ("gpt2", True), ("llama", None), ("llama", False), ("qwen2", None)]
+)
+def test_encode_pair_never_puts_a_bos_mid_sequence(family, bos, hooked, make_bpe_tokenizer):
+    """"...is Pa" + "ris" merges across the boundary; the fallback must not score "<bos>ris"."""
+    from interp.models import Model
+    from interp.tokenizers import HFTokenizer
+
+    tok = make_bpe_tokenizer(family, BPE_CORPUS, BPE_VOCAB_SIZE[family])
+    model = Model(hooked, HFTokenizer(tok, prepend_bos=bos), f"bpe-{family}")
+    bos_id = tok.bos_token_id
+    merged = model.encode_plain("The capital of France is Paris")
+    assert model.encode_plain(" Paris") == merged[-1:], "the test needs ' Paris' to be one token"
+    for prefix, cont in (("The capital of France is Pa", "ris"), ("The capital of France is", " Paris")):
+        p, c = encode_pair(model, prefix, cont)
+        assert p == model.encode(prefix)
+        assert bos_id is None or bos_id not in c, (prefix, cont, c)
+        assert c and model.decode(c).strip() == cont.strip()
+        if bos_id is not None:
+            assert (p[0] == bos_id) is model.tokenizer.prepend_bos
+    assert encode_pair(model, "The capital of France is", " Paris")[1] == merged[-1:]

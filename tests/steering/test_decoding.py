@@ -215,8 +215,10 @@ def mini_zoo(tmp_path_factory):
     (zoo / "world.json").write_text(json.dumps({"world": world.to_json(), "vocab": vocab}))
     for name, layers, d, seed in (("base", 2, 32, 0), ("small-base", 1, 16, 1), ("small-tuned", 1, 16, 2)):
         cfg = dict(
-            n_layers=layers, d_model=d, n_ctx=48, d_head=8, d_vocab=len(vocab), act_fn="gelu", seed=seed
+            n_layers=layers, d_model=d, n_heads=d // 8, d_mlp=4 * d, n_ctx=48, d_head=8,
+            d_vocab=len(vocab), act_fn="gelu",
         )
+        torch.manual_seed(seed)
         folder = zoo / name
         folder.mkdir()
         save_file(
