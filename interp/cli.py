@@ -4,7 +4,8 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from interp import __version__
 
@@ -22,8 +23,32 @@ def _positions(text: str):
         ) from None
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative whole number of rows")
+    return value
+
+
+BOS_CHOICES = {"auto": None, "on": True, "off": False}
+
+
+def _load_options(args) -> dict:
+    """Keyword arguments for ``load_model`` from ``--device`` and ``--bos``."""
+    options: dict = {"device": args.device}
+    if BOS_CHOICES[args.bos] is not None:  # auto: the checkpoint's own tokenizer decides
+        options["prepend_bos"] = BOS_CHOICES[args.bos]
+    return options
+
+
 def _cache_build(args) -> int:
+    from pathlib import Path
+
     from interp.cache import CacheConfig, build_cache
+    from interp.errors import CacheError
     from interp.models import load_model
     from interp.prompts import resolve_prompts
 
@@ -37,8 +62,11 @@ def _cache_build(args) -> int:
         max_seq_len=args.max_seq_len,
         seed=args.seed,
     )
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # fail before loading the model
+        raise CacheError(f"--out {args.out!r} is a file; give a directory for the cache")
     source = resolve_prompts(args.prompts, field=args.prompt_field)  # fail before loading
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, **_load_options(args))
     cache = build_cache(model, source, args.out, config, progress=not args.quiet)
     print(cache.id)
     print(f"{cache.n_rows} rows, {cache.n_positions} positions, {len(cache.hooks)} hooks -> {args.out}")
@@ -49,11 +77,15 @@ def _cache_verify(args) -> int:
     from interp.cache import verify_cache
 
     model = None
+    options = _load_options(args)
     if args.model:
         from interp.models import load_model
 
-        model = load_model(args.model, device=args.device)
-    report = verify_cache(args.dir, model=model, recompute=args.recompute, progress=not args.quiet)
+        model = load_model(args.model, **options)
+    report = verify_cache(
+        args.dir, model=model, recompute=args.recompute, progress=not args.quiet,
+        load_options=options,
+    )
     print(report)
     if args.json:
         report.save(args.json)
@@ -67,16 +99,20 @@ def _cache_info(args) -> int:
     m = cache.manifest
     print(cache.id)
     arch = m["model"]
-    print(f"model       {arch['spec']}  ({arch['class']}, {arch['n_layers']} layers, "
-          f"d_model {arch['d_model']})")
-    print(f"loaded from {m.get('locator', {}).get('model_spec', arch['spec'])}")
+    print(f"model       {arch['spec']}  ({arch.get('class')}, {arch.get('n_layers')} layers, "
+          f"d_model {arch.get('d_model')})")
     print(f"fingerprint {m['model']['fingerprint']}")
-    print(f"tokenizer   {m['tokenizer']['hash']}")
-    print(f"prompts     {json.dumps(m['prompts']['source'], sort_keys=True)}")
+    print(f"loaded from {cache.model_locator}")
+    print("            (the locator: unhashed, not part of the ID; a model loaded from it is used "
+          "only if its weights match the fingerprint)")
+    tok = m["tokenizer"]
+    extra = ", ".join(f"{k} {tok[k]}" for k in sorted(tok) if k != "hash")
+    print(f"tokenizer   {tok.get('hash')}" + (f"  ({extra})" if extra else ""))
+    print(f"prompts     {json.dumps(m['prompts'].get('source'), sort_keys=True)}")
     print(f"            {m['prompts']['count']} rows, tokens {m['prompts']['sha256']}")
     print(f"positions   {m['config']['positions']}  ({m['n_positions']} kept)")
     print(f"dtype       {m['config']['dtype']}")
-    print(f"seed        {m['config']['seed']}")
+    print(f"seed        {m['config'].get('seed')}")
     print(f"versions    {', '.join(f'{k} {v}' for k, v in sorted(m['versions'].items()))}")
     print(f"shards      {len(m['shards'])}")
     print("hooks")
@@ -95,14 +131,14 @@ def _cache_cite(args) -> int:
     print(
         f"Activations of {m['model']['spec']} (weights {m['model']['fingerprint']}) at {hooks}, "
         f"over {m['prompts']['count']} prompts ({m['n_positions']} positions), "
-        f"activation cache {cache.id} (interp {m['versions']['interp']})."
+        f"activation cache {cache.id} (interp {m['versions'].get('interp')})."
     )
     print()
     print(f"@misc{{interp_cache_{short},")
     print(f"  title = {{Activation cache {cache.id}}},")
     print(f"  note = {{Model {m['model']['spec']}, weights {m['model']['fingerprint']}; "
           f"hooks {hooks}; {m['prompts']['count']} prompts, tokens {m['prompts']['sha256']}; "
-          f"interp {m['versions']['interp']}; check with `interp cache verify`}},")
+          f"interp {m['versions'].get('interp')}; check with `interp cache verify`}},")
     print(f"  howpublished = {{interp activation cache, ID {cache.id}}}")
     print("}")
     return 0
@@ -112,6 +148,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
+def _add_bos(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bos", choices=list(BOS_CHOICES), default="auto",
+        help="prepend BOS to each prompt: auto follows the checkpoint's own tokenizer (default)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="interp",
@@ -119,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"interp {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="let checkpoint folders run their own Python code (auto_map / trust_remote_code "
+        "in their configs); off by default: only use it for folders you trust",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     cache = sub.add_parser("cache", help="build, verify, describe and cite activation caches")
@@ -138,15 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--prompt-field", default=None, help="JSONL field with the prompt")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--device", default=None)
+    _add_bos(b)
     _add_common(b)
     b.set_defaults(func=_cache_build)
 
     v = csub.add_parser("verify", help="check checksums and recompute rows; exit 0 only if all check")
     v.add_argument("dir")
-    v.add_argument("--recompute", type=int, default=8, help="rows to recompute (0: checksums only)")
+    v.add_argument("--recompute", type=_non_negative, default=8,
+                   help="rows to recompute (0: checksums only)")
     v.add_argument("--model", default=None, help="recompute with this model instead of the manifest's")
     v.add_argument("--json", default=None, help="also write the report as JSON here")
     v.add_argument("--device", default=None)
+    _add_bos(v)
     _add_common(v)
     v.set_defaults(func=_cache_verify)
 
@@ -201,13 +252,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     from interp.errors import InterpError
 
     try:
-        return int(args.func(args) or 0)
-    except (InterpError, ValueError, FileNotFoundError) as exc:
-        print(f"interp: error: {exc}", file=sys.stderr)
+        with _remote_code_consent(args.trust_remote_code):
+            return int(args.func(args) or 0)
+    except (InterpError, ValueError) as exc:
+        print(f"interp: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a read-only or full disk, a missing file, a path that is a file
+        print(f"interp: error: {_os_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interp: interrupted", file=sys.stderr)
         return 130
+
+
+@contextmanager
+def _remote_code_consent(given: bool) -> Iterator[None]:
+    """``--trust-remote-code`` for this command only: restored after it, also for in-process callers."""
+    import os
+
+    from interp.models import TRUST_REMOTE_CODE_ENV
+
+    old = os.environ.get(TRUST_REMOTE_CODE_ENV)
+    if given:
+        os.environ[TRUST_REMOTE_CODE_ENV] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(TRUST_REMOTE_CODE_ENV, None)
+        else:
+            os.environ[TRUST_REMOTE_CODE_ENV] = old
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines()) or "(no message)"
+
+
+def _os_message(exc: OSError) -> str:
+    """``strerror: 'path'`` (both paths for a rename), without Python's ``[Errno N]``."""
+    what = exc.strerror or type(exc).__name__
+    paths = [repr(str(p)) for p in (exc.filename, exc.filename2) if p is not None]
+    return _one_line(f"{what}: {' -> '.join(paths)}" if paths else f"{what} ({exc})")
 
 
 if __name__ == "__main__":

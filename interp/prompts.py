@@ -33,31 +33,50 @@ class PromptSource:
     tokens: Callable[[], Iterator[list[int]]] | None = None
 
 
+def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 text file, split as text mode splits (any newline).
+
+    Raises:
+        SpecError: bytes that are not UTF-8, naming the file, line and column.
+    """
+    lineno = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise SpecError(
+                    f"{path}:{lineno + 1}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
+                    f"{exc.start} of the line); save the file as UTF-8"
+                ) from None
+            pieces = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+            for line in pieces[:-1] if pieces[-1] == "" else pieces:
+                lineno += 1
+                yield lineno, line
+
+
 def _text_lines(path: Path) -> Iterator[str]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.rstrip("\n").rstrip("\r")
-            if line.strip():
-                yield line
+    for _, line in _numbered_lines(path):
+        if line.strip():
+            yield line
 
 
 def _jsonl_texts(path: Path, field: str | None) -> Iterator[str]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SpecError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            fields = (field,) if field else JSONL_FIELDS
-            key = next((k for k in fields if isinstance(obj, dict) and k in obj), None)
-            if key is None or not isinstance(obj[key], str):
-                raise SpecError(
-                    f"{path}:{lineno}: expected an object with a string field "
-                    f"{' or '.join(repr(k) for k in fields)}"
-                )
-            yield obj[key]
+    for lineno, line in _numbered_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+        fields = (field,) if field else JSONL_FIELDS
+        key = next((k for k in fields if isinstance(obj, dict) and k in obj), None)
+        if key is None or not isinstance(obj[key], str):
+            raise SpecError(
+                f"{path}:{lineno}: expected an object with a string field "
+                f"{' or '.join(repr(k) for k in fields)}"
+            )
+        yield obj[key]
 
 
 def resolve_prompts(prompts: Any, field: str | None = None) -> PromptSource:
@@ -112,8 +131,12 @@ def _from_spec(spec: str, field: str | None) -> PromptSource:
     if sep and kind == "organism":
         return _organism_split(rest)
     if sep and kind == "cache":
+        if not rest:
+            raise SpecError("prompt source 'cache:' names no directory; expected 'cache:DIR'")
         return _cache_rows(Path(rest))
     path = Path(spec).expanduser()
+    if path.is_dir():
+        raise SpecError(f"prompt file {spec!r} is a directory; expected a .txt or .jsonl file")
     if not path.is_file():
         raise SpecError(
             f"prompt file {spec!r} does not exist; expected a .txt or .jsonl file, "

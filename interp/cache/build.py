@@ -1,11 +1,11 @@
 """Streaming, resumable, atomic construction of an activation cache."""
 
-import hashlib
 import json
 import logging
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 import interp
+from interp.architecture import architecture_of
 from interp.atomic import atomic_write_json
 from interp.cache.capture import capture_rows, check_per_position
 from interp.cache.config import CacheConfig
@@ -23,13 +24,14 @@ from interp.cache.format import (
     PARTIAL,
     SHARD_DIR,
     cache_id,
-    read_manifest,
     safe_member,
     shard_name,
 )
+from interp.cache.integrity import rows_sha256, shard_entry_problem
+from interp.cache.lock import LOCK, build_lock
 from interp.cache.shardio import write_shard
 from interp.errors import CacheError, InterpError
-from interp.fingerprint import hash_token_rows
+from interp.fingerprint import hash_token_rows, sha256_file
 from interp.hooks import resolve_hook_names
 from interp.models import as_model
 from interp.prompts import resolve_prompts
@@ -37,15 +39,29 @@ from interp.prompts import resolve_prompts
 log = logging.getLogger(__name__)
 
 
-def _token_rows(model, source, config: CacheConfig) -> Iterator[list[int]]:
+@dataclass
+class _RowStats:
+    """What the row stream saw, for the warnings and refusals after a build."""
+
+    rows: int = 0
+    cut: int = 0
+    longest: int = 0
+
+
+def _token_rows(model, source, config: CacheConfig, stats: _RowStats) -> Iterator[list[int]]:
     """Token rows from the source, cut to ``max_seq_len`` and capped at ``max_tokens``."""
     limit = config.max_seq_len or model.n_ctx
     stream = source.tokens() if source.tokens is not None else map(model.encode, source.texts())
     budget = config.max_tokens
     for row in stream:
-        row = list(row)[:limit]
+        row = list(row)
+        if len(row) > limit:
+            stats.cut += 1
+            row = row[:limit]
         if not row:
             continue
+        stats.rows += 1
+        stats.longest = max(stats.longest, len(row))
         if budget is not None:
             if budget <= 0:
                 return
@@ -69,11 +85,16 @@ def _shards(rows: Iterator[list[int]], config: CacheConfig) -> Iterator[list[lis
         yield shard
 
 
+def _tokenizer_record(model) -> dict[str, Any]:
+    record = getattr(model, "tokenizer_record", None)
+    return dict(record()) if callable(record) else {"hash": model.tokenizer_hash()}
+
+
 def _header(model, hooks: list[str], source, config: CacheConfig) -> dict[str, Any]:
     return {
         "format": FORMAT,
-        "model": model.describe(),
-        "tokenizer": {"hash": model.tokenizer_hash()},
+        "model": {**model.describe(), "architecture": architecture_of(model)},
+        "tokenizer": _tokenizer_record(model),
         "hooks": hooks,
         "prompts": {"source": source.description},
         "config": config.recipe(),
@@ -148,8 +169,11 @@ def build_cache(
 
     Memory stays bounded by two shards (one being computed, one being hashed and written on a
     writer thread), whatever the number of tokens. Shards are written under a temporary name
-    and renamed when complete; a build killed at any point resumes where it stopped and ends with the same
-    cache ID as an uninterrupted build.
+    and renamed when complete; a build killed at any point resumes where it stopped and ends
+    with the same cache ID as an uninterrupted build. Resuming re-hashes every shard already
+    written against the partial manifest and recomputes any that is missing or altered, and no
+    manifest is written while a shard it names is missing. The build holds ``build.lock`` in
+    the directory for its whole lifetime, so a second build into it fails at once.
 
     Args:
         model: a :class:`interp.models.Model` or TransformerLens model.
@@ -164,7 +188,10 @@ def build_cache(
 
     Raises:
         HookNameError: an unknown hook, before anything is written.
-        CacheError: ``out_dir`` holds a cache or partial build with other settings.
+        CacheError: ``out_dir`` is a file, holds something else, a cache or partial build with
+            other settings, or another build's lock; the prompts give no tokens or the
+            positions keep none; writing failed (disk full, read-only). Nothing is left behind
+            unless complete shards were written, which a rerun resumes.
     """
     from interp.cache.reader import open_cache
 
@@ -174,9 +201,12 @@ def build_cache(
     source = resolve_prompts(prompts)
     header = _header(model, hooks, source, config)
     root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise CacheError(f"output directory {str(root)!r} is a file; give a directory for the cache")
 
     if (root / MANIFEST).is_file():
-        existing = read_manifest(root)
+        cache = open_cache(root)
+        existing = cache.manifest
         recorded = {k: existing.get(k) for k in header}
         recorded["prompts"] = {"source": existing["prompts"].get("source")}
         diff = _diff_keys(recorded, header)
@@ -185,7 +215,29 @@ def build_cache(
                 f"{str(root)!r} already holds a complete cache with other settings ("
                 + "; ".join(diff[:5]) + "); choose another output directory"
             )
-        return open_cache(root, model=model)
+        cache.check_model(model)
+        return cache
+
+    # A build killed before its first partial manifest leaves an empty shards/ and maybe the
+    # manifest's temporary file: those are its own, and a rerun must resume over them.
+    own = {SHARD_DIR, PARTIAL, PARTIAL + ".tmp", LOCK}
+    if root.exists() and any(
+        p.name not in own or (p.name == SHARD_DIR and not p.is_dir()) for p in root.iterdir()
+    ):
+        raise CacheError(f"{str(root)!r} exists and is not an activation cache; refusing to write there")
+    created = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    with build_lock(root):
+        try:
+            return _build_locked(root, model, hooks, source, header, config, progress)
+        except BaseException:
+            if created and not any((root / SHARD_DIR).glob("*.safetensors")):
+                shutil.rmtree(root, ignore_errors=True)  # nothing worth resuming: leave nothing
+            raise
+
+
+def _build_locked(root: Path, model, hooks, source, header, config: CacheConfig, progress: bool):
+    from interp.cache.reader import open_cache
 
     partial_path = root / PARTIAL
     if partial_path.is_file():
@@ -196,47 +248,66 @@ def build_cache(
                 f"{str(root)!r} holds a partial build with other settings ("
                 + "; ".join(diff[:5]) + "); rerun the original command or delete the directory"
             )
-        log.info("resuming %s after %d complete shards", root, len(state["shards"]))
+        _drop_bad_shards(root, state["shards"])
+        log.info("resuming %s after %d complete shards", root, sum(e is not None for e in state["shards"]))
     else:
-        # A build killed before its first partial manifest leaves an empty shards/ and maybe
-        # the manifest's temporary file: those are its own, and a rerun must resume over them.
-        own = {SHARD_DIR, PARTIAL + ".tmp"}
-        if root.exists() and any(
-            p.name not in own or (p.is_dir() and any(p.iterdir())) for p in root.iterdir()
-        ):
-            raise CacheError(f"{str(root)!r} exists and is not an activation cache; refusing to write there")
         state = {"header": header, "shards": [], "shapes": {}}
-    created = not root.exists()
-    (root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    (root / SHARD_DIR).mkdir(exist_ok=True)
     for tmp in (root / SHARD_DIR).glob("*.tmp"):
         tmp.unlink()  # a shard whose write was interrupted
-    atomic_write_json(partial_path, state)
-
+    resumed = any(e is not None for e in state["shards"])
+    stats = _RowStats()
     try:
-        row, n_shards = _stream_shards(root, state, model, hooks, source, config, progress)
-    except (InterpError, ValueError):
-        # Bad input found mid-stream (an unknown word, a hook of the wrong shape): leave
-        # nothing half-written behind if this call created the directory and wrote no shard.
-        if created and not state["shards"]:
-            shutil.rmtree(root, ignore_errors=True)
+        atomic_write_json(partial_path, state)
+        for _ in range(3):
+            stats = _RowStats()
+            row, n_shards = _stream_shards(root, state, model, hooks, source, config, progress, stats)
+            if not _drop_bad_shards(root, state["shards"], rehash=False):
+                break  # every shard named is on disk
+        else:
+            raise CacheError(f"shards in {str(root)!r} keep disappearing while the build runs")
+    except (InterpError, ValueError, OSError) as exc:
+        # Bad input found mid-stream (an unknown word, a hook of the wrong shape) or a failed
+        # write: leave nothing half-written. Complete shards stay for a rerun to resume.
+        kept = [e for e in state["shards"] if e is not None]
+        if not kept and not resumed:
+            _discard(root)
+        if isinstance(exc, OSError):
+            where = f": {exc.filename!r}" if exc.filename else ""
+            hint = (
+                f"; the {len(kept)} complete shards are kept: fix that and rerun the same command "
+                "to resume" if kept else "; nothing was written"
+            )
+            raise CacheError(
+                f"cannot write the cache in {str(root)!r}: {exc.strerror or exc}{where}{hint}"
+            ) from exc
         raise
     done = state["shards"]
     if not done:
-        raise CacheError("the prompt source gave no tokens; nothing to cache")
+        _discard(root)
+        raise CacheError("the prompt source gave no tokens; nothing to cache (nothing was written)")
     if len(done) > n_shards:
         raise CacheError(f"the partial build in {str(root)!r} has more shards than the prompts give")
+    if stats.cut:
+        limit = config.max_seq_len or model.n_ctx
+        (log.info if config.max_seq_len else log.warning)(
+            "%d of %d rows were longer than %d tokens (%s) and were cut to that length",
+            stats.cut, stats.rows, limit,
+            "--max-seq-len" if config.max_seq_len else "the model's context length",
+        )
+    n_positions = sum(s["n_positions"] for s in done)
+    if n_positions == 0:
+        _discard(root)
+        raise CacheError(
+            f"positions {config.recipe()['positions']} keep no position of any of the {row} rows "
+            f"(the longest has {stats.longest} tokens); nothing was cached"
+        )
 
     manifest = {
         **header,
-        "prompts": {
-            **header["prompts"],
-            "count": row,
-            "sha256": "sha256:" + hashlib.sha256(
-                "".join(s["tokens_sha256"] for s in done).encode()
-            ).hexdigest(),
-        },
+        "prompts": {**header["prompts"], "count": row, "sha256": rows_sha256(done)},
         "n_rows": row,
-        "n_positions": sum(s["n_positions"] for s in done),
+        "n_positions": n_positions,
         "shapes": state["shapes"],
         "shards": done,
     }
@@ -248,19 +319,58 @@ def build_cache(
     return open_cache(root, model=model)
 
 
+def _discard(root: Path) -> None:
+    """Remove everything a build writes (not the directory, which may be the user's)."""
+    shutil.rmtree(root / SHARD_DIR, ignore_errors=True)
+    for name in (PARTIAL, PARTIAL + ".tmp"):
+        (root / name).unlink(missing_ok=True)
+
+
+def _drop_bad_shards(root: Path, entries: list[dict[str, Any] | None], rehash: bool = True) -> bool:
+    """Forget (so that the build recomputes) every shard that is missing or altered on disk.
+
+    With ``rehash`` every shard is read and hashed against its recorded sha256; without it
+    only existence and size are checked. Returns whether any shard was dropped.
+    """
+    dropped = False
+    for i, entry in enumerate(entries):
+        if entry is None:
+            continue
+        path = safe_member(root, entry["file"])
+        if not path.is_file():
+            why = "is missing"
+        elif path.stat().st_size != entry["bytes"]:
+            why = "has the wrong size"
+        elif rehash and sha256_file(path) != entry["sha256"]:
+            why = "does not match its checksum"
+        else:
+            continue
+        log.warning("shard %s in %s %s; recomputing it", entry["file"], root, why)
+        path.unlink(missing_ok=True)
+        entries[i] = None
+        dropped = True
+    return dropped
+
 
 def _stream_shards(
     root: Path, state: dict[str, Any], model, hooks: list[str], source, config: CacheConfig,
-    progress: bool,
+    progress: bool, stats: _RowStats,
 ) -> tuple[int, int]:
-    """Compute and write every shard not yet in ``state``; return (rows seen, shards seen)."""
+    """Compute and write every shard not yet in ``state``; return (rows seen, shards seen).
+
+    ``state["shards"]`` may hold ``None`` for a shard dropped on resume: it is recomputed in
+    its place.
+    """
     torch.manual_seed(config.seed)
     partial_path = root / PARTIAL
     done = state["shards"]
     row = n_shards = 0
 
-    def commit(entry: dict[str, Any], shapes: dict[str, list[int]]) -> None:
-        done.append(entry)
+    def commit(index: int, entry: dict[str, Any], shapes: dict[str, list[int]]) -> None:
+        if index < len(done):
+            done[index] = entry
+        else:
+            done.append(entry)
         state["shapes"] = state["shapes"] or shapes
         atomic_write_json(partial_path, state)
 
@@ -270,8 +380,8 @@ def _stream_shards(
         desc=f"cache {root.name}", unit="tok", disable=not progress
     ) as bar:
         pending = None
-        for index, rows in enumerate(_shards(_token_rows(model, source, config), config)):
-            if index < len(done):
+        for index, rows in enumerate(_shards(_token_rows(model, source, config, stats), config)):
+            if index < len(done) and done[index] is not None:
                 if hash_token_rows(rows) != done[index]["tokens_sha256"]:
                     raise CacheError(
                         f"the prompts no longer match shard {index} of the partial build in "
@@ -282,22 +392,35 @@ def _stream_shards(
                 tensors = _compute_shard(rows, model, hooks, config, row, bar)
                 shapes = {h: list(tensors[h].shape[1:]) for h in hooks}
                 if pending is not None:
-                    commit(pending[0].result(), pending[1])
-                pending = (writer.submit(_write_shard, root, index, tensors, rows, row), shapes)
+                    commit(pending[0], pending[1].result(), pending[2])
+                pending = (index, writer.submit(_write_shard, root, index, tensors, rows, row), shapes)
                 del tensors
             row += len(rows)
             n_shards += 1
         if pending is not None:
-            commit(pending[0].result(), pending[1])
+            commit(pending[0], pending[1].result(), pending[2])
     return row, n_shards
 
+
 def read_partial(root: Path) -> dict[str, Any]:
+    """Load and check ``manifest.partial.json``; ``None`` entries are shards to recompute."""
     try:
         state = json.loads((root / PARTIAL).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         state = exc
+    damaged = f"{root / PARTIAL} is damaged"
     if not isinstance(state, dict) or not {"header", "shards", "shapes"} <= set(state):
-        raise CacheError(f"{root / PARTIAL} is damaged; delete {str(root)!r} and rebuild")
-    for s in state["shards"]:
-        safe_member(root, s["file"])
+        raise CacheError(f"{damaged}; delete {str(root)!r} and rebuild")
+    if not isinstance(state["header"], dict) or not isinstance(state["shapes"], dict) or not isinstance(
+        state["shards"], list
+    ):
+        raise CacheError(f"{damaged} (wrong types); delete {str(root)!r} and rebuild")
+    for i, entry in enumerate(state["shards"]):
+        if entry is None:
+            continue
+        problem = shard_entry_problem(entry, i)
+        if problem is None and entry["file"] != shard_name(i):
+            problem = f"shard entry {i} names {entry['file']!r}, not {shard_name(i)!r}"
+        if problem:
+            raise CacheError(f"{damaged}: {problem}; delete {str(root)!r} and rebuild")
     return state

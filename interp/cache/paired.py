@@ -9,6 +9,7 @@ from torch import Tensor
 from interp.atomic import atomic_write_json
 from interp.cache.build import build_cache
 from interp.cache.config import CacheConfig
+from interp.cache.format import safe_member
 from interp.cache.reader import Cache, open_cache
 from interp.errors import CacheError
 from interp.models import load_model
@@ -94,18 +95,35 @@ def build_paired_cache(
     return PairedCache(root, caches)
 
 
+def _well_formed(labels, entries) -> bool:
+    if not isinstance(labels, list) or len(labels) < 2 or not isinstance(entries, dict):
+        return False
+    for label in labels:
+        entry = entries.get(label) if isinstance(label, str) else None
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("dir", "id")):
+            return False
+    return True
+
+
 def open_paired_cache(root: str | Path) -> PairedCache:
     """Open a paired cache written by :func:`build_paired_cache`, checking IDs and alignment."""
     root = Path(root)
     path = root / PAIR_FILE
     if not path.is_file():
         raise CacheError(f"{str(root)!r} is not a paired cache (no {PAIR_FILE})")
-    pair = json.loads(path.read_text())
-    if pair.get("format") != PAIR_FORMAT:
-        raise CacheError(f"{path}: format {pair.get('format')!r} is not {PAIR_FORMAT!r}")
+    try:
+        pair = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CacheError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(pair, dict) or pair.get("format") != PAIR_FORMAT:
+        found = pair.get("format") if isinstance(pair, dict) else type(pair).__name__
+        raise CacheError(f"{path}: format {found!r} is not {PAIR_FORMAT!r}")
+    labels, entries = pair.get("labels"), pair.get("caches")
+    if not _well_formed(labels, entries):
+        raise CacheError(f"{path} is malformed: expected two or more labels, each with a dir and an id")
     caches = {}
-    for label in pair["labels"]:
-        cache = open_cache(root / pair["caches"][label]["dir"])
+    for label in labels:
+        cache = open_cache(safe_member(root, entries[label]["dir"]))
         if cache.id != pair["caches"][label]["id"]:
             raise CacheError(
                 f"cache {label!r} has ID {cache.id}, but {PAIR_FILE} records "

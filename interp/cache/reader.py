@@ -1,6 +1,7 @@
 """Reading a cache: lazy memory-mapped tensors per hook, batch iterators, model checks."""
 
-from collections.abc import Iterator, Sequence
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.cache.format import check_id, mmap_tensors, read_manifest, safe_member
+from interp.cache.format import check_id, mmap_tensors, read_header, read_manifest, safe_member
+from interp.cache.integrity import check_manifest, check_shard, header_problem, rows_hash
 from interp.errors import CacheError, HookNameError, ModelMismatchError
 from interp.hooks import _unknown_message
 
@@ -18,12 +20,17 @@ class HookActivations:
     """The activations of one hook across all shards, memory-mapped, read on access.
 
     Indexing with an int, a slice or an index tensor returns a tensor ``[n, ...]``; only the
-    pages touched are read from disk.
+    pages touched are read from disk (and, from a cache opened with ``lazy_checksums``, each
+    shard touched is checksummed once before its values are returned). ``shards`` holds the
+    raw memory-mapped tensors, which are not checked.
     """
 
-    def __init__(self, name: str, shards: Sequence[Tensor]) -> None:
+    def __init__(
+        self, name: str, shards: Sequence[Tensor], touch: Callable[[int], None] | None = None
+    ) -> None:
         self.name = name
         self.shards = list(shards)
+        self._touch = touch
         sizes = torch.tensor([len(s) for s in self.shards], dtype=torch.long)
         self._starts = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
 
@@ -59,12 +66,20 @@ class HookActivations:
         shard = torch.searchsorted(self._starts, idx, right=True) - 1
         out = torch.empty((len(idx), *self.shape[1:]), dtype=self.dtype)
         for s in shard.unique().tolist():
+            self.touch(s)
             sel = shard == s
             out[sel] = self.shards[s][idx[sel] - self._starts[s]]
         return out
 
+    def touch(self, shard: int) -> None:
+        """Check shard ``shard`` (once) before its values are read."""
+        if self._touch is not None:
+            self._touch(shard)
+
     def to_tensor(self) -> Float[Tensor, "n ..."]:
         """Read everything into memory."""
+        for s in range(len(self.shards)):
+            self.touch(s)
         return torch.cat(self.shards)  # one copy out of the memory maps
 
 
@@ -74,12 +89,16 @@ class Cache:
     Attributes:
         root: the directory.
         manifest: the parsed ``manifest.json``.
+        lazy_checksums: checksum each shard the first time its tensors are read.
     """
 
-    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, root: Path, manifest: dict[str, Any], lazy_checksums: bool = True) -> None:
         self.root = root
         self.manifest = manifest
+        self.lazy_checksums = lazy_checksums
         self._paths = [safe_member(root, s["file"]) for s in manifest["shards"]]
+        self._summed: set[int] = set()
+        self._rows_checked: set[int] = set()
 
     def __repr__(self) -> str:
         return (
@@ -113,15 +132,51 @@ class Cache:
         for path, entry in zip(self._paths, self.manifest["shards"], strict=True):
             if not path.is_file():
                 raise CacheError(f"shard {entry['file']!r} is missing from {str(self.root)!r}")
+            # the header again, in case the file changed since open: shapes must fit the manifest
+            problem = header_problem(read_header(path)[0], entry, self.manifest)
+            if problem:
+                raise CacheError(f"shard {entry['file']!r} in {str(self.root)!r} {problem}")
             out.append(mmap_tensors(path))
         return out
+
+    def _checksum(self, index: int) -> None:
+        """Hash shard ``index``'s mapped bytes (once) and refuse it unless they match the manifest."""
+        if not self.lazy_checksums or index in self._summed:
+            return
+        storage = next(iter(self._shards[index].values())).untyped_storage()
+        raw = torch.empty(0, dtype=torch.uint8).set_(storage, 0, (storage.nbytes(),))
+        data = memoryview(raw.numpy())
+        h = hashlib.sha256()
+        for i in range(0, len(data), 1 << 24):
+            h.update(data[i : i + (1 << 24)])
+        entry = self.manifest["shards"][index]
+        if "sha256:" + h.hexdigest() != entry["sha256"]:
+            raise CacheError(
+                f"shard {entry['file']!r} in {str(self.root)!r} does not match its checksum in the "
+                "manifest (changed or swapped since the cache was opened or built); "
+                "run `interp cache verify` for details"
+            )
+        self._summed.add(index)
+
+    def _check_rows(self, index: int) -> None:
+        if index in self._rows_checked:
+            return
+        shard, entry = self._shards[index], self.manifest["shards"][index]
+        if rows_hash(shard["row_tokens"], shard["row_offsets"], self._paths[index]) != entry["tokens_sha256"]:
+            raise CacheError(
+                f"shard {entry['file']!r} in {str(self.root)!r} holds other token rows than the "
+                "manifest records; run `interp cache verify` for details"
+            )
+        self._rows_checked.add(index)
 
     def __getitem__(self, hook: str) -> HookActivations:
         if hook not in self.manifest["hooks"]:
             raise HookNameError(_unknown_message(hook, self.hooks))
-        return HookActivations(hook, [s[hook] for s in self._shards])
+        return HookActivations(hook, [s[hook] for s in self._shards], self._checksum)
 
     def _column(self, key: str) -> Tensor:
+        for i in range(len(self._shards)):
+            self._checksum(i)
         return torch.cat([s[key] for s in self._shards])
 
     @property
@@ -140,16 +195,23 @@ class Cache:
         return self._column("pos")
 
     def iter_row_tokens(self) -> Iterator[list[int]]:
-        """The full token rows the activations were computed on, in order."""
+        """The full token rows the activations were computed on, in order.
+
+        Every shard's rows are checked against the manifest's ``tokens_sha256`` (which the
+        manifest's ``prompts.sha256`` covers) before the first row is yielded.
+        """
+        for i in range(len(self._shards)):
+            self._check_rows(i)
         for shard in self._shards:
             flat, offsets = shard["row_tokens"], shard["row_offsets"].tolist()
             for a, b in zip(offsets[:-1], offsets[1:], strict=False):
                 yield flat[a:b].tolist()
 
     def row_tokens(self, row: int) -> list[int]:
-        for entry, shard in zip(self.manifest["shards"], self._shards, strict=False):
+        for i, (entry, shard) in enumerate(zip(self.manifest["shards"], self._shards, strict=False)):
             start, end = entry["rows"]
             if start <= row < end:
+                self._check_rows(i)
                 offsets = shard["row_offsets"]
                 return shard["row_tokens"][offsets[row - start] : offsets[row - start + 1]].tolist()
         raise IndexError(f"row {row} out of range for {self.n_rows} rows")
@@ -174,6 +236,7 @@ class Cache:
         order = torch.randperm(len(acts.shards), generator=gen) if shuffle else range(len(acts.shards))
         carry: Tensor | None = None
         for s in order:
+            acts.touch(int(s))
             shard = acts.shards[int(s)]
             block = shard[torch.randperm(len(shard), generator=gen)] if shuffle else shard.clone()
             if carry is not None:
@@ -184,6 +247,38 @@ class Cache:
             carry = block[n_full:]
         if carry is not None and len(carry) and not drop_last:
             yield carry
+
+    def load_model(self, model=None, device: str | None = None, **options):
+        """The model this cache was built from, checked against the manifest's fingerprint.
+
+        The manifest's ``locator`` (a host path, not part of the ID) only says where to look;
+        whatever loads from it is used only if its weights hash to the recorded fingerprint.
+
+        Args:
+            model: a spec or model to use instead of the locator's spec.
+            device: where to load it.
+            options: further keyword arguments for :func:`interp.models.load_model` (spec only).
+
+        Returns:
+            The :class:`interp.models.Model`.
+
+        Raises:
+            ModelMismatchError: the model found is not the one the cache was built from.
+            SpecError: the model cannot be loaded (the message names where it looked).
+        """
+        from interp.models import load_model
+
+        spec = model if model is not None else self.model_locator
+        loaded = load_model(spec, device=device, **options) if isinstance(spec, str) else load_model(spec)
+        self.check_model(loaded)
+        return loaded
+
+    @property
+    def model_locator(self) -> str:
+        """Where this host would load the cache's model from (unhashed; checked on load)."""
+        locator = self.manifest.get("locator")
+        spec = locator.get("model_spec") if isinstance(locator, dict) else None
+        return spec if isinstance(spec, str) and spec else self.manifest["model"]["spec"]
 
     def check_model(self, model) -> None:
         """Refuse a model whose weights differ from the ones the cache was built from.
@@ -204,16 +299,30 @@ class Cache:
             )
 
 
-def open_cache(root: str | Path, model=None) -> Cache:
-    """Open a complete cache lazily (nothing is read until a tensor is touched).
+def open_cache(root: str | Path, model=None, lazy_checksums: bool = True) -> Cache:
+    """Open a complete cache, checking what is cheap to check; activations are read lazily.
+
+    Opening checks the manifest (its ID, and its structure: keys, types, row ranges and
+    positions that add up) and, for every shard, its size, its safetensors header (tensor names,
+    dtypes and shapes as the manifest says) and its token rows (hashed against the manifest's
+    ``tokens_sha256``: a few bytes per token). That proves each shard holds this cache's rows in
+    this cache's layout, but not that its activations are this cache's: a shard of another
+    cache over the same rows (same model family, other weights) passes. Those bytes are checked
+    by their full sha256, which ``verify_cache`` does for every shard and which the reader does
+    lazily, once per shard, the first time a shard's tensors are read (``cache[hook]`` indexing,
+    ``batches``, ``tokens``/``rows``/``positions``). The lazy check costs about one extra read
+    of each shard (sha256 runs at ~1.6 GB/s here, about as fast as copying out of the page
+    cache); pass ``lazy_checksums=False`` to skip it where the cache was verified already.
 
     Args:
         root: the cache directory.
         model: if given, refuse unless the cache came from this model.
+        lazy_checksums: checksum each shard the first time its tensors are read.
 
     Raises:
         CacheError: no cache there, an incomplete build, an edited manifest (ID mismatch), a
-            shard path leaving the directory, or a missing shard.
+            malformed manifest, a shard path leaving the directory, or a shard that is missing,
+            has the wrong size, a header that does not fit the manifest, or other token rows.
         ModelMismatchError: ``model`` is not the model the cache was built from.
 
     Example:
@@ -225,13 +334,10 @@ def open_cache(root: str | Path, model=None) -> Cache:
     root = Path(root)
     manifest = read_manifest(root)
     check_id(manifest, root)
-    cache = Cache(root, manifest)
+    check_manifest(manifest, root)
+    cache = Cache(root, manifest, lazy_checksums=lazy_checksums)
     for path, entry in zip(cache._paths, manifest["shards"], strict=True):
-        if not path.is_file() or path.stat().st_size != entry["bytes"]:
-            raise CacheError(
-                f"shard {entry['file']!r} in {str(root)!r} is missing or has the wrong size; "
-                "run `interp cache verify` for details"
-            )
+        check_shard(root, path, entry, manifest)
     if model is not None:
         cache.check_model(model)
     return cache

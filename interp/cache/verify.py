@@ -1,15 +1,20 @@
 """Checking a cache: the manifest's ID, every shard's checksum, and rows recomputed from the model."""
 
 import json
+import random
+from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
+from itertools import accumulate
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from interp.cache.capture import capture_rows
-from interp.cache.format import cache_id, mmap_tensors, read_manifest, safe_member
-from interp.errors import CacheError, InterpError
+from interp.cache.format import DTYPES, cache_id, mmap_tensors, read_header, read_manifest, safe_member
+from interp.cache.integrity import header_problem, manifest_problem, shard_rows_sha256
+from interp.cache.reader import Cache
+from interp.errors import CacheError, InterpError, ModelMismatchError
 from interp.fingerprint import sha256_file
 
 # Relative tolerance for recomputed activations, per stored dtype: batching and padding change
@@ -52,33 +57,55 @@ class VerifyReport:
 
 
 def verify_cache(
-    root: str | Path, model=None, recompute: int = 0, seed: int = 0, progress: bool = True
+    root: str | Path, model=None, recompute: int = 0, seed: int = 0, progress: bool = True,
+    load_options: dict | None = None,
 ) -> VerifyReport:
-    """Check a cache and report every problem found (does not stop at the first).
+    """Check a cache: its manifest, every shard's checksum and header, and recomputed rows.
+
+    A manifest that fails its ID or its structure (missing keys, wrong types, row ranges or
+    positions that do not add up) ends the check at once with that one problem: nothing in an
+    untrusted manifest is used. Otherwise every shard is checked (all bad shards are reported),
+    then ``recompute`` rows chosen at random from the good shards are recomputed with the
+    cache's model and compared within the stored dtype's tolerance. Row ranges are checked
+    against each shard's header before any is used, and rows are sampled without listing them.
 
     Args:
         root: the cache directory.
-        model: the model to recompute rows with; default: load the manifest's model spec.
-        recompute: how many randomly chosen rows to recompute and compare.
+        model: the model to recompute rows with; default: the model the manifest's locator
+            names, used only if its fingerprint matches the manifest's.
+        recompute: how many randomly chosen rows to recompute and compare (0: none).
         seed: chooses the rows.
         progress: show a progress bar over shards.
+        load_options: keyword arguments for :func:`interp.models.load_model` when a model is
+            loaded by spec (e.g. ``device``).
 
     Returns:
         A :class:`VerifyReport`; ``report.ok`` is true only if everything checks.
 
     Raises:
         CacheError: there is no readable manifest at all.
+        ValueError: ``recompute`` is negative.
     """
+    if not isinstance(recompute, int) or recompute < 0:
+        raise ValueError(f"recompute must be a non-negative number of rows, got {recompute!r}")
     root = Path(root)
     manifest = read_manifest(root)
-    problems: list[str] = []
-    if manifest.get("id") != cache_id(manifest):
-        problems.append(
+    recorded_id = manifest.get("id") if isinstance(manifest.get("id"), str) else None
+    computed = cache_id(manifest)
+    if manifest.get("id") != computed:
+        problem = (
             f"ID mismatch: manifest records {manifest.get('id')!r} but its content hashes to "
-            f"{cache_id(manifest)!r} (edited after the build)"
+            f"{computed!r} (edited after the build); nothing else was checked"
         )
+        return VerifyReport(str(root), recorded_id, 0, 0, {}, (problem,))
+    structural = manifest_problem(manifest)
+    if structural:
+        problem = f"malformed manifest: {structural}; nothing else was checked"
+        return VerifyReport(str(root), recorded_id, 0, 0, {}, (problem,))
+
+    problems: list[str] = []
     good: dict[int, Path] = {}
-    shards = manifest.get("shards", [])
+    shards = manifest["shards"]
     for i, entry in enumerate(tqdm(shards, desc="checksums", unit="shard", disable=not progress)):
         try:
             path = safe_member(root, entry["file"])
@@ -93,63 +120,96 @@ def verify_cache(
                 f"{entry['sha256']}"
             )
         else:
-            good[i] = path
+            try:
+                infos, base = read_header(path)
+                mismatch = header_problem(infos, entry, manifest)
+                if not mismatch and shard_rows_sha256(path, infos, base) != entry["tokens_sha256"]:
+                    mismatch = "holds other token rows than the manifest records"
+            except CacheError as exc:
+                problems.append(str(exc))
+                continue
+            if mismatch:
+                problems.append(f"shard {entry['file']!r} {mismatch}")
+            else:
+                good[i] = path
 
     errors: dict[str, float] = {}
     n_rows = 0
     if recompute > 0 and good:
-        n_rows = _recompute(root, manifest, good, model, recompute, seed, problems, errors)
-    return VerifyReport(
-        str(root), manifest.get("id"), len(shards), n_rows, errors, tuple(problems)
-    )
+        cache = Cache(root, manifest)
+        n_rows = _recompute(cache, good, model, recompute, seed, problems, errors, load_options or {})
+    return VerifyReport(str(root), recorded_id, len(shards), n_rows, errors, tuple(problems))
 
 
-def _recompute(root, manifest, good, model, n, seed, problems, errors) -> int:
-    from interp.models import load_model
+def _choose_rows(manifest, good: dict[int, Path], n: int, seed: int) -> list[tuple[int, int]]:
+    """``n`` distinct (shard, row) pairs from the good shards, seeded, in memory O(n)."""
+    order = sorted(good)
+    counts = [manifest["shards"][i]["rows"][1] - manifest["shards"][i]["rows"][0] for i in order]
+    ends = list(accumulate(counts))
+    picks = random.Random(seed).sample(range(ends[-1]), min(n, ends[-1]))
+    chosen = []
+    for k in sorted(picks):
+        j = bisect_right(ends, k)
+        shard = order[j]
+        chosen.append((shard, manifest["shards"][shard]["rows"][0] + k - (ends[j] - counts[j])))
+    return chosen
 
-    spec = manifest.get("locator", {}).get("model_spec") or manifest["model"]["spec"]
+
+def _recompute(cache: Cache, good, model, n, seed, problems, errors, load_options) -> int:
+    manifest = cache.manifest
     try:
-        model = load_model(model if model is not None else spec)
-    except InterpError as exc:
-        problems.append(f"cannot load the cache's model {spec!r} to recompute rows: {exc}")
+        model = cache.load_model(model, **load_options)
+    except ModelMismatchError as exc:
+        problems.append(f"model mismatch: {exc}")
         return 0
-    if model.fingerprint != manifest["model"]["fingerprint"]:
-        problems.append(
-            f"model mismatch: cache built from {manifest['model']['fingerprint']}, "
-            f"recompute model {model.fingerprint} ({model.spec})"
-        )
+    except InterpError as exc:
+        problems.append(f"cannot load the cache's model {cache.model_locator!r} to recompute rows: {exc}")
         return 0
     hooks = manifest["hooks"]
-    rtol = RTOL[manifest["config"]["dtype"]]
-    candidates = [
-        (i, r) for i in sorted(good) for r in range(*manifest["shards"][i]["rows"])
-    ]
-    gen = torch.Generator().manual_seed(seed)
-    chosen = sorted(candidates[j] for j in torch.randperm(len(candidates), generator=gen)[:n].tolist())
+    dtype = manifest["config"]["dtype"]
+    chosen = _choose_rows(manifest, good, n, seed)
     batch = manifest["config"]["batch_size"]
+    mapped: dict[int, dict[str, torch.Tensor]] = {}
     for start in range(0, len(chosen), batch):
         group = chosen[start : start + batch]
         rows, kept, stored = [], [], {h: [] for h in hooks}
         for shard_i, row in group:
-            t = mmap_tensors(good[shard_i])
+            if shard_i not in mapped:
+                mapped = {shard_i: mmap_tensors(good[shard_i])}  # one shard mapped at a time
+            t = mapped[shard_i]
             offsets = t["row_offsets"]
             local = row - manifest["shards"][shard_i]["rows"][0]
             rows.append(t["row_tokens"][offsets[local] : offsets[local + 1]].tolist())
             sel = t["row"] == row
             kept.append(t["pos"][sel].tolist())
+            if any(not 0 <= p < len(rows[-1]) for p in kept[-1]):
+                problems.append(
+                    f"shard {manifest['shards'][shard_i]['file']!r}: row {row} keeps positions "
+                    f"{kept[-1]} outside its {len(rows[-1])} tokens"
+                )
+                return len(chosen)
             for h in hooks:
                 stored[h].append(t[h][sel])
         fresh = capture_rows(model, rows, kept, hooks)
         for h in hooks:
             want = torch.cat(stored[h]).float()
-            got = fresh[h].to(t[h].dtype).float()
+            got = fresh[h].to(DTYPES[dtype]).float()
+            if got.shape != want.shape:
+                problems.append(
+                    f"hook {h!r}: recomputed activations have shape {tuple(got.shape)}, the stored "
+                    f"ones {tuple(want.shape)}"
+                )
+                return len(chosen)
+            if not want.numel():
+                continue
             scale = want.abs().max().clamp_min(1e-6)
             rel = float((got - want).abs().max() / scale)
             errors[h] = max(errors.get(h, 0.0), rel)
+    rtol = RTOL[dtype]
     for h, rel in errors.items():
         if rel > rtol:
             problems.append(
                 f"hook {h!r}: recomputed activations differ from the stored ones by {rel:.2e} "
-                f"of their scale (tolerance {rtol:.0e} for {manifest['config']['dtype']})"
+                f"of their scale (tolerance {rtol:.0e} for {dtype})"
             )
     return len(chosen)

@@ -229,9 +229,27 @@ def test_refuses_a_foreign_nonempty_directory(gpt2, prompts, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
-def test_no_tokens_is_an_error(gpt2, tmp_path):
+def test_no_tokens_is_an_error_and_leaves_nothing(gpt2, tmp_path):
     with pytest.raises(CacheError, match="no tokens"):
         build_cache(gpt2, [], tmp_path / "c", CacheConfig(hooks=("blocks.0.hook_resid_pre",)), progress=False)
+    assert not (tmp_path / "c").exists()
+    with pytest.raises(CacheError, match="no tokens"):
+        build_cache(gpt2, ["", "  "], tmp_path, CacheConfig(hooks=("blocks.0.hook_resid_pre",)),
+                    progress=False)
+    assert list(tmp_path.iterdir()) == [], "the user's directory is kept, emptied of the build's files"
+
+
+def test_out_dir_that_is_a_file_is_refused(gpt2, tmp_path):
+    out = tmp_path / "f"
+    out.write_text("mine")
+    with pytest.raises(CacheError, match=r"output directory '.*f' is a file; give a directory"):
+        build_cache(gpt2, ["w1"], out, CacheConfig(hooks=("blocks.0.hook_resid_pre",)), progress=False)
+    assert out.read_text() == "mine"
+
+
+def test_the_manifest_records_the_tokenizer_record(built_cache, gpt2):
+    assert built_cache.manifest["tokenizer"] == gpt2.tokenizer_record()
+    assert set(gpt2.tokenizer_record()) == {"hash", "prepend_bos", "bos_token_id"}
 
 
 def test_rerunning_a_finished_build_returns_the_same_cache(

@@ -145,7 +145,266 @@ def test_positions_option(gpt2_dir, prompts_file, tmp_path, capsys):
 
 
 def test_commands_on_a_non_cache_fail_cleanly(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
     for cmd in ("info", "cite", "verify"):
         assert main(["cache", cmd, str(tmp_path / "none")]) == 2
         err = capsys.readouterr().err
         assert "does not exist" in err and "Traceback" not in err
+        assert main(["cache", cmd, str(tmp_path / "afile")]) == 2
+        assert "is a file, not a cache directory" in _last_err(capsys)
+
+
+# --- one line, never a traceback, never silent (issue 10) ------------------------------
+
+
+def _last_err(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_out_that_is_a_file(gpt2_dir, prompts_file, tmp_path, capsys):
+    out = tmp_path / "afile"
+    out.write_text("mine")
+    assert main(_build_args(gpt2_dir, prompts_file, out)) == 2
+    assert _last_err(capsys) == f"interp: error: --out {str(out)!r} is a file; give a directory for the cache"
+    assert out.read_text() == "mine"
+
+
+def test_a_read_only_directory_is_one_line_naming_the_path(
+    gpt2_dir, prompts_file, tmp_path, capsys, monkeypatch
+):
+    import errno
+    import os
+
+    import interp.cache.build as build_mod
+
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    if os.geteuid() != 0:  # a real read-only directory where permissions apply
+        parent.chmod(0o500)
+        try:
+            assert main(_build_args(gpt2_dir, prompts_file, parent / "c")) == 2
+        finally:
+            parent.chmod(0o700)
+        assert "Permission denied" in _last_err(capsys)
+        assert not (parent / "c").exists()
+
+    def refuse(path, obj):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(build_mod, "atomic_write_json", refuse)
+    out = parent / "c2"
+    assert main(_build_args(gpt2_dir, prompts_file, out)) == 2
+    last = _last_err(capsys)
+    assert last.startswith(f"interp: error: cannot write the cache in {str(out)!r}: Permission denied")
+    assert str(out / "manifest.partial.json") in last
+    assert not out.exists()
+
+
+def test_oserror_anywhere_in_main_is_one_line(monkeypatch, capsys, tmp_path):
+    import errno
+
+    import interp.cache
+
+    def boom(root, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "x"))
+
+    monkeypatch.setattr(interp.cache, "open_cache", boom)
+    assert main(["cache", "info", str(tmp_path)]) == 2
+    assert _last_err(capsys) == f"interp: error: Read-only file system: {str(tmp_path / 'x')!r}"
+
+
+def test_a_full_disk_leaves_nothing_and_says_so(gpt2_dir, prompts_file, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import interp.cache.build as build_mod
+
+    def full(path, tensors, metadata):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(build_mod, "write_shard", full)
+    out = tmp_path / "c"
+    assert main(_build_args(gpt2_dir, prompts_file, out)) == 2
+    last = _last_err(capsys)
+    assert "No space left on device" in last and "shard_00000.safetensors" in last
+    assert last.endswith("nothing was written")
+    assert not out.exists()
+
+
+def test_a_full_disk_mid_build_keeps_complete_shards_to_resume(
+    gpt2_dir, prompts_file, tmp_path, capsys, monkeypatch, cli_cache
+):
+    import errno
+
+    import interp.cache.build as build_mod
+
+    real, calls = build_mod.write_shard, [0]
+
+    def full_later(path, tensors, metadata):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, tensors, metadata)
+
+    monkeypatch.setattr(build_mod, "write_shard", full_later)
+    out = tmp_path / "c"
+    assert main(_build_args(gpt2_dir, prompts_file, out)) == 2
+    assert "the 2 complete shards are kept" in _last_err(capsys)
+    monkeypatch.undo()
+    assert main(_build_args(gpt2_dir, prompts_file, out)) == 0
+    assert capsys.readouterr().out.splitlines()[0] == cli_cache.id
+
+
+def test_a_damaged_partial_manifest(gpt2_dir, prompts_file, tmp_path, capsys):
+    out = tmp_path / "c"
+    (out / "shards").mkdir(parents=True)
+    (out / "manifest.partial.json").write_text('{"header": {}, "shards": [{"file": 3}], "shapes": {}}')
+    assert main(_build_args(gpt2_dir, prompts_file, out)) == 2
+    assert "manifest.partial.json is damaged: shard entry 0 lacks" in _last_err(capsys)
+    (out / "manifest.partial.json").write_text("{garbage")
+    assert main(_build_args(gpt2_dir, prompts_file, out)) == 2
+    assert "manifest.partial.json is damaged" in _last_err(capsys)
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda m: m.pop("shards"), r"lacks \['shards'\]"),
+        (lambda m: m["config"].__setitem__("dtype", "float64"), "dtype 'float64'"),
+        (lambda m: m["shapes"].__setitem__("blocks.0.hook_resid_post", [64]), "but the manifest says"),
+    ],
+    ids=["missing-key", "float64", "forged-shape"],
+)
+def test_malformed_manifests_in_every_cache_command(cli_cache, tmp_path, capsys, edit, match):
+    import json
+    import re
+    import shutil
+
+    from interp.cache.format import cache_id
+
+    root = Path(shutil.copytree(cli_cache.root, tmp_path / "c"))
+    manifest = json.loads((root / "manifest.json").read_text())
+    edit(manifest)
+    manifest["id"] = cache_id(manifest)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    for cmd in ("info", "cite"):
+        assert main(["cache", cmd, str(root)]) == 2
+        assert re.search(match, _last_err(capsys))
+    assert main(["cache", "verify", str(root), "-q", "--recompute", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and re.search(match, out)
+
+
+def test_positions_past_every_row_are_refused_and_leave_nothing(gpt2_dir, prompts_file, tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(_build_args(gpt2_dir, prompts_file, out, "--positions", "500")) == 2
+    last = _last_err(capsys)
+    assert last.startswith("interp: error: positions [500] keep no position of any of the 40 rows")
+    assert "the longest has 12 tokens" in last
+    assert not out.exists()
+    out.mkdir()  # a directory the user made: kept, but emptied of everything the build wrote
+    assert main(_build_args(gpt2_dir, prompts_file, out, "--positions", "500")) == 2
+    assert list(out.iterdir()) == []
+
+
+def test_a_prompt_longer_than_the_context_warns_with_the_count(gpt2_dir, tmp_path, caplog):
+    import logging
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text(" ".join(["w3"] * 350_000) + "\nw1 w2\n" + " ".join(["w4"] * 70) + "\n")
+    assert prompts.stat().st_size > 1_000_000
+    with caplog.at_level(logging.WARNING, logger="interp.cache.build"):
+        assert main(_build_args(gpt2_dir, prompts, tmp_path / "c")) == 0
+    cut = [r.getMessage() for r in caplog.records if "were cut" in r.getMessage()]
+    assert cut == [
+        "2 of 3 rows were longer than 64 tokens (the model's context length) and were cut to that length"
+    ]
+    assert open_cache(tmp_path / "c").n_positions == 64 + 2 + 64
+
+
+@pytest.mark.parametrize("content", [b"", b"\n   \n\t\n"], ids=["empty", "blank"])
+def test_an_empty_prompt_file_leaves_nothing(gpt2_dir, tmp_path, capsys, content):
+    prompts = tmp_path / "p.txt"
+    prompts.write_bytes(content)
+    out = tmp_path / "c"
+    assert main(_build_args(gpt2_dir, prompts, out)) == 2
+    assert "the prompt source gave no tokens" in _last_err(capsys)
+    assert not out.exists()
+    assert main(["cache", "info", str(out)]) == 2
+    assert "does not exist" in _last_err(capsys)
+
+
+@pytest.mark.parametrize("suffix, line", [(".txt", b"w3 \xe9 w4"), (".jsonl", b'{"text": "w3 \xe9"}')])
+def test_non_utf8_prompts_name_the_file_and_line(gpt2_dir, tmp_path, capsys, suffix, line):
+    prompts = tmp_path / f"p{suffix}"
+    first = b'{"text": "w1"}' if suffix == ".jsonl" else b"w1 w2"
+    prompts.write_bytes(first + b"\n" + line + b"\n")
+    out = tmp_path / "c"
+    assert main(_build_args(gpt2_dir, prompts, out)) == 2
+    assert _last_err(capsys).startswith(f"interp: error: {prompts}:2: not valid UTF-8 (byte 0xe9")
+    assert not out.exists()
+
+
+def test_verify_recompute_must_not_be_negative(cli_cache, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["cache", "verify", str(cli_cache.root), "--recompute", "-5"])
+    assert exc.value.code == 2
+    assert "'-5' is not a non-negative whole number of rows" in capsys.readouterr().err
+
+
+def test_info_says_where_the_model_would_load_from(cli_cache, gpt2_dir, capsys):
+    assert main(["cache", "info", str(cli_cache.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"loaded from hf:{gpt2_dir}" in out
+    assert "unhashed, not part of the ID" in out and "match the fingerprint" in out
+
+
+def test_trust_remote_code_flag_holds_for_the_command_only(monkeypatch, capsys, tmp_path):
+    import os
+
+    import interp.cli
+    from interp.models import TRUST_REMOTE_CODE_ENV
+
+    seen = []
+    monkeypatch.setattr(interp.cli, "_cache_info", lambda args: seen.append(
+        os.environ.get(TRUST_REMOTE_CODE_ENV)) or 0)
+    monkeypatch.setenv(TRUST_REMOTE_CODE_ENV, "0")  # restored after the test
+    assert main(["cache", "info", str(tmp_path / "none")]) == 0
+    assert main(["--trust-remote-code", "cache", "info", str(tmp_path / "none")]) == 0
+    assert seen == ["0", "1"]
+    assert os.environ[TRUST_REMOTE_CODE_ENV] == "0"  # not left set for later in-process callers
+    monkeypatch.delenv(TRUST_REMOTE_CODE_ENV)
+    assert main(["--trust-remote-code", "cache", "info", str(tmp_path / "none")]) == 0
+    assert TRUST_REMOTE_CODE_ENV not in os.environ
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "run their own Python code" in " ".join(capsys.readouterr().out.split())
+
+
+def test_bos_flag_reaches_the_tokenizer_and_the_manifest(gpt2_dir, prompts_file, tmp_path, capsys):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    model_dir = Path(shutil.copytree(gpt2_dir, tmp_path / "gpt2_bos"))
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    tok.bos_token = "<eos>"
+    tok.save_pretrained(str(model_dir))
+    caches = {}
+    for bos in ("on", "off"):
+        out = tmp_path / bos
+        assert main(_build_args(model_dir, prompts_file, out, "--bos", bos)) == 0
+        caches[bos] = open_cache(out)
+    on, off = caches["on"], caches["off"]
+    assert on.manifest["tokenizer"]["prepend_bos"] is True
+    assert off.manifest["tokenizer"]["prepend_bos"] is False
+    assert on.id != off.id
+    rows_on, rows_off = list(on.iter_row_tokens()), list(off.iter_row_tokens())
+    assert all(a == [1, *b] for a, b in zip(rows_on, rows_off, strict=True))
+    capsys.readouterr()
+    assert main(["cache", "verify", str(on.root), "--bos", "on", "--recompute", "2", "-q"]) == 0
+    assert main(_build_args(gpt2_dir, prompts_file, tmp_path / "x", "--bos", "on")) == 2
+    assert "no BOS token" in _last_err(capsys)
+    assert not (tmp_path / "x").exists()

@@ -105,3 +105,22 @@ def test_paired_needs_two_models_and_a_pair_file(gpt2, prompts, config, tmp_path
 def test_unknown_label(paired):
     with pytest.raises(KeyError, match="labels are"):
         paired["nope"]
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("{oops", "not valid JSON"),
+        ('["a"]', "format 'list'"),
+        ('{"format": "interp.paired-cache/1", "labels": ["base"]}', "malformed"),
+        ('{"format": "interp.paired-cache/1", "labels": ["a", "b"], "caches": {"a": {"dir": "a"}}}',
+         "malformed"),
+        ('{"format": "interp.paired-cache/1", "labels": ["a", "b"], "caches": '
+         '{"a": {"dir": "../x", "id": "i"}, "b": {"dir": "b", "id": "i"}}}', "leaves the cache directory"),
+    ],
+    ids=["json", "list", "one-label", "no-id", "escape"],
+)
+def test_a_damaged_pair_file_is_one_clear_refusal(tmp_path, text, match):
+    (tmp_path / PAIR_FILE).write_text(text)
+    with pytest.raises(CacheError, match=match):
+        open_paired_cache(tmp_path)

@@ -98,3 +98,49 @@ def test_cache_source_yields_the_cached_rows(built_cache, gpt2, prompts):
     assert src.texts is None
     assert list(src.tokens()) == [gpt2.encode(p) for p in prompts]
     assert src.description == {"kind": "cache", "cache_id": built_cache.id, "count": len(prompts)}
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+def test_non_utf8_names_the_file_and_the_line(tmp_path, suffix):
+    path = tmp_path / f"latin{suffix}"
+    good = b'{"text": "w1"}' if suffix == ".jsonl" else b"w1 w2"
+    path.write_bytes(good + b"\n" + good + b"\n" + b'{"text": "caf\xe9"}\n')
+    with pytest.raises(SpecError, match=rf"latin\{suffix}:3: not valid UTF-8 \(byte 0xe9 at offset \d+"):
+        list(resolve_prompts(path).texts())
+
+
+def test_lines_split_as_text_mode_splits_them(tmp_path):
+    """Reading bytes (to name a bad line) must not change which prompts a file gives."""
+    path = tmp_path / "p.txt"
+    raw = b"w1 w2\r\nw3\rw4\n\nw5\x0cw6\xc2\x85w7\n  \nw8"
+    path.write_bytes(raw)
+    with open(path, encoding="utf-8") as f:
+        expected = [line.rstrip("\n") for line in f if line.strip()]
+    assert list(resolve_prompts(path).texts()) == expected == ["w1 w2", "w3", "w4", "w5\x0cw6\x85w7", "w8"]
+
+
+def test_cache_source_refuses_a_cache_with_other_rows(built_cache, tmp_path):
+    """The rows a ``cache:DIR`` source yields are checked against the manifest first."""
+    import shutil
+
+    from interp.errors import CacheError
+
+    root = shutil.copytree(built_cache.root, tmp_path / "c")
+    entry = built_cache.manifest["shards"][0]
+    shard = tmp_path / "c" / entry["file"]
+    from interp.cache.format import read_header
+
+    infos, base = read_header(shard)
+    data = bytearray(shard.read_bytes())
+    at = base + infos["row_tokens"]["data_offsets"][0]
+    data[at] ^= 0x01  # the first token of the first row: same size, same layout
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CacheError, match="holds other token rows"):
+        resolve_prompts(f"cache:{root}")
+
+
+def test_a_cache_spec_without_a_directory_and_a_directory_as_a_file(tmp_path):
+    with pytest.raises(SpecError, match="'cache:' names no directory"):
+        resolve_prompts("cache:")
+    with pytest.raises(SpecError, match="is a directory; expected a .txt or .jsonl file"):
+        resolve_prompts(str(tmp_path))
