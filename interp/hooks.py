@@ -9,10 +9,26 @@ every handle it registered on exit, also when the body raises::
 
 Positions select along the ``pos`` axis: ``None`` (all), an int, a list of ints, a slice, or
 a boolean mask ``[batch, pos]``.
+
+Hook names are TransformerLens's (``blocks.0.hook_resid_post``). Patterns are globs over the
+dotted name, where a wildcard stays inside one dot-separated part unless doubled:
+
+- ``*`` matches any run of characters *without a dot*: ``blocks.*.hook_resid_post`` is one
+  site per layer, and ``blocks.*.hook_out`` never reaches ``blocks.0.attn.hook_out``;
+- ``**`` matches any run of characters, dots included: ``blocks.**.hook_out`` is every
+  ``hook_out`` under every block;
+- ``?`` matches one character other than a dot; ``[abc]`` one character of the set, ``[!abc]``
+  one character outside it and other than a dot.
+
+A ``TransformerBridge`` reaches many hook points under two names (``blocks.0.hook_resid_post``
+is also ``blocks.0.hook_out``). Names are resolved to hook points and each point is used once:
+of names given explicitly, the first given is kept; of the names one pattern matches at one
+point, the TransformerLens name is kept (the one that is not the point's own module path,
+``HookPoint.name``), and among several of those the first in natural order. So
+``add_vector(m, ["blocks.0.hook_resid_post", "blocks.0.hook_out"], v)`` adds ``v`` once.
 """
 
 import difflib
-import fnmatch
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,15 +58,50 @@ def _natural_key(name: str) -> list:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
 
 
+def _glob_regex(pattern: str) -> re.Pattern:
+    """``*`` within one dotted part, ``**`` across parts, ``?`` one non-dot, ``[...]`` a set."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append(r"[^.]*")
+        elif c == "?":
+            out.append(r"[^.]")
+        elif c == "[" and (end := pattern.find("]", i + 2 if pattern.startswith("[!", i) else i + 1)) > 0:
+            body = pattern[i + 1 : end]
+            negate = body.startswith("!")
+            body = re.escape(body[1:] if negate else body).replace(r"\-", "-")
+            out.append(f"[^.{body}]" if negate else f"[{body}]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out))
+
+
 def resolve_hook_names(model, names: str | Iterable[str]) -> list[str]:
     """Expand glob patterns and check every name against the model's hook points.
+
+    Patterns: ``*`` matches within one dot-separated part (``blocks.*.hook_out`` is one site
+    per layer), ``**`` across dots (``blocks.**.hook_out`` also reaches
+    ``blocks.0.attn.hook_out``), ``?`` one non-dot character, ``[...]`` one of a set.
+
+    Each hook point is returned once, however many names reach it (a ``TransformerBridge``
+    gives most points two): a name given explicitly is kept as given, the first of its aliases
+    wins, and a later name or pattern reaching an already chosen point adds nothing; of the
+    names one pattern matches at one point, the TransformerLens name is kept (not the point's
+    own module path), the first in natural order if there are several.
 
     Args:
         model: a :class:`interp.models.Model` or TransformerLens module.
         names: hook names or glob patterns (``blocks.*.hook_resid_post``).
 
     Returns:
-        The matching hook names, patterns expanded in layer order, duplicates dropped.
+        One name per hook point, patterns expanded in layer (natural) order, in the order given.
 
     Raises:
         HookNameError: a name the model lacks, or a pattern matching nothing; the message lists
@@ -59,20 +110,37 @@ def resolve_hook_names(model, names: str | Iterable[str]) -> list[str]:
     Example:
         >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
         >>> cfg = HookedTransformerConfig(n_layers=2, d_model=8, n_ctx=4, d_head=4, d_vocab=5, act_fn="relu")
-        >>> resolve_hook_names(HookedTransformer(cfg), "blocks.*.hook_resid_post")
+        >>> model = HookedTransformer(cfg)
+        >>> resolve_hook_names(model, "blocks.*.hook_resid_post")
         ['blocks.0.hook_resid_post', 'blocks.1.hook_resid_post']
+        >>> resolve_hook_names(model, "blocks.**.hook_z")
+        ['blocks.0.attn.hook_z', 'blocks.1.attn.hook_z']
     """
-    valid = sorted(_hook_points(model), key=_natural_key)
+    points = _hook_points(model)
+    valid = sorted(points, key=_natural_key)
     out: list[str] = []
+    taken: set[int] = set()  # ids of the hook points already chosen
     for pattern in [names] if isinstance(names, str) else list(names):
         if _GLOB.search(pattern):
-            matched = [n for n in valid if fnmatch.fnmatchcase(n, pattern)]
+            regex = _glob_regex(pattern)
+            matched = [n for n in valid if regex.fullmatch(n)]
         else:
-            matched = [pattern] if pattern in valid else []
+            matched = [pattern] if pattern in points else []
         if not matched:
             raise HookNameError(_unknown_message(pattern, valid))
-        out.extend(m for m in matched if m not in out)
+        by_point: dict[int, list[str]] = {}
+        for name in matched:
+            by_point.setdefault(id(points[name]), []).append(name)
+        chosen = [_canonical(points[group[0]], group) for pid, group in by_point.items() if pid not in taken]
+        taken.update(id(points[n]) for n in chosen)
+        out.extend(sorted(chosen, key=_natural_key))
     return out
+
+
+def _canonical(point: nn.Module, names: list[str]) -> str:
+    """The TransformerLens name among ``names`` of one point: not its module path, then natural order."""
+    own = getattr(point, "name", None)
+    return min(names, key=lambda n: (n == own, _natural_key(n)))
 
 
 def _unknown_message(pattern: str, valid: list[str]) -> str:
@@ -91,10 +159,26 @@ def hooks(model, fns: Mapping[str, HookFn]) -> Iterator[None]:
     """Install ``fn(activation, name) -> replacement or None`` at each named hook point.
 
     Keys may be glob patterns. All names are resolved before anything is registered; every
-    handle is removed on exit, exceptions included.
+    handle is removed on exit, exceptions included. A hook point reached by several keys (an
+    alias, or overlapping patterns) gets its function once; two different functions for one
+    point are refused.
+
+    Raises:
+        HookNameError: an unknown name, or two different functions for one hook point.
     """
     points = _hook_points(model)
-    plan = [(name, fn) for key, fn in fns.items() for name in resolve_hook_names(model, key)]
+    plan: list[tuple[str, HookFn]] = []
+    given: dict[int, tuple[str, HookFn]] = {}  # hook point id -> the name and function planned there
+    for key, fn in fns.items():
+        for name in resolve_hook_names(model, key):
+            first = given.setdefault(id(points[name]), (name, fn))
+            if first == (name, fn) and (name, fn) not in plan:
+                plan.append((name, fn))
+            elif first[1] is not fn:
+                raise HookNameError(
+                    f"hooks {first[0]!r} and {name!r} are one hook point of the model and were "
+                    f"given different functions; give one of the two names"
+                )
     handles: list = []
     try:
         for name, fn in plan:
@@ -269,20 +353,26 @@ def ablate(
 
     Args:
         mode: ``"zero"``, or ``"mean"``: the mean from ``means[name]`` when given (e.g. from a
-            cache), else the mean over batch and positions of the current run.
+            cache; a mean given under another name of the same hook point serves), else the mean
+            over batch and positions of the current run.
     """
     if mode not in ("zero", "mean"):
         raise ValueError(f"ablation mode {mode!r} is not one of ['mean', 'zero']")
     resolved = resolve_hook_names(model, names)
-    missing = [n for n in resolved if means is not None and n not in means]
-    if missing:
-        raise HookNameError(f"means given for ablation lack hooks {missing}")
+    by_name: dict[str, Tensor] = {}
+    if means is not None:  # a mean recorded under another name of the same hook point serves too
+        points = _hook_points(model)
+        by_point = {id(points[k]): v for k, v in means.items() if k in points}
+        by_name = {n: means[n] if n in means else by_point.get(id(points[n])) for n in resolved}
+        missing = [n for n, v in by_name.items() if v is None]
+        if missing:
+            raise HookNameError(f"means given for ablation lack hooks {missing}")
 
     def fn(act: Tensor, name: str) -> Tensor:
         if mode == "zero":
             value = torch.zeros((), dtype=act.dtype, device=act.device)
         elif means is not None:
-            value = means[name]
+            value = by_name[name]
         else:
             value = act.mean(dim=(0, 1))
         return _write(act, positions, value, name)

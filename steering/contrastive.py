@@ -14,8 +14,10 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from interp.architecture import architecture_of_cache
+from interp.errors import HookNameError
 from interp.hooks import record, resolve_hook_names
-from steering.steering_vector import ARCH_KEYS, SteeringVector, model_meta
+from steering.steering_vector import SteeringVector, model_meta
 
 PromptPositions = Literal["last", "all"] | int | Sequence[int]
 
@@ -145,6 +147,11 @@ def prompt_activations(
         with torch.inference_mode(), record(m, names, device="cpu") as acts:
             m.forward(toks)
         for n in names:
+            if n not in acts:
+                raise HookNameError(
+                    f"hook {n!r} did not fire during the forward pass (it exists but this model "
+                    "never runs it); choose a hook on the residual stream, attention or MLP output"
+                )
             out[n].append(torch.einsum("bp,bpd->bd", weights, acts[n].float()))
     return {n: torch.cat(v) for n, v in out.items()}
 
@@ -270,7 +277,7 @@ def from_cache(
         "model": {
             "spec": m["spec"],
             "fingerprint": m["fingerprint"],
-            "architecture": {k: m.get(k) for k in ARCH_KEYS},
+            "architecture": architecture_of_cache(cache),
         },
         "provenance": {
             "source": "cache",

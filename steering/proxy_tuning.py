@@ -20,12 +20,13 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from interp.errors import InterpError
 from interp.generation import IncrementalDecoder, length_batches, sample_next, trim_at_stop
 from interp.models import Model, as_model, portable_spec
 from interp.results import format_table, save_figure, save_json
 
 
-class VocabularyMismatchError(ValueError):
+class VocabularyMismatchError(InterpError, ValueError):
     """Models combined token by token do not share a vocabulary."""
 
 

@@ -1,10 +1,17 @@
 """SAEs on disk and on cached activations: save, load, check the fit, encode.
 
 An SAE is kept in sae-lens's on-disk format (``cfg.json`` + ``sae_weights.safetensors``), so
-``sae_lens.SAE.load_from_disk`` opens it; where it came from (cache ID, model fingerprint, hook)
-rides in ``cfg.json``'s ``metadata``, which sae-lens keeps as it is.
+``sae_lens.SAE.load_from_disk`` opens it; where it came from (cache ID, model fingerprint, hook,
+and the model's architecture, :func:`interp.architecture.architecture_of`) rides in
+``cfg.json``'s ``metadata``, which sae-lens keeps as it is.
+
+Model policy of :func:`check_sae_fits`, as for steering vectors: an SAE may read a cache of any
+model with the architecture it was trained on (a base model's SAE on its fine-tune's cache),
+with a warning when the weights differ; another architecture, another hook or another input
+size is refused with :class:`~interp.errors.SAEError` naming both sides.
 """
 
+import json
 import logging
 import math
 import os
@@ -15,6 +22,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.architecture import architecture_of_cache, architecture_summary, compare_architectures
 from interp.atomic import fsync_dir
 from interp.cache import Cache, open_cache
 from interp.errors import SAEError
@@ -24,6 +32,8 @@ log = logging.getLogger("steering.sae")
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
+ARCHITECTURE_KEY = "interp_architecture"  # in cfg.json's metadata: architecture_of the SAE's model
+_WARNED: set[tuple[str, str]] = set()  # (SAE's model, cache's model) fingerprint pairs warned about
 
 
 def _as_cache(cache: "Cache | str | Path") -> Cache:
@@ -52,6 +62,9 @@ def save_sae(sae, path: str | Path) -> Path:
     Returns:
         The directory.
 
+    Raises:
+        SAEError: the directory cannot be created (a file is in the way, no permission).
+
     Example:
         >>> import tempfile
         >>> from sae_lens import SAE, StandardSAE, StandardSAEConfig
@@ -61,7 +74,10 @@ def save_sae(sae, path: str | Path) -> Path:
         8
     """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, a read-only parent
+        raise SAEError(f"cannot save the SAE in {str(path)!r}: {exc.strerror or exc}") from None
     with tempfile.TemporaryDirectory(dir=path, prefix=".saving-") as tmp:
         sae.save_model(tmp)
         for name in (WEIGHTS_FILE, CFG_FILE):
@@ -83,7 +99,9 @@ def load_sae(path: str | Path, device: str = "cpu"):
         An ``sae_lens.SAE``.
 
     Raises:
-        SAEError: the directory or a file is missing, or a file cannot be read.
+        SAEError: the directory or a file is missing, a file cannot be read, or ``cfg.json``'s
+            sizes disagree with the weights (checked on the file headers before anything is
+            allocated).
 
     Example:
         >>> load_sae("/nonexistent")
@@ -95,26 +113,81 @@ def load_sae(path: str | Path, device: str = "cpu"):
     for name in (CFG_FILE, WEIGHTS_FILE):
         if not (path / name).is_file():
             raise SAEError(f"{str(path)!r} is not an SAE directory: {name} is missing")
+    _check_files(path)
     from sae_lens import SAE
 
     try:
         return SAE.load_from_disk(str(path), device=device)
     except Exception as exc:  # json, safetensors and state-dict errors all mean a bad file
-        raise SAEError(f"cannot load the SAE in {str(path)!r}: {type(exc).__name__}: {exc}") from exc
+        reason = f"{type(exc).__name__}: {_one_line(exc)}"
+        raise SAEError(f"cannot load the SAE in {str(path)!r}: {reason}") from exc
 
 
-def check_sae_fits(sae, cache: "Cache | str | Path", hook: str) -> None:
-    """Refuse an SAE whose input size differs from the cache's activations at ``hook``.
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_files(path: Path) -> None:
+    """Check cfg.json's sizes against the weights' header before sae-lens builds anything from them."""
+    from safetensors import safe_open
+
+    where = f"cannot load the SAE in {str(path)!r}:"
+    try:
+        cfg = json.loads((path / CFG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SAEError(f"{where} {CFG_FILE} is not readable JSON ({_one_line(exc)})") from None
+    if not isinstance(cfg, dict):
+        raise SAEError(f"{where} {CFG_FILE} holds a {type(cfg).__name__}, not an SAE config object")
+    sizes = {k: cfg.get(k) for k in ("d_in", "d_sae")}
+    bad = {k: v for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1}
+    if bad:
+        raise SAEError(f"{where} {CFG_FILE} has {bad}; d_in and d_sae must be positive integers")
+    meta = cfg.get("metadata", {})
+    if not isinstance(meta, dict):
+        raise SAEError(f"{where} {CFG_FILE} has a metadata field that is not an object")
+    for key, kind, name in (("hook_name", str, "a hook name"), (ARCHITECTURE_KEY, dict, "an object")):
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            raise SAEError(f"{where} {CFG_FILE} has metadata.{key} = {meta[key]!r}; expected {name}")
+    import sae_lens  # noqa: F401 (importing it registers its SAE architectures)
+    from sae_lens.registry import SAE_CLASS_REGISTRY
+
+    if "architecture" in cfg and cfg["architecture"] not in SAE_CLASS_REGISTRY:
+        raise SAEError(
+            f"{where} {CFG_FILE} names architecture {cfg['architecture']!r}; sae-lens knows "
+            f"{sorted(SAE_CLASS_REGISTRY)}"
+        )
+    try:
+        with safe_open(str(path / WEIGHTS_FILE), framework="pt") as f:
+            shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}  # header only
+    except Exception as exc:  # safetensors raises its own error types
+        reason = _one_line(exc)
+        raise SAEError(f"{where} {WEIGHTS_FILE} is not a readable safetensors file ({reason})") from None
+    want = {"W_enc": [sizes["d_in"], sizes["d_sae"]], "W_dec": [sizes["d_sae"], sizes["d_in"]]}
+    for name, shape in want.items():
+        if name in shapes and shapes[name] != shape:
+            raise SAEError(
+                f"{where} {CFG_FILE} says d_in={sizes['d_in']}, d_sae={sizes['d_sae']}, but "
+                f"{WEIGHTS_FILE} holds {name} of shape {shapes[name]}"
+            )
+
+
+def check_sae_fits(sae, cache: "Cache | str | Path", hook: str, model=None) -> None:
+    """Refuse an SAE that does not fit the cache's activations at ``hook`` (see the module docstring).
 
     Args:
         sae: an ``sae_lens.SAE``.
         cache: an opened cache or its directory.
         hook: the hook the SAE is to read.
+        model: the cache's own model, if loaded (checked against the cache's fingerprint): its
+            full architecture is compared when the manifest records only the sizes.
 
     Raises:
         CacheError: no cache at that path.
+        ModelMismatchError: ``model`` is not the cache's model.
         HookNameError: the cache lacks ``hook``.
-        SAEError: ``d_in`` differs.
+        SAEError: the SAE was trained on a model of another architecture, or on another hook,
+            or its ``d_in`` differs.
 
     Example:
         >>> check_sae_fits(None, "/nonexistent", "blocks.0.hook_resid_post")
@@ -123,15 +196,38 @@ def check_sae_fits(sae, cache: "Cache | str | Path", hook: str) -> None:
         interp.errors.CacheError: cache directory '/nonexistent' does not exist
     """
     cache = _as_cache(cache)
+    meta = sae.cfg.metadata
+    trained = meta.get(ARCHITECTURE_KEY)
+    if isinstance(trained, dict):
+        here = architecture_of_cache(cache, model)
+        diff = compare_architectures(trained, here)
+        if diff:
+            raise SAEError(
+                f"the SAE was trained on {meta.get('model_name')!r} ({architecture_summary(trained)}), "
+                f"but cache {str(cache.root)!r} holds {cache.manifest['model']['spec']!r} "
+                f"({architecture_summary(here)}): differs in {'; '.join(diff)} (SAE vs cache)"
+            )
+    trained_on = meta.get("hook_name")
+    if trained_on not in (None, hook):
+        raise SAEError(
+            f"the SAE was trained on hook {trained_on!r}, not on {hook!r}; use it at {trained_on!r}"
+        )
     d_in = _cache_d_in(cache, hook)
     if int(sae.cfg.d_in) != d_in:
         raise SAEError(
             f"the SAE takes inputs of size d_in={sae.cfg.d_in}, but {hook!r} in cache "
             f"{str(cache.root)!r} has activations of size {d_in}"
         )
-    trained_on = sae.cfg.metadata.get("hook_name")
-    if trained_on not in (None, hook):
-        log.warning("SAE was trained on %r, applied here to %r", trained_on, hook)
+    pair = (meta.get("interp_model_fingerprint"), cache.model_fingerprint)
+    if pair[0] is not None and pair[0] != pair[1] and pair not in _WARNED:
+        _WARNED.add(pair)  # once per pair: a paired-cache comparison checks every side
+        log.warning(
+            "SAE trained on %s (%s) applied to a cache of %s (%s): same architecture, other weights",
+            meta.get("model_name"),
+            pair[0],
+            cache.manifest["model"]["spec"],
+            pair[1],
+        )
 
 
 def encode(sae, acts: Float[Tensor, "batch ..."]) -> Float[Tensor, "batch d_sae"]:

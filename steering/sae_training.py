@@ -17,10 +17,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from interp.architecture import architecture_of_cache
 from interp.cache import Cache
 from interp.results import format_table, save_figure, save_json
 from steering.sae_eval import SAEEval
-from steering.sae_io import _as_cache, _cache_d_in, _flat, load_sae
+from steering.sae_io import ARCHITECTURE_KEY, _as_cache, _cache_d_in, _flat, load_sae
 
 ARCHITECTURES = ("topk", "standard")
 
@@ -164,6 +165,7 @@ def train_sae(
         "model_name": cache.manifest["model"]["spec"],
         "interp_cache_id": cache.id,
         "interp_model_fingerprint": cache.model_fingerprint,
+        ARCHITECTURE_KEY: architecture_of_cache(cache),
         "interp_train_config": asdict(config),
     }
     trainer_cfg = SAETrainerConfig(

@@ -9,10 +9,14 @@ paired differences (:mod:`steering.contrastive`), or from an SAE feature's decod
         model(tokens)
 
 Model policy of :meth:`SteeringVector.apply`: a vector may be applied to any model whose
-*architecture* (module class, ``n_layers``, ``d_model``, ``d_vocab``) matches the one it was
-built on, so that a vector from ``base`` can steer its fine-tuned twin; if the weight
-fingerprint differs a warning is logged. A model of another architecture, or a hook whose width
-is not the vector's ``d_model``, is refused with :class:`~interp.errors.ModelMismatchError`.
+*architecture* (:func:`interp.architecture.architecture_of`: the Hugging Face ``model_type`` or
+HookedTransformer settings, module class, layers, widths, heads and vocabulary hash) matches the
+one it was built on, so that a vector from ``base`` can steer its fine-tuned twin; if the weight
+fingerprint differs a warning is logged (once per pair of models). A model of another
+architecture, or a hook whose width is not the vector's ``d_model``, is refused with
+:class:`~interp.errors.ModelMismatchError`. Vector files saved before the full check record only
+``class``, ``n_layers``, ``d_model`` and ``d_vocab`` (:data:`ARCH_KEYS`): those are compared, and
+a warning says that the rest could not be.
 
 With a key-value cache (``interp.generation`` / ``interp.organism.generate``) every forward pass
 sees only the positions it computes: the prompt once, then one new token per step. ``positions``
@@ -31,8 +35,9 @@ from typing import Any
 
 from torch import Tensor
 
+from interp.architecture import SUMMARY_KEYS, architecture_of, architecture_summary, compare_architectures
 from interp.atomic import atomic_write_bytes, atomic_write_json
-from interp.errors import ModelMismatchError, VectorFileError
+from interp.errors import HookNameError, ModelMismatchError, VectorFileError
 from interp.fingerprint import sha256_file
 from interp.hooks import Positions, add_vector, resolve_hook_names
 from interp.results import format_table, save_figure
@@ -40,22 +45,21 @@ from interp.results import format_table, save_figure
 # The name the warnings of check_model were always logged under, before this module was split out.
 log = logging.getLogger("steering.vectors")
 _WARNED: set[tuple[str | None, str]] = set()  # (vector's model, target model) pairs already warned about
+_WARNED_PARTIAL: set[tuple[str | None, str]] = set()  # the same, for vectors with a partial record
 
 TENSORS_FILE = "vector.safetensors"
 META_FILE = "vector.json"
-ARCH_KEYS = ("class", "n_layers", "d_model", "d_vocab")
+ARCH_KEYS = SUMMARY_KEYS  # all the architecture vector files recorded before the full check
 
 
 def model_meta(model) -> dict[str, Any]:
-    """Spec, fingerprint and architecture summary of a model, as stored in a vector's metadata."""
+    """Spec, fingerprint and architecture (:func:`~interp.architecture.architecture_of`) of a model,
+    as stored in a vector's metadata."""
     from interp.models import as_model
 
-    d = as_model(model).describe()
-    return {
-        "spec": d["spec"],
-        "fingerprint": d["fingerprint"],
-        "architecture": {k: d[k] for k in ARCH_KEYS},
-    }
+    m = as_model(model)
+    d = m.describe()
+    return {"spec": d["spec"], "fingerprint": d["fingerprint"], "architecture": architecture_of(m)}
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,8 @@ class SteeringVector:
         """The directions of the given layers (ints) or hook names (``None``: all).
 
         Raises:
-            KeyError: a layer or name the vector has no direction for (lists those it has).
+            HookNameError: (a ``KeyError``) a layer or name the vector has no direction for
+                (lists those it has).
         """
         if layers is None:
             return dict(self.directions)
@@ -111,7 +116,9 @@ class SteeringVector:
             else:
                 names = [key] if key in self.directions else []
             if not names:
-                raise KeyError(f"the vector has no direction for {key!r}; it has {list(self.directions)}")
+                raise HookNameError(
+                    f"the vector has no direction for {key!r}; it has {list(self.directions)}"
+                )
             out.update((n, self.directions[n]) for n in names)
         return out
 
@@ -128,24 +135,34 @@ class SteeringVector:
             raise ModelMismatchError(
                 f"steering vector has d_model {self.d_model}, the model {m.spec!r} has d_model {m.d_model}"
             )
-        built = (self.meta.get("model") or {}).get("architecture")
-        if built is None:
+        source = self.meta.get("model") or {}
+        built = source.get("architecture")
+        if not isinstance(built, dict):
             return
-        here = {k: m.describe()[k] for k in ARCH_KEYS}
-        diff = {k: (built.get(k), here[k]) for k in ARCH_KEYS if built.get(k) != here[k]}
+        here = architecture_of(m)
+        diff = compare_architectures(built, here)
         if diff:
             raise ModelMismatchError(
-                f"steering vector was built on a {built} model ({self.meta['model'].get('spec')}), "
-                f"not on {m.spec!r}: differs in "
-                + ", ".join(f"{k} (vector {a}, model {b})" for k, (a, b) in diff.items())
+                f"steering vector was built on {source.get('spec')!r} ({architecture_summary(built)}), "
+                f"not on a model like {m.spec!r} ({architecture_summary(here)}): differs in "
+                f"{'; '.join(diff)} (vector vs model)"
             )
-        pair = (self.meta["model"].get("fingerprint"), m.fingerprint)
+        pair = (source.get("fingerprint"), m.fingerprint)
+        if "model_type" not in built and pair not in _WARNED_PARTIAL:
+            _WARNED_PARTIAL.add(pair)
+            log.warning(
+                "steering vector from %s records only %s of its model's architecture (saved before "
+                "the full architecture check, or built from a cache that records no more): model "
+                "type and vocabulary not compared",
+                source.get("spec"),
+                ", ".join(sorted(built)),
+            )
         if pair[0] != pair[1] and pair not in _WARNED:
             _WARNED.add(pair)  # once per (source, target) pair: a sweep applies the vector many times
             log.warning(
                 "steering vector from %s (%s) applied to %s (%s): same architecture, other weights",
-                self.meta["model"].get("spec"),
-                self.meta["model"].get("fingerprint"),
+                source.get("spec"),
+                source.get("fingerprint"),
                 m.spec,
                 m.fingerprint,
             )
@@ -169,7 +186,8 @@ class SteeringVector:
 
         Raises:
             ModelMismatchError: see :meth:`check_model`.
-            HookNameError: the model lacks one of the hooks (nothing is registered then).
+            HookNameError: the model lacks one of the hooks, or two of the vector's hooks are
+                names of one hook point (nothing is registered then).
 
         Example:
             >>> import torch
@@ -185,7 +203,14 @@ class SteeringVector:
         """
         self.check_model(model)
         chosen = self.select(layers)
-        resolve_hook_names(model, list(chosen))  # every name checked before any registration
+        resolved = resolve_hook_names(model, list(chosen))  # every name checked before registering
+        if len(resolved) < len(chosen):
+            aliases = [n for n in chosen if n not in resolved]
+            spec = getattr(model, "spec", type(model).__name__)
+            raise HookNameError(
+                f"the steering vector's directions at {aliases} are at hook points it already "
+                f"steers under other names (of {resolved}) on {spec!r}; keep one direction per hook point"
+            )
         with ExitStack() as stack:
             for name, direction in chosen.items():
                 stack.enter_context(add_vector(model, name, direction, scale=scale, positions=positions))
@@ -209,11 +234,18 @@ class SteeringVector:
 
         Both writes are atomic; the JSON, written last, names the tensors file's sha256, so a
         directory whose JSON exists holds a complete vector.
+
+        Raises:
+            VectorFileError: the directory cannot be created (a file is in the way, no permission).
         """
         from safetensors.torch import save
 
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, a read-only parent
+            reason = exc.strerror or exc
+            raise VectorFileError(f"cannot save the steering vector in {str(path)!r}: {reason}") from None
         tensors = {n: v.detach().float().cpu().contiguous() for n, v in self.directions.items()}
         atomic_write_bytes(path / TENSORS_FILE, save(tensors))
         atomic_write_json(path / META_FILE, {**self.to_dict(), "sha256": sha256_file(path / TENSORS_FILE)})
@@ -224,8 +256,8 @@ class SteeringVector:
         """Load a vector saved with :meth:`save`.
 
         Raises:
-            VectorFileError: a missing directory or file, a checksum mismatch, or unreadable
-                contents.
+            VectorFileError: a missing directory or file, a checksum mismatch, or unreadable or
+                ill-formed contents (``vector.json`` is checked field by field).
         """
         import json
 
@@ -237,10 +269,14 @@ class SteeringVector:
             if not p.is_file():
                 raise VectorFileError(f"no steering vector at {str(path)!r}: {p.name} is missing")
         try:
-            info = json.loads(meta_path.read_text())
+            info = json.loads(meta_path.read_text(encoding="utf-8"))
             hooks, expected = info["hooks"], info["sha256"]
         except (ValueError, KeyError, TypeError) as exc:
             raise VectorFileError(f"{str(meta_path)!r} is not a steering-vector file ({exc})") from None
+        meta = info.get("meta", {})
+        problem = _meta_problem(hooks, expected, meta)
+        if problem:
+            raise VectorFileError(f"{str(meta_path)!r} is not a steering-vector file: {problem}")
         if sha256_file(tensor_path) != expected:
             raise VectorFileError(
                 f"{str(tensor_path)!r} is corrupt: its sha256 differs from the one in {META_FILE}"
@@ -252,7 +288,10 @@ class SteeringVector:
         missing = [h for h in hooks if h not in tensors]
         if missing:
             raise VectorFileError(f"{str(tensor_path)!r} lacks the directions for {missing}")
-        return cls({h: tensors[h] for h in hooks}, info.get("meta", {}))
+        try:
+            return cls({h: tensors[h] for h in hooks}, meta)
+        except ValueError as exc:
+            raise VectorFileError(f"{str(tensor_path)!r} holds no valid steering vector: {exc}") from None
 
     def plot(self, path_or_ax=None):
         """Bar chart of the direction norms per hook; a path saves a PNG and returns it."""
@@ -267,6 +306,24 @@ class SteeringVector:
         if path_or_ax is None or hasattr(path_or_ax, "bar"):
             return ax
         return save_figure(ax.figure, path_or_ax)
+
+
+def _meta_problem(hooks: Any, sha256: Any, meta: Any) -> str | None:
+    """What is wrong with the fields of a ``vector.json``, or None."""
+    if not isinstance(hooks, list) or not hooks or not all(isinstance(h, str) for h in hooks):
+        return f"'hooks' must be a non-empty list of hook names, not {hooks!r}"
+    if not isinstance(sha256, str):
+        return f"'sha256' must be a string, not {sha256!r}"
+    if not isinstance(meta, dict):
+        return f"'meta' must be an object, not {type(meta).__name__}"
+    model = meta.get("model")
+    if model is None:
+        return None
+    if not isinstance(model, dict):
+        return f"'meta.model' must be an object or null, not {type(model).__name__}"
+    if not isinstance(model.get("architecture", {}), dict | None):
+        return f"'meta.model.architecture' must be an object, not {model['architecture']!r}"
+    return None
 
 
 def layer_hooks(layers: Sequence[int], site: str = "hook_resid_post") -> list[str]:

@@ -24,6 +24,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.errors import HookNameError
 from interp.hooks import Positions
 from interp.results import format_table, save_figure, save_json
 
@@ -162,6 +163,35 @@ class SweepResult:
         return axes
 
 
+def check_layers(layers: Sequence[int | str] | None, vector, n_layers: int | None = None) -> None:
+    """Refuse layers outside ``0 .. n_layers - 1``, or that the vector has no direction at.
+
+    Args:
+        layers: layer indices or hook names (``None``: all of the vector's; nothing to check).
+        vector: a :class:`steering.vectors.SteeringVector`.
+        n_layers: the model's layer count, when known.
+
+    Raises:
+        HookNameError: naming the layer and the valid range, or the layers the vector has.
+
+    Example:
+        >>> from steering.vectors import SteeringVector
+        >>> v = SteeringVector({"blocks.0.hook_resid_post": torch.ones(4)})
+        >>> check_layers([5], v, n_layers=2)
+        Traceback (most recent call last):
+        ...
+        interp.errors.HookNameError: layer 5 is out of range: the model has 2 layers, 0 to 1
+    """
+    if layers is None:
+        return
+    for key in layers:
+        if isinstance(key, int) and n_layers is not None and not 0 <= key < n_layers:
+            raise HookNameError(
+                f"layer {key} is out of range: the model has {n_layers} layers, 0 to {n_layers - 1}"
+            )
+    vector.select(layers)  # lists the vector's hooks when it has no direction at one
+
+
 def dose_response(
     model,
     vector,
@@ -186,6 +216,8 @@ def dose_response(
     Raises:
         ValueError: two metrics report the same name.
         ModelMismatchError: the vector does not fit the model.
+        HookNameError: ``config.layers`` names a layer the model lacks or the vector has no
+            direction at (checked before anything runs).
 
     Example:
         >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -204,6 +236,7 @@ def dose_response(
     m = as_model(model)
     targets, costs = list(targets), list(costs)
     vector.check_model(m)
+    check_layers(config.layers, vector, m.n_layers)
     values: dict[str, list[float]] = {}
     target_names: list[str] = []
     for scale in tqdm(config.scales, desc="scales", disable=not progress):

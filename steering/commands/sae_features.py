@@ -50,10 +50,12 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def _single_ids(tokenizer, words) -> list[int]:
+    from interp.tokenizers import encode_plain
+
     ids = []
     for w in words:
         try:
-            enc = list(tokenizer.encode(w))
+            enc = encode_plain(tokenizer, w)
         except ValueError:  # a word the vocabulary lacks
             continue
         if len(enc) == 1:
@@ -61,25 +63,39 @@ def _single_ids(tokenizer, words) -> list[int]:
     return ids
 
 
-def _tokenizer(args, cache):
-    """The model's tokenizer; None when only token ids are used and no model was named."""
-    if args.model is None and args.marker_id is not None:
-        return None
-    from interp.models import load_model
-    from steering.sae import SAEError
+def _model(args, cache):
+    """The model whose tokenizer reads the cache, and whether it is the cache's own (verified) model.
 
-    locator = cache.manifest.get("locator", {}).get("model_spec")
-    spec = args.model or locator or cache.manifest["model"]["spec"]
-    tokenizer = load_model(spec, device="cpu").tokenizer
-    if tokenizer is None and args.marker_id is None:
-        raise SAEError(f"model {spec!r} has no tokenizer to find {args.marker!r} with; use --marker-id")
-    return tokenizer
+    ``--model`` is used for its tokenizer only, so its tokenizer must hash as the cache's did;
+    without it, the cache's model is loaded (not needed when only token ids are used) and used
+    only if its weights hash to the cache's fingerprint.
+    """
+    from interp.errors import ModelMismatchError, SpecError
+    from interp.models import load_model
+
+    if args.model is not None:
+        model = load_model(args.model, device="cpu")
+        recorded, here = cache.manifest["tokenizer"]["hash"], model.tokenizer_hash()
+        if here != recorded:
+            raise ModelMismatchError(
+                f"the tokenizer of --model {args.model!r} ({here}) is not the one cache "
+                f"{str(cache.root)!r} was built with ({recorded}); give the cache's own model"
+            )
+        return model, False
+    if args.marker_id is not None:
+        return None, False
+    try:
+        return cache.load_model(device="cpu"), True
+    except SpecError as exc:
+        raise SpecError(
+            f"cannot load the model of cache {str(cache.root)!r} for its tokenizer ({exc}); "
+            "pass --model SPEC, or --marker-id with token ids"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from interp.cache import open_cache
+    from interp.commands import CommandLineError, output_dir, require_at_least
     from interp.results import save_json
     from steering.features import (
         firing_rates,
@@ -89,14 +105,30 @@ def run(args: argparse.Namespace) -> int:
         token_word_ids,
         top_contexts,
     )
-    from steering.sae import SAEError, load_sae
+    from steering.sae import SAEError, check_sae_fits, load_sae
 
+    out = output_dir(args.out)  # checked before anything loads; written only at the end
+    require_at_least("--top", args.top)
+    require_at_least("--contexts", args.contexts)
+    require_at_least("--max-positions", args.max_positions)
     sae = load_sae(args.sae)
     hook = args.hook or sae.cfg.metadata.get("hook_name")
     if hook is None:
         raise SAEError(f"the SAE in {args.sae!r} records no hook_name; pass --hook")
     cache = open_cache(args.cache)
-    tokenizer = _tokenizer(args, cache)
+    d_vocab = cache.manifest["model"]["d_vocab"]
+    given = [("--marker-id", args.marker_id)] + [("--reason-ids", i) for i in args.reason_ids or []]
+    for flag, token in given:
+        if token is not None and not 0 <= token < d_vocab:
+            raise CommandLineError(f"{flag} {token}: expected a token id from 0 to {d_vocab - 1}")
+    model, own = _model(args, cache)
+    check_sae_fits(sae, cache, hook, model=model if own else None)  # before any feature is ranked
+    tokenizer = model.tokenizer if model is not None else None
+    if tokenizer is None and args.marker_id is None:
+        raise SAEError(
+            f"model {(args.model or cache.model_locator)!r} has no tokenizer to find {args.marker!r} with; "
+            "use --marker-id"
+        )
     if args.marker_id is not None:
         marker, labels = args.marker_id, token_labels(cache, [args.marker_id], offset=1)
     else:
@@ -110,7 +142,6 @@ def run(args: argparse.Namespace) -> int:
         word_ids = None  # ReasonScore needs positions on both sides
     ranking = rank_features(sae, cache, hook, labels, word_ids=word_ids, max_positions=args.max_positions)
     contexts = top_contexts(sae, cache, hook, ranking.top(args.top), k=args.contexts, tokenizer=tokenizer)
-    out = Path(args.out)
     result = {
         "sae": str(args.sae),
         "cache_id": cache.id,

@@ -44,11 +44,15 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from interp.architecture import architecture_of, architecture_of_cache
     from interp.cache import open_cache
+    from interp.commands import output_dir, require_at_least
     from steering.sae import SAETrainConfig, evaluate_sae, save_sae, train_sae
+    from steering.sae_io import ARCHITECTURE_KEY
 
+    out = output_dir(args.out)  # checked before anything loads; written only at the end
+    require_at_least("--eval-tokens", args.eval_tokens)
+    require_at_least("--steps", args.steps)
     tokens = args.steps * args.batch_size if args.steps is not None else args.tokens
     config = SAETrainConfig(
         architecture=args.arch,
@@ -63,22 +67,16 @@ def run(args: argparse.Namespace) -> int:
     )
     cache = open_cache(args.cache)
     cache[args.hook]  # an unknown hook fails before any model loads or training starts
-    model = None
-    if not args.no_ce:
-        from interp.models import load_model
-
-        spec = (
-            args.model
-            or cache.manifest.get("locator", {}).get("model_spec")
-            or cache.manifest["model"]["spec"]
-        )
-        model = load_model(spec, device=args.device)
-        cache.check_model(model)
+    # The model is used only once its weights hash to the cache's fingerprint (the manifest's
+    # locator, which says where to look, is not part of the cache ID).
+    model = None if args.no_ce else cache.load_model(args.model, device=args.device)
     result = train_sae(cache, args.hook, config, device=args.device, progress=not args.quiet)
+    result.sae.cfg.metadata[ARCHITECTURE_KEY] = (
+        architecture_of(model) if model is not None else architecture_of_cache(cache)
+    )
     result = result.with_evaluation(
         evaluate_sae(result.sae, cache, args.hook, model=model, n_tokens=args.eval_tokens)
     )
-    out = Path(args.out)
     save_sae(result.sae, out)
     json_path = result.save(out / "train.json")
     png_path = result.plot(out / "train.png")

@@ -5,6 +5,7 @@ import argparse
 from interp.commands import comma_separated
 
 _floats = comma_separated(float, "scales", "0,2,4")
+_layers = comma_separated(int, "layers", "1,2")
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
@@ -23,7 +24,9 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
         default="all",
         help="all: every position; last: the last prompt token and each generated token",
     )
-    p.add_argument("--layers", default=None, help="restrict the vector to these layers, e.g. 1,2")
+    p.add_argument(
+        "--layers", type=_layers, default=None, help="restrict the vector to these layers, e.g. 1,2"
+    )
     p.add_argument("--neutral", default=None, help="neutral text for the KL cost, one line each")
     p.add_argument("--max-problems", type=int, default=64, help="organism problems per split")
     p.add_argument("--max-new-tokens", type=int, default=120)
@@ -34,32 +37,38 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from interp.commands import CommandLineError, output_dir, read_lines, require_at_least
     from interp.models import load_model
-    from steering.sweep import SweepConfig, dose_response, kl_cost, organism_metrics
+    from steering.sweep import SweepConfig, check_layers, dose_response, kl_cost, organism_metrics
     from steering.vectors import SteeringVector
 
+    out = output_dir(args.out)  # checked before anything loads; written only at the end
+    require_at_least("--max-problems", args.max_problems)
+    require_at_least("--max-new-tokens", args.max_new_tokens)
+    organism = args.model.startswith("organism:")
+    if not organism and not args.neutral:
+        raise CommandLineError(
+            f"--model {args.model!r} is not an organism: give --neutral FILE for the KL cost"
+        )
     vec = SteeringVector.load(args.vector)
-    layers = None if args.layers is None else tuple(int(x) for x in args.layers.split(","))
+    layers = args.layers or None
     config = SweepConfig(args.scales, None if args.positions == "all" else -1, layers)
+    recorded = ((vec.meta.get("model") or {}).get("architecture") or {}).get("n_layers")
+    check_layers(layers, vec, recorded if isinstance(recorded, int) else None)  # before any model loads
+    neutral = read_lines(args.neutral, "--neutral", "one neutral text a line") if args.neutral else []
     model = load_model(args.model, device=args.device)
     vec.check_model(model)
+    check_layers(layers, vec, model.n_layers)
     costs = []
     targets = []
-    if args.model.startswith("organism:"):
+    if organism:
         from interp.organism import load_world
 
         world, tok = load_world()
         targets, costs = organism_metrics(model, tok, world, args.max_problems, args.max_new_tokens)
     if args.neutral:
-        with open(args.neutral, encoding="utf-8") as f:
-            rows = [model.encode(line.strip()) for line in f if line.strip()]
-        costs.append(kl_cost(model, rows, name="kl_neutral"))
-    if not targets and not costs:
-        raise ValueError(f"{args.model!r} is not an organism: give --neutral FILE for the KL cost")
+        costs.append(kl_cost(model, [model.encode(line.strip()) for line in neutral], name="kl_neutral"))
     result = dose_response(model, vec, targets, costs, config, progress=not args.quiet)
-    out = Path(args.out)
     json_path = result.save(out / "sweep.json")
     png = result.plot(out / "sweep.png")
     print(result)

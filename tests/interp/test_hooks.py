@@ -52,6 +52,91 @@ def test_pattern_matching_nothing_raises(any_model):
         resolve_hook_names(any_model, "blocks.*.hook_nothing")
 
 
+# --- aliases and globs (issue 10, item 7) ------------------------------------------------
+
+
+def _points_of(model, names) -> list[int]:
+    points = _module(model).hook_dict
+    return [id(points[n]) for n in names]
+
+
+def test_alias_names_add_the_vector_once(gpt2):
+    """The bridge reaches ``blocks.0.hook_resid_post`` also as ``blocks.0.hook_out``."""
+    points = _module(gpt2).hook_dict
+    assert points[RESID] is points["blocks.0.hook_out"]
+    tokens, vec = _tokens(50), torch.randn(32, generator=torch.Generator().manual_seed(1))
+    with record(gpt2, RESID) as clean:
+        gpt2(tokens)
+    with add_vector(gpt2, RESID, vec), record(gpt2, RESID) as once:
+        gpt2(tokens)
+    with add_vector(gpt2, [RESID, "blocks.0.hook_out"], vec), record(gpt2, RESID) as aliased:
+        gpt2(tokens)
+    torch.testing.assert_close(aliased[RESID], once[RESID], atol=0, rtol=0)
+    torch.testing.assert_close(aliased[RESID] - clean[RESID], vec.expand(2, 7, 32), atol=1e-5, rtol=0)
+    assert resolve_hook_names(gpt2, [RESID, "blocks.0.hook_out"]) == [RESID], "the first name given is kept"
+    with record(gpt2, ["blocks.0.hook_out", RESID]) as acts:
+        gpt2(tokens)
+    assert list(acts) == ["blocks.0.hook_out"]
+
+
+def test_star_stays_within_one_dotted_part(any_model):
+    n_layers = 2
+    names = resolve_hook_names(any_model, "blocks.*.hook_resid_post")
+    assert names == [f"blocks.{i}.hook_resid_post" for i in range(n_layers)]
+    with pytest.raises(HookNameError, match="Closest valid names"):
+        resolve_hook_names(any_model, "*.hook_resid_post")  # `*` no longer crosses `blocks.0`
+
+
+def test_star_on_a_bridge_matches_one_site_per_layer(gpt2):
+    names = resolve_hook_names(gpt2, "blocks.*.hook_out")
+    assert names == ["blocks.0.hook_out", "blocks.1.hook_out"]  # was 24, attn/mlp/ln hook_out included
+
+
+def test_double_star_crosses_dots_once_per_point(gpt2):
+    names = resolve_hook_names(gpt2, "blocks.**.hook_out")
+    assert "blocks.0.attn.hook_out" in names and "blocks.1.mlp.hook_out" in names
+    assert len(set(_points_of(gpt2, names))) == len(names) > 2
+    assert resolve_hook_names(gpt2, "**hook_resid_post") == [f"blocks.{i}.hook_resid_post" for i in (0, 1)]
+
+
+def test_a_glob_keeps_the_transformer_lens_name_of_each_point(gpt2):
+    names = resolve_hook_names(gpt2, "blocks.0.*")
+    assert len(set(_points_of(gpt2, names))) == len(names), "one name per hook point"
+    assert {"blocks.0.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.0.hook_attn_out"} <= set(names)
+    assert not {"blocks.0.hook_in", "blocks.0.hook_out"} & set(names)  # the module-path aliases
+    # a point already chosen under one name is not added again by a later pattern
+    again = resolve_hook_names(gpt2, ["blocks.0.hook_out", "blocks.*.hook_resid_post"])
+    assert again == ["blocks.0.hook_out", "blocks.1.hook_resid_post"]
+
+
+def test_unknown_double_star_pattern_lists_close_names(gpt2):
+    with pytest.raises(HookNameError) as exc:
+        resolve_hook_names(gpt2, "blocks.**.hook_resid_psot")
+    assert "blocks.0.hook_resid_post" in str(exc.value).split("Closest valid names:")[1]
+
+
+def test_mean_ablation_finds_means_recorded_under_an_alias(gpt2):
+    tokens, given = _tokens(51), torch.arange(32.0)
+    with ablate(gpt2, "blocks.0.hook_out", mode="mean", means={RESID: given}), record(gpt2, RESID) as acts:
+        gpt2(tokens)
+    torch.testing.assert_close(acts[RESID], given.expand(2, 7, 32), atol=0, rtol=0)
+
+
+def test_two_functions_at_one_point_refused_before_registering(gpt2, hook_counts):
+    with pytest.raises(HookNameError, match="are one hook point"):
+        with hooks(gpt2, {"blocks.*.hook_resid_post": lambda a, n: a, "blocks.0.hook_out": lambda a, n: -a}):
+            pass
+    assert hook_counts(_module(gpt2)) == {}
+    seen: list[str] = []
+
+    def keep(act, name):
+        seen.append(name)
+
+    with hooks(gpt2, {RESID: keep, "blocks.0.hook_out": keep, "blocks.*.hook_out": keep}):
+        gpt2(_tokens(0))
+    assert seen == [RESID, "blocks.1.hook_out"], "one function per point, under the first name given"
+
+
 # --- leaks ------------------------------------------------------------------------------
 
 CONTEXTS = {

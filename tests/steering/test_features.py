@@ -3,11 +3,13 @@
 import copy
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from interp.cache import CacheConfig, build_paired_cache
+from interp.cli import main
 from interp.organism.tokenizer import WordTokenizer, organism_vocab
 from steering.features import (
     auroc,
@@ -272,3 +274,131 @@ def test_cli_features_paired(hooked, paired, tmp_path):
     assert result["firing_rates"]["switched_off"][0] == 0
     assert result["contexts"]["contexts"]  # rendered as token ids
     assert (out / "firing_rates.png").stat().st_size > 0 and (out / "features.png").is_file()
+
+
+# --- an SAE meets a cache of another model; bad flags (issue 10, items 6 and 8) -----------
+
+RESID1 = "blocks.1.hook_resid_post"
+
+
+@pytest.fixture(scope="module")
+def sae_and_caches(gpt2, gpt2_other, llama, prompts_file, tmp_path_factory):
+    """An SAE recorded as trained on the tiny GPT-2, and caches of GPT-2, its twin and a Llama."""
+    from sae_lens import TopKSAE, TopKSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    from interp.architecture import architecture_of
+    from interp.cache import build_cache
+
+    root = tmp_path_factory.mktemp("sae_and_caches")
+    config = CacheConfig(hooks=(RESID1,), shard_tokens=400, batch_size=16)
+    models = {"gpt2": gpt2, "gpt2_other": gpt2_other, "llama": llama}
+    caches = {k: build_cache(m, prompts_file, root / k, config, progress=False) for k, m in models.items()}
+    meta = SAEMetadata(
+        hook_name=RESID1,
+        model_name=caches["gpt2"].manifest["model"]["spec"],  # as train_sae records it
+        interp_model_fingerprint=gpt2.fingerprint,
+        interp_architecture=architecture_of(gpt2),
+    )
+    torch.manual_seed(0)
+    sae = TopKSAE(TopKSAEConfig(d_in=32, d_sae=16, k=4, metadata=meta))
+    return save_sae(sae, root / "sae"), caches
+
+
+def _features_argv(sae_dir, cache, out, *extra):
+    return [
+        "sae", "features", "--sae", str(sae_dir), "--cache", str(cache.root), "--out", str(out),
+        "--marker", "w5", "--top", "2", "--contexts", "1", "-q", *extra,
+    ]  # fmt: skip
+
+
+def test_cli_features_refuses_an_sae_of_another_architecture(sae_and_caches, tmp_path, capsys):
+    sae_dir, caches = sae_and_caches
+    out = tmp_path / "out"
+    assert main(_features_argv(sae_dir, caches["llama"], out)) == 2
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]
+    assert last.startswith("interp: error: the SAE was trained on 'hf:gpt2")
+    assert "model_type: 'gpt2' vs 'llama'" in last and "Traceback" not in err and not out.exists()
+
+
+def test_cli_features_warns_on_a_cache_of_other_weights(sae_and_caches, gpt2, tmp_path, caplog):
+    from steering import sae_io
+
+    sae_dir, caches = sae_and_caches
+    sae_io._WARNED.clear()
+    with caplog.at_level("WARNING", logger="steering.sae"):
+        assert main(_features_argv(sae_dir, caches["gpt2"], tmp_path / "same")) == 0
+        assert "other weights" not in caplog.text
+        assert main(_features_argv(sae_dir, caches["gpt2_other"], tmp_path / "other")) == 0
+    assert "same architecture, other weights" in caplog.text and gpt2.fingerprint in caplog.text
+
+
+def test_cli_features_checks_the_model_it_loads(sae_and_caches, gpt2_dir, llama_dir, tmp_path, capsys):
+    import shutil
+
+    sae_dir, caches = sae_and_caches
+    # the manifest's locator (not part of the cache ID) edited to point at another model
+    moved = Path(shutil.copytree(caches["gpt2"].root, tmp_path / "moved"))
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["locator"]["model_spec"] = f"hf:{llama_dir}"
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    argv = _features_argv(sae_dir, caches["gpt2"], tmp_path / "o1")
+    argv[argv.index("--cache") + 1] = str(moved)
+    assert main(argv) == 2
+    assert "was built from model" in capsys.readouterr().err.splitlines()[-1]
+    # --model given for its tokenizer: another vocabulary is refused
+    other_tok = Path(shutil.copytree(gpt2_dir, tmp_path / "other_tok"))
+    tok = json.loads((other_tok / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    vocab["w99"] = vocab.pop("w61")
+    (other_tok / "tokenizer.json").write_text(json.dumps(tok))
+    argv = _features_argv(sae_dir, caches["gpt2"], tmp_path / "o2", "--model", f"hf:{other_tok}")
+    assert main(argv) == 2
+    assert "the tokenizer of --model" in capsys.readouterr().err.splitlines()[-1]
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--top", "0"),
+        ("--top", "-3"),
+        ("--contexts", "-1"),
+        ("--max-positions", "0"),
+        ("--max-positions", "-5"),
+    ],
+)
+def test_cli_features_refuses_counts_below_one(flag, value, sae_and_caches, tmp_path, capsys):
+    sae_dir, caches = sae_and_caches
+    out = tmp_path / "out"
+    assert main([*_features_argv(sae_dir, caches["gpt2"], out), flag, value]) == 2
+    assert f"interp: error: {flag} {value}: expected an integer >= 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--marker-id", "999"], "--marker-id 999: expected a token id from 0 to 63"),
+        (["--marker-id", "-1"], "--marker-id -1: expected a token id from 0 to 63"),
+        (["--reason-ids", "5", "64"], "--reason-ids 64: expected a token id from 0 to 63"),
+    ],
+)
+def test_cli_features_refuses_token_ids_outside_the_vocabulary(
+    extra, message, sae_and_caches, tmp_path, capsys
+):
+    sae_dir, caches = sae_and_caches
+    argv = [
+        a for a in _features_argv(sae_dir, caches["gpt2"], tmp_path / "out") if a not in ("--marker", "w5")
+    ]
+    assert main([*argv, *extra]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_cli_features_into_a_file_is_refused(sae_and_caches, tmp_path, capsys):
+    sae_dir, caches = sae_and_caches
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(_features_argv(sae_dir, caches["gpt2"], blocker)) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err and blocker.read_text() == "x"

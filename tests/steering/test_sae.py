@@ -1,6 +1,7 @@
 """SAE training through sae-lens on disk caches: determinism, format, quality metrics, errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -178,35 +179,181 @@ def test_bad_inputs_raise_clear_errors(trained, tiny_cache, gpt2, tmp_path):
         load_sae(path)
 
 
+def _train_argv(cache, hook: str, *options: str) -> list[str]:
+    """``interp sae train --cache CACHE --hook HOOK OPTIONS...``, for ``interp.cli.main``."""
+    return ["sae", "train", "--cache", str(cache), "--hook", hook, *options]
+
+
 def test_cli_train(tiny_cache, tmp_path):
     from interp.cli import main
 
     out = tmp_path / "out"
-    argv = [
-        "sae",
-        "train",
-        "--cache",
-        str(tiny_cache.root),
-        "--hook",
-        HOOK,
-        "--out",
-        str(out),
-        "--d-sae",
-        "64",
-        "--k",
-        "4",
-        "--steps",
-        "4",
-        "--batch-size",
-        "64",
-        "--no-ce",
-        "-q",
-    ]
-    assert main(argv) == 0
+    small = ["--d-sae", "64", "--k", "4", "--steps", "4", "--batch-size", "64"]
+    assert main(_train_argv(tiny_cache.root, HOOK, "--out", str(out), *small, "--no-ce", "-q")) == 0
     assert {"cfg.json", "sae_weights.safetensors", "train.json", "train.png"} <= {
         p.name for p in out.iterdir()
     }
     summary = json.loads((out / "train.json").read_text())
     assert summary["n_tokens"] == 256 and summary["evaluation"]["l0"] <= 4
     assert load_sae(out).cfg.d_sae == 64
-    assert main(["sae", "train", "--cache", str(tiny_cache.root), "--hook", "nope", "--out", str(out)]) == 2
+    assert main(_train_argv(tiny_cache.root, "nope", "--out", str(out))) == 2
+
+
+# --- identity checks and damaged SAE directories (issue 10, items 6 and 8) ----------------
+
+RESID1 = "blocks.1.hook_resid_post"
+
+
+@pytest.fixture(scope="module")
+def caches_of(gpt2, gpt2_other, llama, prompts_file, tmp_path_factory):
+    """Caches of the tiny GPT-2, its other-seed twin and the tiny Llama (same sizes) at one hook."""
+    config = CacheConfig(hooks=(RESID1,), shard_tokens=400, batch_size=16)
+    root = tmp_path_factory.mktemp("caches_of")
+    models = {"gpt2": gpt2, "gpt2_other": gpt2_other, "llama": llama}
+    return {k: build_cache(m, prompts_file, root / k, config, progress=False) for k, m in models.items()}
+
+
+def _sae_of(model, hook=RESID1):
+    """An SAE whose metadata says it was trained on ``model``'s activations at ``hook``."""
+    from interp.architecture import architecture_of
+
+    sae = _fixed_sae(32, "identity")
+    meta = sae.cfg.metadata
+    meta["hook_name"], meta["model_name"] = hook, model.spec
+    meta["interp_model_fingerprint"] = model.fingerprint
+    meta["interp_architecture"] = architecture_of(model)
+    return sae
+
+
+def test_sae_on_another_models_cache_warns_or_is_refused(caches_of, gpt2, llama, caplog):
+    from steering import sae_io
+    from steering.sae import check_sae_fits
+
+    sae = _sae_of(gpt2)
+    sae_io._WARNED.clear()
+    with caplog.at_level("WARNING", logger="steering.sae"):
+        check_sae_fits(sae, caches_of["gpt2"], RESID1)
+        assert caplog.text == ""
+        check_sae_fits(sae, caches_of["gpt2_other"], RESID1)  # same architecture, other weights
+    assert "same architecture, other weights" in caplog.text and gpt2.fingerprint in caplog.text
+    with pytest.raises(SAEError) as exc:
+        check_sae_fits(sae, caches_of["llama"], RESID1, model=llama)
+    assert "model_type: 'gpt2' vs 'llama'" in str(exc.value) and "(llama, 2 layers" in str(exc.value)
+    with pytest.raises(ModelMismatchError):  # the model given must be the cache's own
+        check_sae_fits(sae, caches_of["llama"], RESID1, model=gpt2)
+    with pytest.raises(SAEError, match="trained on hook 'blocks.1.hook_resid_post', not on"):
+        check_sae_fits(sae, caches_of["gpt2"], "hook_embed")
+
+
+def test_sae_records_of_other_sizes_are_refused_by_the_manifest_alone(caches_of, hooked):
+    from steering.sae import check_sae_fits
+
+    sae = _sae_of(as_model(hooked))  # a HookedTransformer of the same widths
+    with pytest.raises(SAEError, match="class: 'HookedTransformer' vs 'TransformerBridge'"):
+        check_sae_fits(sae, caches_of["gpt2"], RESID1)
+
+
+def _edit_cfg(path, **changes):
+    cfg = json.loads((path / "cfg.json").read_text())
+    cfg.update(changes)
+    (path / "cfg.json").write_text(json.dumps(cfg))
+
+
+DAMAGED = {
+    "d_in disagrees with the weights": ({"d_in": 16}, "says d_in=16, d_sae=64, but sae_weights"),
+    "d_sae of 10^12": ({"d_sae": 10**12}, "d_sae=1000000000000, but sae_weights"),
+    "d_in missing": ({"d_in": None}, "d_in and d_sae must be positive integers"),
+    "unknown architecture": ({"architecture": "evil"}, "names architecture 'evil'; sae-lens knows"),
+    "metadata not an object": ({"metadata": "x"}, "metadata field that is not an object"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED))
+def test_damaged_cfg_json_is_refused_from_the_headers(case, trained, tmp_path):
+    path = save_sae(trained.sae, tmp_path / "sae")
+    changes, message = DAMAGED[case]
+    _edit_cfg(path, **changes)
+    with pytest.raises(SAEError, match=message) as exc:
+        load_sae(path)
+    assert str(exc.value).startswith(f"cannot load the SAE in {str(path)!r}") and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("hook_name", 5, "metadata.hook_name = 5; expected a hook name"),
+        ("interp_architecture", "gpt2", "metadata.interp_architecture = 'gpt2'; expected an object"),
+    ],
+)
+def test_damaged_metadata_is_refused(key, value, message, trained, tmp_path):
+    path = save_sae(trained.sae, tmp_path / "sae")
+    meta = json.loads((path / "cfg.json").read_text())["metadata"]
+    _edit_cfg(path, metadata={**meta, key: value})
+    with pytest.raises(SAEError, match=message):
+        load_sae(path)
+
+
+def test_cfg_json_that_is_not_an_object_is_refused(trained, tmp_path):
+    path = save_sae(trained.sae, tmp_path / "sae")
+    (path / "cfg.json").write_text("[1, 2]")
+    with pytest.raises(SAEError, match="cfg.json holds a list"):
+        load_sae(path)
+    (path / "cfg.json").write_text("{oops")
+    with pytest.raises(SAEError, match="cfg.json is not readable JSON"):
+        load_sae(path)
+
+
+def test_save_sae_where_a_file_is_in_the_way(trained, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SAEError, match="cannot save the SAE"):
+        save_sae(trained.sae, blocker)
+    assert blocker.read_text() == "x"
+
+
+def test_cli_train_records_the_architecture_and_checks_the_model(caches_of, llama_dir, tmp_path, capsys):
+    from interp.cli import main
+
+    cache = caches_of["gpt2"]
+    options = ["--d-sae", "64", "--k", "4", "--steps", "2", "--batch-size", "64", "--eval-tokens", "64", "-q"]
+    # loads the cache's model (checked against the cache) and records its architecture
+    assert main(_train_argv(cache.root, RESID1, *options, "--out", str(tmp_path / "ok"))) == 0
+    arch = load_sae(tmp_path / "ok").cfg.metadata["interp_architecture"]
+    assert arch["model_type"] == "gpt2" and arch["d_model"] == 32
+    # a locator edited to point at another model: that model is refused, nothing is written
+    import shutil
+
+    moved = Path(shutil.copytree(cache.root, tmp_path / "moved"))
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["locator"]["model_spec"] = f"hf:{llama_dir}"
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(_train_argv(moved, RESID1, *options, "--out", str(tmp_path / "bad"))) == 2
+    err = capsys.readouterr().err
+    assert "was built from model" in err.splitlines()[-1] and "Traceback" not in err
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--eval-tokens", "0"], "--eval-tokens 0: expected an integer >= 1"),
+        (["--eval-tokens", "-1"], "--eval-tokens -1: expected an integer >= 1"),
+        (["--steps", "0"], "--steps 0: expected an integer >= 1"),
+    ],
+)
+def test_cli_train_refuses_bad_counts_before_training(extra, message, tiny_cache, tmp_path, capsys):
+    from interp.cli import main
+
+    out = tmp_path / "out"
+    assert main(_train_argv(tiny_cache.root, HOOK, "--out", str(out), "--no-ce", "-q", *extra)) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_cli_train_into_a_file_is_refused(tiny_cache, tmp_path, capsys):
+    from interp.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(_train_argv(tiny_cache.root, HOOK, "--out", str(blocker), "--no-ce", "-q")) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err and blocker.read_text() == "x"

@@ -1,6 +1,7 @@
 """Steered generation with the key-value cache, dose-response sweeps, and the ``interp steer`` CLI."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -212,3 +213,84 @@ def test_cli_vector_from_cache_and_hf_sweep(built_cache, gpt2_dir, tmp_path):
     )
     data = json.loads((sdir / "sweep.json").read_text())
     assert data["costs"]["kl_neutral"][0] == 0.0 and data["costs"]["kl_neutral"][1] > 0
+
+
+# --- refusals before anything runs (issue 10, items 6 and 8) -------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpt2_vector(gpt2, tmp_path_factory):
+    from steering.vectors import from_prompts
+
+    vec = from_prompts(gpt2, [[2, 3, 4]], [[5, 6, 7]], list(HOOKS))
+    return vec.save(tmp_path_factory.mktemp("gpt2_vector") / "vec")
+
+
+@pytest.fixture
+def neutral(tmp_path):
+    path = tmp_path / "neutral.txt"
+    path.write_text("w1 w2 w3\nw4 w5\n")
+    return path
+
+
+def _sweep_argv(model_dir, vector, neutral, out, *extra):
+    return [
+        "steer", "sweep", "--model", f"hf:{model_dir}", "--vector", str(vector), "--neutral", str(neutral),
+        "--scales", "0,1", "--out", str(out), "-q", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("layer", ["5", "-1", "0,2"])
+def test_cli_sweep_refuses_a_layer_out_of_range_before_loading_the_model(
+    layer, gpt2_dir, gpt2_vector, neutral, tmp_path, capsys, monkeypatch
+):
+    import interp.models
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the layers were checked")
+
+    monkeypatch.setattr(interp.models, "load_model", no_load)
+    out = tmp_path / "out"
+    assert main(_sweep_argv(gpt2_dir, gpt2_vector, neutral, out, "--layers", layer)) == 2
+    bad = [x for x in layer.split(",") if x not in ("0", "1")][0]
+    err = capsys.readouterr().err
+    assert f"interp: error: layer {bad} is out of range: the model has 2 layers, 0 to 1" in err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_dose_response_refuses_a_layer_the_model_lacks(hooked):
+    from interp.errors import HookNameError
+
+    with pytest.raises(HookNameError, match="layer 7 is out of range: the model has 2 layers, 0 to 1"):
+        dose_response(hooked, _vector(32), [], [kl_cost(hooked, [[2, 3]])], SweepConfig(layers=(7,)))
+
+
+def test_cli_sweep_refuses_a_gpt2_vector_on_a_llama(llama_dir, gpt2_vector, neutral, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_sweep_argv(llama_dir, gpt2_vector, neutral, out)) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert "model_type: 'gpt2' vs 'llama'" in err and not out.exists()
+
+
+def test_cli_sweep_bad_files_are_one_line(gpt2_dir, gpt2_vector, neutral, tmp_path, capsys):
+    import shutil
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(_sweep_argv(gpt2_dir, gpt2_vector, neutral, blocker)) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"w1 w2\nw3 \xff w4\n")
+    assert main(_sweep_argv(gpt2_dir, gpt2_vector, binary, tmp_path / "o1")) == 2
+    assert f"--neutral {str(binary)!r} line 2 is not UTF-8" in capsys.readouterr().err
+    tampered = Path(shutil.copytree(gpt2_vector, tmp_path / "tampered"))
+    info = json.loads((tampered / "vector.json").read_text())
+    info["meta"] = ["not", "an", "object"]
+    (tampered / "vector.json").write_text(json.dumps(info))
+    assert main(_sweep_argv(gpt2_dir, tampered, neutral, tmp_path / "o2")) == 2
+    err = capsys.readouterr().err
+    assert "'meta' must be an object" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exc:  # argparse: usage, then the one line
+        main(_sweep_argv(gpt2_dir, gpt2_vector, neutral, tmp_path / "o3", "--layers", "x"))
+    assert exc.value.code == 2 and "layers 'x' must be comma-separated" in capsys.readouterr().err
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 4))

@@ -168,6 +168,97 @@ def test_model_policy(hooked, gpt2, gpt2_other, caplog):
     assert "other weights" not in caplog.text
 
 
+# --- identity checks and tampered files (issue 10, items 6 and 8) -------------------------
+
+
+def test_vector_from_gpt2_refused_on_a_llama_of_the_same_sizes(gpt2, llama, tmp_path, caplog):
+    assert (gpt2.n_layers, gpt2.d_model, gpt2.d_vocab) == (llama.n_layers, llama.d_model, llama.d_vocab)
+    vec = SteeringVector.load(from_prompts(gpt2, [[2, 3]], [[4, 5]], HOOK).save(tmp_path / "vec"))
+    assert vec.meta["model"]["architecture"]["model_type"] == "gpt2"
+    with caplog.at_level(logging.WARNING, logger="steering.vectors"):
+        with pytest.raises(ModelMismatchError) as exc, vec.apply(llama):
+            pass
+    msg = str(exc.value)
+    assert "model_type: 'gpt2' vs 'llama'" in msg and "(gpt2, 2 layers" in msg and "(llama, 2 layers" in msg
+    assert llama.spec in msg and "same architecture" not in caplog.text
+
+
+def _with_old_architecture(vec, tmp_path):
+    import json
+
+    path = vec.save(tmp_path / "old")
+    info = json.loads((path / "vector.json").read_text())
+    arch = info["meta"]["model"]["architecture"]
+    info["meta"]["model"]["architecture"] = {k: arch[k] for k in ("class", "n_layers", "d_model", "d_vocab")}
+    (path / "vector.json").write_text(json.dumps(info))
+    return path
+
+
+def test_old_vector_files_compare_the_keys_they_record(gpt2, gpt2_other, hooked, tmp_path, caplog):
+    from steering import steering_vector
+
+    old = SteeringVector.load(_with_old_architecture(from_prompts(gpt2, [[2, 3]], [[4, 5]], HOOK), tmp_path))
+    steering_vector._WARNED_PARTIAL.clear()
+    steering_vector._WARNED.clear()
+    with caplog.at_level(logging.WARNING, logger="steering.vectors"), old.apply(gpt2_other):
+        pass
+    assert "saved before the full architecture check" in caplog.text and "other weights" in caplog.text
+    with pytest.raises(ModelMismatchError, match="class: 'TransformerBridge' vs 'HookedTransformer'"):
+        with old.apply(hooked):
+            pass
+
+
+def test_a_vector_with_two_names_of_one_hook_point_is_refused(gpt2, hook_counts):
+    vec = SteeringVector({HOOK: torch.ones(32), "blocks.0.hook_out": torch.ones(32)}, {})
+    with pytest.raises(HookNameError, match="already steers under other names"), vec.apply(gpt2):
+        pass
+    assert hook_counts(gpt2) == {}
+
+
+def test_a_layer_the_vector_lacks_is_a_hook_name_error():
+    vec = SteeringVector({HOOK: torch.ones(4)}, {})
+    with pytest.raises(HookNameError, match="no direction for 3"):
+        vec.select([3])
+
+
+TAMPERED = {
+    "meta is a list": (lambda info: info.update(meta=[1]), "'meta' must be an object"),
+    "meta.model is a string": (lambda info: info["meta"].update(model="gpt2"), "'meta.model' must be"),
+    "architecture is a string": (
+        lambda info: info["meta"]["model"].update(architecture="gpt2"),
+        "'meta.model.architecture' must be an object",
+    ),
+    "hooks is a string": (lambda info: info.update(hooks=HOOK), "'hooks' must be a non-empty list"),
+    "hooks holds a number": (lambda info: info.update(hooks=[1]), "'hooks' must be a non-empty list"),
+    "sha256 is null": (lambda info: info.update(sha256=None), "'sha256' must be a string"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_tampered_vector_json_is_refused_in_one_line(case, tmp_path):
+    import json
+
+    vec = SteeringVector({HOOK: torch.ones(32)}, {"model": {"spec": "x", "architecture": {}}})
+    path = vec.save(tmp_path / "v")
+    info = json.loads((path / "vector.json").read_text())
+    edit, message = TAMPERED[case]
+    edit(info)
+    (path / "vector.json").write_text(json.dumps(info))
+    with pytest.raises(VectorFileError, match=message) as exc:
+        SteeringVector.load(path)
+    assert "\n" not in str(exc.value)
+
+
+def test_saving_where_a_file_is_in_the_way_is_refused(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    vec = SteeringVector({HOOK: torch.ones(4)}, {})
+    for target in (blocker, blocker / "vec"):
+        with pytest.raises(VectorFileError, match="cannot save the steering vector"):
+            vec.save(target)
+    assert blocker.read_text() == "x"
+
+
 def test_from_cache_matches_oracle(built_cache):
     labels = built_cache.tokens % 2 == 0
     vec = from_cache(built_cache, labels, batch_size=37)
