@@ -155,7 +155,22 @@ def _add_args(p: argparse.ArgumentParser, default_out: str) -> None:
     )
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse an unusable ``--out``, and ``--no-build`` with no zoo, before anything is written."""
+    from interp.commands import CommandLineError, output_dir
+    from interp.organism.store import WORLD_FILE, ZOO_ENV
+
+    output_dir(args.out)
+    zoo = Path(os.environ.get(ZOO_ENV) or Path(args.out) / "zoo").expanduser()
+    if not args.build and not (zoo / WORLD_FILE).is_file():
+        raise CommandLineError(
+            f"--no-build: no zoo at {str(zoo)!r} (${ZOO_ENV}, else OUT/zoo); expected a zoo built by "
+            f"`interp organism build --profile {args.profile} --out DIR`, or leave out --no-build"
+        )
+
+
 def _cli(args: argparse.Namespace) -> int:
+    _check_args(args)
     code = reproduce(args.profile, args.out, progress=not args.quiet, only=args.only, build=args.build)
     print(f"{Path(args.out) / 'REPORT.md'}" + ("" if code == 0 else "  (some steps failed: see the report)"))
     return code
@@ -168,6 +183,12 @@ def main_one(module_name: str, argv: Sequence[str] | None = None) -> int:
     _add_args(p, default_out=f"runs/{name}")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from interp.errors import InterpError
+
+    try:
+        _check_args(args)
+    except InterpError as exc:
+        p.error(str(exc))  # one line and exit status 2, as ``interp reproduce`` gives
     code = reproduce(args.profile, args.out, progress=not args.quiet, only=[name], build=args.build)
     print(Path(args.out) / "experiments" / f"{name}.json")
     return code

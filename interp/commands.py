@@ -1,12 +1,18 @@
 """Pieces shared by every package's command-line subcommands (``interp probe|sae|steer|decode``).
 
-``interp`` itself imports no subcommand package; ``probes`` and ``steering`` call these.
+``interp`` itself imports no subcommand package; ``probes`` and ``steering`` call these. The
+checks here run before any model loads, so a bad flag answers at once with one line naming the
+flag, its value and what is accepted (:class:`CommandLineError`), and nothing is written.
 """
 
 import argparse
 import importlib
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+from interp.errors import CommandLineError  # noqa: F401  (re-exported: commands import it from here)
 
 
 def add_command_modules(
@@ -43,3 +49,88 @@ def comma_separated(cast: Callable[[str], Any], what: str, example: str) -> Call
             ) from None
 
     return parse
+
+
+def require_at_least(flag: str, value: int | None, minimum: int = 1) -> None:
+    """Refuse a count below ``minimum`` (``None``, an unset optional flag, passes).
+
+    Raises:
+        CommandLineError: names the flag, the value and the smallest accepted one.
+
+    Example:
+        >>> require_at_least("--n", 0)
+        Traceback (most recent call last):
+        ...
+        interp.commands.CommandLineError: --n 0: expected an integer >= 1
+    """
+    if value is not None and value < minimum:
+        raise CommandLineError(f"{flag} {value}: expected an integer >= {minimum}")
+
+
+def output_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Check, before any work, that ``path`` can be (or already is) an output directory.
+
+    Nothing is created: the command makes the directory when it writes its results, so a
+    refusal here or a failure later leaves nothing behind.
+
+    Raises:
+        CommandLineError: ``path`` or one of its parents is a file, or the nearest existing
+            parent is not writable.
+
+    Example:
+        >>> output_dir("/dev/null/results")
+        Traceback (most recent call last):
+        ...
+        interp.commands.CommandLineError: --out '/dev/null/results': '/dev/null' is a file, ...
+    """
+    p = Path(path).expanduser()
+    for existing in (p, *p.parents):
+        if existing.is_dir():
+            break
+        if existing.exists() or existing.is_symlink():
+            where = "" if existing == p else f": {str(existing)!r}"
+            raise CommandLineError(
+                f"{flag} {str(path)!r}{where} is a file, not a directory; "
+                "expected a new or existing directory"
+            )
+    else:  # pragma: no cover - the file-system root always exists
+        return p
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CommandLineError(
+            f"{flag} {str(path)!r}: {str(existing)!r} is not writable; expected a directory you can write"
+        )
+    return p
+
+
+def read_lines(path: str | Path, flag: str, expected: str = "one prompt a line") -> list[str]:
+    """The non-blank lines of a UTF-8 text file named by ``flag``, without their line ends.
+
+    Raises:
+        CommandLineError: the file is missing, is a directory, is not UTF-8 (the message names
+            the line) or has no non-blank line.
+
+    Example:
+        >>> read_lines("/nonexistent.txt", "--prompts")
+        Traceback (most recent call last):
+        ...
+        interp.commands.CommandLineError: --prompts '/nonexistent.txt' does not exist; expected a UTF-8 ...
+    """
+    p = Path(path).expanduser()
+    what = f"expected a UTF-8 text file, {expected}"
+    if p.is_dir():
+        raise CommandLineError(f"{flag} {str(path)!r} is a directory; {what}")
+    if not p.is_file():
+        raise CommandLineError(f"{flag} {str(path)!r} does not exist; {what}")
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise CommandLineError(
+            f"{flag} {str(path)!r} line {line} is not UTF-8 (byte 0x{data[exc.start]:02x}); {what}"
+        ) from None
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        raise CommandLineError(f"{flag} {str(path)!r} has no non-blank line; {what}")
+    return lines

@@ -38,6 +38,12 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
 
 
 def _build(args: argparse.Namespace) -> int:
+    from interp.commands import output_dir, require_at_least
+
+    require_at_least("--threads", args.threads)
+    if args.out is not None:
+        output_dir(args.out)
+
     from interp.organism.zoo import build_zoo
 
     if not args.quiet:

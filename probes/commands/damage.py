@@ -30,8 +30,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from interp.commands import output_dir, require_at_least
     from interp.models import load_model
     from probes.damage import DamageConfig, localise_damage, organism_probe_task, organism_scorer
 
@@ -41,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
                 f"--task {args.task} scores organism models; {spec!r} is not organism:NAME (for other "
                 "models call probes.damage.localise_damage with your own scorer)"
             )
+    require_at_least("--max-problems", args.max_problems)
+    require_at_least("--max-new-tokens", args.max_new_tokens)
+    out_dir = output_dir(args.out)
     config = DamageConfig(directions=args.directions, batch_size=args.batch_size)  # bad values: fail first
     scorer = organism_scorer(
         args.task, split=args.split, max_problems=args.max_problems, max_new_tokens=args.max_new_tokens
@@ -50,9 +52,8 @@ def run(args: argparse.Namespace) -> int:
     report = localise_damage(
         base, tuned, scorer, probe_task=organism_probe_task(), config=config, progress=not args.quiet
     )
-    out = Path(args.out)
-    json_path = report.save(out / "damage.json")
-    png_path = report.plot(out / "damage.png")
+    json_path = report.save(out_dir / "damage.json")
+    png_path = report.plot(out_dir / "damage.png")
     print(report)
     print(f"wrote {json_path}")
     print(f"wrote {png_path}")

@@ -29,7 +29,16 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from interp.commands import CommandLineError, output_dir, require_at_least
+
+    if not args.model.startswith("organism:"):
+        raise CommandLineError(
+            f"--model {args.model!r}: expected organism:NAME (its answers to organism problems are measured)"
+        )
+    require_at_least("--n", args.n)
+    require_at_least("--samples", args.samples)
+    require_at_least("--max-new-tokens", args.max_new_tokens)
+    out_dir = output_dir(args.out)
 
     import torch
 
@@ -39,33 +48,36 @@ def run(args: argparse.Namespace) -> int:
     from probes.entropy import EntropyConfig, distribution_shift, entropy_profile
     from probes.passk import generate_continuations
 
-    if args.n is not None and args.n < 1:
-        raise ValueError(f"--n {args.n}; expected at least 1 problem")
-    if args.samples < 1:
-        raise ValueError(f"--samples {args.samples}; expected at least 1")
     config = EntropyConfig(
         top_fraction=args.top_fraction, temperature=args.temperature, batch_size=args.batch_size
     )
     world, _ = load_world()
     model = load_model(args.model, device=args.device)
+    base = load_model(args.base, device=args.device) if args.base else None
+    if base is not None and (base.d_vocab, base.tokenizer_hash()) != (model.d_vocab, model.tokenizer_hash()):
+        raise CommandLineError(
+            f"--base {args.base!r} (d_vocab {base.d_vocab}) has another tokenizer than --model "
+            f"{args.model!r} (d_vocab {model.d_vocab}); expected two models of one tokenizer"
+        )
     problems = world.split(args.split)[: args.n]
     prompts = [model.encode(cot_prompt(s, g)) for s, g in problems for _ in range(args.samples)]
     gen = torch.Generator().manual_seed(args.seed)
     outs = generate_continuations(
-        model, prompts, args.max_new_tokens, args.temperature, stop_id=model.encode("E")[-1], generator=gen
+        model, prompts, args.max_new_tokens, args.temperature,
+        stop_id=model.encode_plain("E")[-1], generator=gen,
     )
     keep = [i for i, o in enumerate(outs) if o]
     if not keep:
         raise ValueError(f"{args.model} generated no response tokens")
     prompts, outs = [prompts[i] for i in keep], [outs[i] for i in keep]
-    out = Path(args.out)
     result = entropy_profile(model, prompts, outs, config, progress=not args.quiet)
-    paths = [result.save(out / "entropy.json"), result.plot(out / "entropy.png")]
-    print(result)
-    if args.base:
-        base = load_model(args.base, device=args.device)
+    shift = None
+    if base is not None:  # measured before anything is written, so a failure leaves nothing
         shift = distribution_shift(base, model, prompts, outs, args.measure, config, progress=not args.quiet)
-        paths += [shift.save(out / "shift.json"), shift.plot(out / "shift.png")]
+    paths = [result.save(out_dir / "entropy.json"), result.plot(out_dir / "entropy.png")]
+    print(result)
+    if shift is not None:
+        paths += [shift.save(out_dir / "shift.json"), shift.plot(out_dir / "shift.png")]
         print(shift)
     print("\n".join(f"wrote {p}" for p in paths))
     return 0

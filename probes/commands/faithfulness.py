@@ -32,8 +32,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from interp.commands import output_dir, require_at_least
     from interp.errors import SpecError
     from interp.models import Model
     from interp.organism.store import load_organism, load_world
@@ -46,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
             f"--model {args.model!r}: this command needs an organism model (organism:NAME), "
             "whose traces the path-finding validator can read and edit"
         )
-    if args.n is not None and args.n < 1:
-        raise ValueError(f"--n {args.n}; expected a positive number of problems")
+    require_at_least("--n", args.n)
+    out_dir = output_dir(args.out)
     config = FaithfulnessConfig(
         **({"fractions": args.fractions} if args.fractions is not None else {}),
         tests=tuple(args.tests) if args.tests else TESTS,
@@ -63,9 +62,8 @@ def run(args: argparse.Namespace) -> int:
     task = organism_task(model, world, None, problems, batch_size=args.batch_size)
     result = faithfulness_battery(model, task, config, progress=not args.quiet)
     result = type(result)(**{**result.__dict__, "meta": {**result.meta, "split": args.split}})
-    out = Path(args.out)
-    json_path = result.save(out / "faithfulness.json")
-    png_path = result.plot(out / "faithfulness.png")
+    json_path = result.save(out_dir / "faithfulness.json")
+    png_path = result.plot(out_dir / "faithfulness.png")
     print(result)
     print(f"{task.n_problems} of {len(problems)} problems had a usable trace ({args.split})")
     print(f"wrote {json_path}")

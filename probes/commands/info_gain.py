@@ -26,8 +26,17 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from interp.commands import CommandLineError, output_dir, require_at_least
+
+    if not args.model.startswith("organism:"):
+        raise CommandLineError(
+            f"--model {args.model!r}: expected organism:NAME (its traces of organism problems are scored)"
+        )
+    require_at_least("--n", args.n)
+    require_at_least("--max-new-tokens", args.max_new_tokens)
+    out_dir = output_dir(args.out)
+
     import dataclasses
-    from pathlib import Path
 
     import torch
 
@@ -37,8 +46,6 @@ def run(args: argparse.Namespace) -> int:
     from probes.info_gain import InfoGainConfig, info_gain, organism_reference, split_organism_trace
     from probes.passk import generate_continuations
 
-    if args.n is not None and args.n < 1:
-        raise ValueError(f"--n {args.n}; expected at least 1 problem")
     world, _ = load_world()
     model = load_model(args.model, device=args.device)
     scorer = model if args.scorer == args.model else load_model(args.scorer, device=args.device)
@@ -50,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         [model.encode(p) for p in prompts],
         args.max_new_tokens,
         args.temperature,
-        stop_id=model.encode("E")[-1],
+        stop_id=model.encode_plain("E")[-1],
         generator=gen,
     )
     questions, traces, answers, skipped = [], [], [], 0
@@ -77,9 +84,8 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
     }
     result = dataclasses.replace(result, meta=meta)
-    out = Path(args.out)
-    json_path = result.save(out / "info_gain.json")
-    png_path = result.plot(out / "info_gain.png")
+    json_path = result.save(out_dir / "info_gain.json")
+    png_path = result.plot(out_dir / "info_gain.png")
     print(result)
     print(f"wrote {json_path}\nwrote {png_path}")
     return 0

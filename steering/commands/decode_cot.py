@@ -43,33 +43,39 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def _single(model, word: str, flag: str) -> int:
-    enc = model.encode(word)
+    enc = model.encode(word, add_special_tokens=False)
     if len(enc) != 1:
         raise ValueError(f"{flag} {word!r} is {len(enc)} tokens; expected a single token")
     return enc[0]
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from interp.models import load_model
-    from interp.results import format_table, save_json
-    from steering.commands.decode_proxy import organism_scores, organism_task, text_task
-    from steering.decoding import CotConfig, cot_decode, marker_answer_span, organism_answer_span
+    from interp.commands import output_dir, read_lines, require_at_least
+    from steering.commands.decode_proxy import default_max_new_tokens
 
     organism = args.prompts is None
     if organism and not args.model.startswith("organism:"):
         raise ValueError(f"--model {args.model!r} is not an organism model: pass --prompts FILE")
     if not organism and args.stop is None:
         raise ValueError("--stop WORD is needed with --prompts: it closes the answer")
-    max_new = args.max_new_tokens or (32 if not organism else 16 if args.format == "answer" else 120)
+    require_at_least("--n", args.n)
+    require_at_least("--max-new-tokens", args.max_new_tokens)
+    out_dir = output_dir(args.out)
+    lines = None if organism else read_lines(args.prompts, "--prompts")[: args.n]
+    max_new = args.max_new_tokens or default_max_new_tokens(organism, args.format)
+
+    from interp.models import load_model
+    from interp.results import format_table, save_json
+    from steering.commands.decode_proxy import organism_scores, organism_task, text_task
+    from steering.decoding import CotConfig, cot_decode, marker_answer_span, organism_answer_span
+
     CotConfig(k=args.k, max_new_tokens=max_new, batch_size=args.batch_size)  # bad values: fail first
     model = load_model(args.model, device=args.device)
     if organism:
         task = organism_task(args.split, args.n, args.format)
         span = organism_answer_span(task["tok"], answer_in_prompt=args.format == "answer")
     else:
-        task = text_task(model, args.prompts, args.n, args.stop)
+        task = text_task(model, lines, args.stop)
         opener = None if args.answer_after is None else _single(model, args.answer_after, "--answer-after")
         span = marker_answer_span(opener, task["stop_id"])
     cfg = CotConfig(
@@ -97,9 +103,8 @@ def run(args: argparse.Namespace) -> int:
         rows = [[p[:40], model.decode(b)[:60]] for p, b in zip(task["texts"][:10], res.best, strict=False)]
         table = format_table(["prompt", "most confident branch"], rows)
     report["branches"] = res.to_dict()
-    out = Path(args.out)
-    json_path = save_json(report, out / "cot.json")
-    png_path = res.plot(out / "cot.png")
+    json_path = save_json(report, out_dir / "cot.json")
+    png_path = res.plot(out_dir / "cot.png")
     print(table)
     print(res)
     print(f"wrote {json_path}")

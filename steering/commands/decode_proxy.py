@@ -70,16 +70,12 @@ def organism_scores(task: dict, fmt: str, outputs: list[list[int]]) -> dict[str,
     return {"answer_accuracy": acc, "solve_rate": solved}
 
 
-def text_task(model, path: str, n: int | None, stop: str | None) -> dict:
-    """Prompts from a text file, encoded by ``model``; ``stop`` must be one token."""
-    from pathlib import Path
-
-    lines = [s.strip() for s in Path(path).read_text().splitlines() if s.strip()][:n]
-    if not lines:
-        raise ValueError(f"--prompts {path!r} has no non-empty line")
+def text_task(model, lines: list[str], stop: str | None) -> dict:
+    """Prompt lines (from :func:`interp.commands.read_lines`) encoded by ``model``; ``stop``: one token."""
+    lines = [s.strip() for s in lines]
     stop_id = None
     if stop is not None:
-        enc = model.encode(stop)
+        enc = model.encode(stop, add_special_tokens=False)
         if len(enc) != 1:
             raise ValueError(f"--stop {stop!r} is {len(enc)} tokens; expected a single token")
         stop_id = enc[0]
@@ -91,28 +87,42 @@ def text_task(model, path: str, n: int | None, stop: str | None) -> dict:
     }
 
 
+def default_max_new_tokens(organism: bool, fmt: str) -> int:
+    """The generation budget when ``--max-new-tokens`` is not given: 32 text, 16 answer, 120 cot."""
+    return 32 if not organism else 16 if fmt == "answer" else 120
+
+
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from interp.commands import output_dir, read_lines, require_at_least
+
+    organism = args.prompts is None
+    if organism and not args.base.startswith("organism:"):
+        raise ValueError(f"--base {args.base!r} is not an organism model: pass --prompts FILE")
+    require_at_least("--n", args.n)
+    require_at_least("--max-new-tokens", args.max_new_tokens)
+    out_dir = output_dir(args.out)
+    lines = None if organism else read_lines(args.prompts, "--prompts")[: args.n]
+    max_new = args.max_new_tokens or default_max_new_tokens(organism, args.format)
 
     from interp.generation import generate
     from interp.models import load_model
     from interp.results import format_table, save_json
     from steering.decoding import ProxyConfig, proxy_tune
+    from steering.proxy_tuning import check_same_vocab
 
-    organism = args.prompts is None
-    if organism and not args.base.startswith("organism:"):
-        raise ValueError(f"--base {args.base!r} is not an organism model: pass --prompts FILE")
-    max_new = args.max_new_tokens or (32 if not organism else 16 if args.format == "answer" else 120)
     ProxyConfig(
         alpha=args.alpha, max_new_tokens=max_new, batch_size=args.batch_size
     )  # bad values: fail first
     base = load_model(args.base, device=args.device)
     expert = load_model(args.expert, device=args.device)
     anti = load_model(args.antiexpert, device=args.device)
+    tuned = load_model(args.tuned, device=args.device) if args.tuned else None
+    roles = {"--base": base, "--expert": expert, "--antiexpert": anti}
+    check_same_vocab({**roles, **({"--tuned": tuned} if tuned is not None else {})})  # before decoding
     if organism:
         task = organism_task(args.split, args.n, args.format)
     else:
-        task = text_task(base, args.prompts, args.n, args.stop)
+        task = text_task(base, lines, args.stop)
     cfg = ProxyConfig(
         alpha=args.alpha,
         max_new_tokens=max_new,
@@ -130,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
     report: dict = {"alpha": args.alpha, "models": res.models, "changed_share": res.changed_share}
     if organism:
         outputs = {"proxy": res.tokens, "base": alone(base), "expert": alone(expert)}
-        if args.tuned:
-            outputs["tuned"] = alone(load_model(args.tuned, device=args.device))
+        if tuned is not None:
+            outputs["tuned"] = alone(tuned)
         scores = {name: organism_scores(task, args.format, o) for name, o in outputs.items()}
         report.update(split=args.split, format=args.format, problems=len(task["ids"]), scores=scores)
         if "tuned" in scores:
@@ -148,9 +158,8 @@ def run(args: argparse.Namespace) -> int:
         rows = [[p[:40], t[:60]] for p, t in zip(task["texts"][:10], texts, strict=False)]
         table = format_table(["prompt", "proxy continuation"], rows)
     report["tokens"] = res.to_dict()
-    out = Path(args.out)
-    json_path = save_json(report, out / "proxy.json")
-    png_path = res.plot(out / "proxy.png")
+    json_path = save_json(report, out_dir / "proxy.json")
+    png_path = res.plot(out_dir / "proxy.png")
     print(table)
     print(res)
     print(f"wrote {json_path}")

@@ -47,37 +47,34 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=run)
 
 
-def _lines(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        lines = [line.rstrip("\r\n") for line in f if line.strip()]
-    if not lines:
-        raise ValueError(f"{path!r} holds no prompts")
-    return lines
-
-
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from interp.commands import CommandLineError, output_dir, read_lines, require_at_least
+
+    require_at_least("--batch-size", args.batch_size)
+    out_dir = output_dir(args.out)  # checked before any model loads; written only at the end
+    if args.cache:
+        if not args.labels:
+            raise CommandLineError("--cache needs --labels FILE (one 0/1 per cached position)")
+        raw = [line.strip() for line in read_lines(args.labels, "--labels", "one 0 or 1 a line")]
+        bad = [v for v in raw if v not in ("0", "1")]
+        if bad:
+            raise CommandLineError(f"--labels {args.labels!r}: labels must be 0 or 1, found {bad[:3]}")
+    else:
+        if not (args.model and args.positive and args.negative):
+            raise CommandLineError("give --model with --positive and --negative, or --cache with --labels")
+        if args.hooks is None and args.layers is None:
+            raise CommandLineError("give --layers (e.g. 1,2) or --hooks")
+        positive = read_lines(args.positive, "--positive")
+        negative = read_lines(args.negative, "--negative")
 
     import torch
 
     from steering.vectors import from_cache, from_prompts, layer_hooks
 
     if args.cache:
-        if not args.labels:
-            raise ValueError("--cache needs --labels FILE (one 0/1 per cached position)")
-        with open(args.labels, encoding="utf-8") as f:
-            raw = [line.strip() for line in f if line.strip()]
-        bad = [v for v in raw if v not in ("0", "1")]
-        if bad:
-            raise ValueError(f"{args.labels!r}: labels must be 0 or 1, found {bad[:3]}")
         hooks = args.hooks or (layer_hooks(args.layers, args.site) if args.layers is not None else None)
         vec = from_cache(args.cache, torch.tensor([v == "1" for v in raw]), hooks)
     else:
-        if not (args.model and args.positive and args.negative):
-            raise ValueError("give --model with --positive and --negative, or --cache with --labels")
-        if args.hooks is None and args.layers is None:
-            raise ValueError("give --layers (e.g. 1,2) or --hooks")
-        positive, negative = _lines(args.positive), _lines(args.negative)
         from interp.models import load_model
 
         model = load_model(args.model, device=args.device)
@@ -92,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
             args.batch_size,
             progress=not args.quiet,
         )
-    out = vec.save(args.out)
-    png = vec.plot(Path(out) / "vector.png")
+    out = vec.save(out_dir)
+    png = vec.plot(out / "vector.png")
     print(vec)
     print(f"wrote {out / 'vector.safetensors'}, {out / 'vector.json'}, {png}")
     return 0
