@@ -37,8 +37,8 @@ BOS_CHOICES = {"auto": None, "on": True, "off": False}
 
 
 def _load_options(args) -> dict:
-    """Keyword arguments for ``load_model`` from ``--device`` and ``--bos``."""
-    options: dict = {"device": args.device}
+    """Keyword arguments for ``load_model`` from ``--device``, ``--model-dtype`` and ``--bos``."""
+    options: dict = {"device": args.device, "dtype": args.model_dtype}
     if BOS_CHOICES[args.bos] is not None:  # auto: the checkpoint's own tokenizer decides
         options["prepend_bos"] = BOS_CHOICES[args.bos]
     return options
@@ -156,6 +156,8 @@ def _add_bos(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from interp.commands import add_model_options
+
     parser = argparse.ArgumentParser(
         prog="interp",
         description="What accuracy training did to reasoning: caches, probes, steering.",
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--prompt-field", default=None, help="JSONL field with the prompt")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--device", default=None)
+    add_model_options(b)
     _add_bos(b)
     _add_common(b)
     b.set_defaults(func=_cache_build)
@@ -197,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--model", default=None, help="recompute with this model instead of the manifest's")
     v.add_argument("--json", default=None, help="also write the report as JSON here")
     v.add_argument("--device", default=None)
+    add_model_options(v)
     _add_bos(v)
     _add_common(v)
     v.set_defaults(func=_cache_verify)

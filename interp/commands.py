@@ -32,6 +32,34 @@ def add_command_modules(
         mod.add_parser(subparsers)
 
 
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--model-dtype`` (and ``--device``, unless the command already has it) to a command.
+
+    Every command that loads a model calls this, and passes both on:
+    ``load_model(spec, device=args.device, dtype=args.model_dtype)``.
+
+    Example:
+        >>> p = argparse.ArgumentParser()
+        >>> add_model_options(p)
+        >>> args = p.parse_args(["--model-dtype", "bfloat16"])
+        >>> args.model_dtype, args.device
+        ('bfloat16', None)
+    """
+    try:
+        parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if any)")
+    except argparse.ArgumentError:  # the command has its own --device (with its own default)
+        pass
+    parser.add_argument(
+        "--model-dtype",
+        choices=MODEL_DTYPES,
+        default="float32",
+        help="the dtype the model's weights are loaded in (default float32)",
+    )
+
+
 def comma_separated(cast: Callable[[str], Any], what: str, example: str) -> Callable[[str], tuple]:
     """An argparse ``type`` for comma-separated values, with an error naming ``what`` and an example.
 
@@ -61,7 +89,7 @@ def require_at_least(flag: str, value: int | None, minimum: int = 1) -> None:
         >>> require_at_least("--n", 0)
         Traceback (most recent call last):
         ...
-        interp.commands.CommandLineError: --n 0: expected an integer >= 1
+        interp.errors.CommandLineError: --n 0: expected an integer >= 1
     """
     if value is not None and value < minimum:
         raise CommandLineError(f"{flag} {value}: expected an integer >= {minimum}")
@@ -81,7 +109,7 @@ def output_dir(path: str | Path, flag: str = "--out") -> Path:
         >>> output_dir("/dev/null/results")
         Traceback (most recent call last):
         ...
-        interp.commands.CommandLineError: --out '/dev/null/results': '/dev/null' is a file, ...
+        interp.errors.CommandLineError: --out '/dev/null/results': '/dev/null' is a file, ...
     """
     p = Path(path).expanduser()
     for existing in (p, *p.parents):
@@ -113,7 +141,7 @@ def read_lines(path: str | Path, flag: str, expected: str = "one prompt a line")
         >>> read_lines("/nonexistent.txt", "--prompts")
         Traceback (most recent call last):
         ...
-        interp.commands.CommandLineError: --prompts '/nonexistent.txt' does not exist; expected a UTF-8 ...
+        interp.errors.CommandLineError: --prompts '/nonexistent.txt' does not exist; expected a UTF-8 ...
     """
     p = Path(path).expanduser()
     what = f"expected a UTF-8 text file, {expected}"

@@ -50,3 +50,7 @@ class CheckpointError(SpecError):
 
 class CommandLineError(InterpError, ValueError):
     """A command-line value that cannot be used: a count out of range, an unusable path."""
+
+
+class GenerationError(InterpError, ValueError):
+    """A decoding setting or input that cannot be used: a sampling parameter, pad id or mask out of range."""

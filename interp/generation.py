@@ -6,9 +6,10 @@ Two layers:
   the next-token logits of every row, ``.advance(tokens)`` feeds one token per row and updates
   them. Decoders that combine several models per step (proxy-tuning) run one decoder per model
   in lockstep.
-- :func:`generate` continues token prompts greedily or by sampling, with the semantics of
-  :func:`interp.organism.generate.generate` (greedy at ``temperature == 0``, the stop token kept
-  as the last token, ``forbid`` ids never generated, ``pad_id`` fed to rows that stopped).
+- :func:`generate` continues token prompts greedily or by sampling (temperature, top-k,
+  top-p), with the semantics of :func:`interp.organism.generate.generate` (greedy at
+  ``temperature == 0``, the stop token kept as the last token, ``forbid`` ids never generated,
+  a pad id fed to rows that stopped).
 
 Each forward pass goes through the model's own forward, so hooks registered at its hook points
 with :mod:`interp.hooks` fire on the prompt and again on every new token (for the new position
@@ -22,6 +23,9 @@ is exactly that of one prompt run alone). :class:`IncrementalDecoder` also accep
 lengths: it pads on the left and passes an attention mask, from which both backends derive each
 row's positions; the logits then match the unpadded ones within float tolerance. Use
 :func:`length_batches` to get the padding-free grouping for a decoder of your own.
+
+The pad id: by default the model's tokenizer's pad token, else its end-of-sequence token
+(:func:`default_pad_id`), never an arbitrary 0 (which is a real token in most vocabularies).
 
 The cache: ``HookedTransformer`` uses TransformerLens' ``TransformerLensKeyValueCache``;
 ``TransformerBridge`` hands the Hugging Face cache (``past_key_values``) back and forth through
@@ -41,11 +45,51 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from interp.models import Model, as_model
-from interp.organism.generate import sample_next
+from interp.organism.generate import GenerationError, check_forbid, check_sampling, sample_next
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IncrementalDecoder", "generate", "length_batches", "sample_next"]
+__all__ = [
+    "GenerationError",
+    "IncrementalDecoder",
+    "default_pad_id",
+    "generate",
+    "length_batches",
+    "sample_next",
+]
+
+
+def default_pad_id(model: "Model | nn.Module") -> int | None:
+    """The id a model pads with: its tokenizer's pad token, else its end-of-sequence token.
+
+    ``None`` when the model has no tokenizer or the tokenizer has neither (never a made-up 0).
+
+    Example:
+        >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=8, d_head=4, d_vocab=5, act_fn="relu")
+        >>> default_pad_id(HookedTransformer(cfg)) is None
+        True
+    """
+    tok = as_model(model).tokenizer
+    if tok is None:
+        return None
+    hf = getattr(tok, "tok", None)  # an HFTokenizer: ask the wrapped tokenizer, not its 0 fallback
+    if hf is not None:
+        candidates = (getattr(hf, "pad_token_id", None), getattr(hf, "eos_token_id", None))
+    else:
+        candidates = (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None))
+    for cand in candidates:
+        if cand is not None:
+            return int(cand)
+    return None
+
+
+def _check_pad(model: Model, pad_id: object) -> int:
+    if isinstance(pad_id, bool) or not isinstance(pad_id, int) or not 0 <= pad_id < model.d_vocab:
+        raise GenerationError(
+            f"pad_id={pad_id!r} is not a token of {model.spec!r}; expected an id in 0..{model.d_vocab - 1}"
+        )
+    return pad_id
 
 
 def _is_hooked(module: nn.Module) -> bool:
@@ -71,10 +115,13 @@ class IncrementalDecoder:
         model: a :class:`interp.models.Model`, ``HookedTransformer`` or ``TransformerBridge``.
         prompts: token ids of each prompt (unequal lengths are left-padded with ``pad_id`` and
             masked out).
-        pad_id: the id placed in the left padding (never attended to).
+        pad_id: the id placed in the left padding (never attended to); ``None`` takes
+            :func:`default_pad_id`. Needed only when the prompts' lengths differ.
 
     Raises:
-        ValueError: no prompts, an empty prompt, or prompts longer than the model's context.
+        GenerationError: no prompts, an empty prompt, prompts longer than the model's context,
+            a ``pad_id`` that is not a token of the model, or prompts of unequal length that
+            need padding when the model has no pad or end-of-sequence token to pad with.
         TypeError: the module is neither a ``HookedTransformer`` nor a ``TransformerBridge``.
 
     Example:
@@ -87,14 +134,16 @@ class IncrementalDecoder:
         ((2, 5), 4)
     """
 
-    def __init__(self, model: "Model | nn.Module", prompts: Sequence[Sequence[int]], pad_id: int = 0):
+    def __init__(
+        self, model: "Model | nn.Module", prompts: Sequence[Sequence[int]], pad_id: int | None = None
+    ):
         self.model = as_model(model)
         module = self.model.module
         if not prompts:
-            raise ValueError("prompts is empty; expected at least one prompt")
+            raise GenerationError("prompts is empty; expected at least one prompt")
         for i, p in enumerate(prompts):
             if len(p) == 0:
-                raise ValueError(f"prompt {i} is empty; every prompt needs at least one token")
+                raise GenerationError(f"prompt {i} is empty; every prompt needs at least one token")
         self._hooked = _is_hooked(module)
         if not self._hooked and not _is_bridge(module):
             raise TypeError(
@@ -103,10 +152,19 @@ class IncrementalDecoder:
             )
         width = max(len(p) for p in prompts)
         if width > self.model.n_ctx:
-            raise ValueError(f"a prompt has {width} tokens; the model's context is {self.model.n_ctx}")
+            raise GenerationError(f"a prompt has {width} tokens; the model's context is {self.model.n_ctx}")
         device = self.model.device
         self.batch = len(prompts)
         self.padded = any(len(p) != width for p in prompts)
+        if pad_id is None:
+            pad_id = default_pad_id(self.model)
+        if pad_id is None and self.padded:
+            raise GenerationError(
+                f"prompts of {min(len(p) for p in prompts)} to {width} tokens need left padding, and "
+                f"{self.model.spec!r} has no tokenizer pad or end-of-sequence token; pass pad_id"
+            )
+        if pad_id is not None:
+            _check_pad(self.model, pad_id)
         rows = [[pad_id] * (width - len(p)) + list(p) for p in prompts]
         tokens = torch.tensor(rows, dtype=torch.long, device=device)
         self._mask = torch.tensor(
@@ -135,7 +193,7 @@ class IncrementalDecoder:
             The next-token logits after the new tokens (also stored in ``self.logits``).
 
         Raises:
-            ValueError: ``tokens`` is not one id per row, or the context is full.
+            GenerationError: ``tokens`` is not one id per row, or the context is full.
 
         Example:
             >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -147,9 +205,9 @@ class IncrementalDecoder:
         """
         tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
         if tokens.shape[0] != self.batch:
-            raise ValueError(f"got {tokens.shape[0]} tokens; expected one per row ({self.batch})")
+            raise GenerationError(f"got {tokens.shape[0]} tokens; expected one per row ({self.batch})")
         if self.remaining <= 0:
-            raise ValueError(f"the context is full ({self.length} of {self.model.n_ctx} tokens)")
+            raise GenerationError(f"the context is full ({self.length} of {self.model.n_ctx} tokens)")
         step = tokens.to(self.model.device)[:, None]
         ones = torch.ones_like(step)
         self._mask = torch.cat([self._mask, ones], dim=1)
@@ -217,18 +275,18 @@ def length_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> Iterato
         An iterator over lists of indices into ``prompts``.
 
     Raises:
-        ValueError: ``batch_size < 1`` or an empty prompt.
+        GenerationError: ``batch_size < 1`` or an empty prompt.
 
     Example:
         >>> list(length_batches([[1, 2], [3], [4, 5], [6, 7]], batch_size=2))
         [[1], [0, 2], [3]]
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}; expected >= 1")
+        raise GenerationError(f"batch_size={batch_size!r}; expected >= 1")
     groups: dict[int, list[int]] = defaultdict(list)
     for i, p in enumerate(prompts):
         if len(p) == 0:
-            raise ValueError(f"prompt {i} is empty; every prompt needs at least one token")
+            raise GenerationError(f"prompt {i} is empty; every prompt needs at least one token")
         groups[len(p)].append(i)
     for _, idx in sorted(groups.items()):
         for k in range(0, len(idx), batch_size):
@@ -246,9 +304,9 @@ def _generate_batch(
     model: Model,
     prompts: list[list[int]],
     max_new_tokens: int,
-    temperature: float,
+    sampling: dict[str, Any],
     stop_id: int | None,
-    pad_id: int,
+    pad_id: int | None,
     forbid: list[int] | None,
     generator: torch.Generator | None,
 ) -> list[list[int]]:
@@ -257,8 +315,9 @@ def _generate_batch(
     done = torch.zeros(dec.batch, dtype=torch.bool, device=dec.logits.device)
     out = []
     for t in range(steps):
-        nxt = sample_next(dec.logits, temperature, forbid, generator)
-        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        nxt = sample_next(dec.logits, forbid=forbid, generator=generator, **sampling)
+        if pad_id is not None:
+            nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         out.append(nxt)
         if stop_id is not None:
             done |= nxt == stop_id
@@ -276,11 +335,13 @@ def generate(
     max_new_tokens: int,
     temperature: float = 0.0,
     stop_id: int | None = None,
-    pad_id: int = 0,
+    pad_id: int | None = None,
     forbid: list[int] | None = None,
     generator: torch.Generator | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    top_k: int | None = None,
+    top_p: float = 1.0,
 ) -> list[list[int]]:
     """Continue each prompt with a key-value cache, in batches of prompts of equal length.
 
@@ -295,18 +356,24 @@ def generate(
         max_new_tokens: most tokens to add per prompt.
         temperature: 0 for greedy decoding, else the sampling temperature.
         stop_id: a token that ends a continuation (kept as its last token).
-        pad_id: fed to the model after a row has stopped (never returned).
+        pad_id: fed to the model after a row has stopped (never returned). ``None`` takes
+            :func:`default_pad_id` (the tokenizer's pad token, else its end-of-sequence token),
+            else ``stop_id`` itself; without a ``stop_id`` no row stops early and none is fed.
         forbid: token ids that may never be generated.
-        generator: random generator for sampling.
+        generator: random generator for sampling (seed it for reproducible samples).
         batch_size: most prompts run together.
         progress: show a progress bar over batches.
+        top_k: when sampling, keep only the ``top_k`` most likely tokens (``None``: all).
+        top_p: when sampling, keep only the nucleus: the smallest set of most likely tokens
+            whose probabilities sum to at least ``top_p`` (1: all). See :func:`sample_next`.
 
     Returns:
         The generated ids of each prompt (without the prompt), in the order of ``prompts``.
 
     Raises:
-        ValueError: ``max_new_tokens < 0``, ``temperature < 0``, an empty prompt, or a prompt
-            longer than the model's context.
+        GenerationError: ``max_new_tokens < 0``, ``temperature < 0``, ``top_k < 1``, ``top_p``
+            outside ``(0, 1]``, a ``pad_id`` or ``forbid`` id that is not a token of the model,
+            an empty prompt, or a prompt longer than the model's context.
 
     Example:
         >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -316,10 +383,18 @@ def generate(
         [3, 3]
     """
     if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens={max_new_tokens!r}; expected >= 0")
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature!r}; expected >= 0")
+        raise GenerationError(f"max_new_tokens={max_new_tokens!r}; expected >= 0")
+    check_sampling(temperature, top_k, top_p)
     m = as_model(model)
+    if forbid:
+        check_forbid(forbid, m.d_vocab)
+    if pad_id is None:
+        pad_id = default_pad_id(m)
+    if pad_id is None:
+        pad_id = stop_id  # a stopped row is fed its stop token again; with no stop none stops
+    if pad_id is not None:
+        _check_pad(m, pad_id)
+    sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
     batches = list(length_batches(prompts, batch_size))
     results: list[list[int]] = [[] for _ in prompts]
     if max_new_tokens == 0:
@@ -329,7 +404,7 @@ def generate(
             m,
             [list(prompts[i]) for i in chunk],
             max_new_tokens,
-            temperature,
+            sampling,
             stop_id,
             pad_id,
             forbid,

@@ -156,8 +156,67 @@ class Model:
             raise SpecError(f"model {self.spec!r} has no tokenizer to decode with")
         return self.tokenizer.decode(list(ids))
 
-    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_vocab"]:
-        return self.module(tokens.to(self.device))
+    def forward(
+        self, tokens: Int[Tensor, "batch pos"], attention_mask: Tensor | None = None
+    ) -> Float[Tensor, "batch pos d_vocab"]:
+        """Logits of every position; with ``attention_mask``, padded positions are ignored.
+
+        With a mask (1 for a real token, 0 for padding), a left-padded batch gives at every
+        real position the logits of that row run alone: padding is never attended to and each
+        row's positions count from its first real token. Both backends derive those positions
+        from the mask (``HookedTransformer`` through its ``attention_mask`` argument, the
+        ``hf:`` bridge by handing Hugging Face ``position_ids`` built from it). Logits at padded
+        positions are meaningless.
+
+        Args:
+            tokens: token ids.
+            attention_mask: ``[batch, pos]`` of 0/1 (or booleans), the shape of ``tokens``, at
+                least one 1 per row (checked here, not by annotation, so a wrong one gets a
+                message naming it); ``None`` attends to every position.
+
+        Returns:
+            The logits, in the model's dtype.
+
+        Raises:
+            GenerationError: the mask's shape differs from ``tokens``', it holds a value other
+                than 0 and 1, or a row has no real token.
+
+        Example:
+            >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+            >>> cfg = HookedTransformerConfig(
+            ...     n_layers=1, d_model=8, n_ctx=8, d_head=4, d_vocab=5, act_fn="relu")
+            >>> m = Model(HookedTransformer(cfg), tokenizer=None, spec="tiny")
+            >>> tokens = torch.tensor([[0, 0, 3, 4], [1, 2, 3, 4]])
+            >>> mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+            >>> torch.allclose(m(tokens, mask)[0, 2:], m(torch.tensor([[3, 4]]))[0], atol=1e-5)
+            True
+        """
+        tokens = tokens.to(self.device)
+        if attention_mask is None:
+            return self.module(tokens)
+        from interp.errors import GenerationError
+
+        mask = torch.as_tensor(attention_mask, device=self.device)
+        if tuple(mask.shape) != tuple(tokens.shape):
+            raise GenerationError(
+                f"attention_mask has shape {tuple(mask.shape)}; "
+                f"expected the shape of the tokens, {tuple(tokens.shape)}"
+            )
+        if mask.dtype.is_floating_point:
+            bad = ~((mask == 0) | (mask == 1))
+        else:
+            bad = (mask.long() != 0) & (mask.long() != 1)
+        if bool(bad.any()):
+            raise GenerationError(
+                f"attention_mask holds {mask[bad][0].item()!r}; expected 1 for a real token and 0 for padding"
+            )
+        mask = mask.long()
+        empty = (mask.sum(-1) == 0).nonzero().flatten().tolist()
+        if empty:
+            raise GenerationError(
+                f"attention_mask row {empty[0]} has no real token; expected at least one 1 per row"
+            )
+        return self.module(tokens, attention_mask=mask)
 
     __call__ = forward
 

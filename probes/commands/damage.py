@@ -2,6 +2,8 @@
 
 import argparse
 
+from interp.commands import add_model_options
+
 TASKS = ("fact_recall", "solve_rate")
 
 
@@ -25,6 +27,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", required=True, help="directory for damage.json and damage.png")
     p.add_argument("--device", default=None)
+    add_model_options(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -47,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     scorer = organism_scorer(
         args.task, split=args.split, max_problems=args.max_problems, max_new_tokens=args.max_new_tokens
     )
-    base = load_model(args.base, device=args.device)
-    tuned = load_model(args.tuned, device=args.device)
+    base = load_model(args.base, device=args.device, dtype=args.model_dtype)
+    tuned = load_model(args.tuned, device=args.device, dtype=args.model_dtype)
     report = localise_damage(
         base, tuned, scorer, probe_task=organism_probe_task(), config=config, progress=not args.quiet
     )

@@ -2,6 +2,8 @@
 
 import argparse
 
+from interp.commands import add_model_options
+
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p = subparsers.add_parser(
@@ -23,6 +25,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default=None)
+    add_model_options(p)
     p.add_argument("--out", required=True, help="directory for entropy.json/png (and shift.json/png)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -52,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         top_fraction=args.top_fraction, temperature=args.temperature, batch_size=args.batch_size
     )
     world, _ = load_world()
-    model = load_model(args.model, device=args.device)
-    base = load_model(args.base, device=args.device) if args.base else None
+    model = load_model(args.model, device=args.device, dtype=args.model_dtype)
+    base = load_model(args.base, device=args.device, dtype=args.model_dtype) if args.base else None
     if base is not None and (base.d_vocab, base.tokenizer_hash()) != (model.d_vocab, model.tokenizer_hash()):
         raise CommandLineError(
             f"--base {args.base!r} (d_vocab {base.d_vocab}) has another tokenizer than --model "

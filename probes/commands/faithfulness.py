@@ -2,7 +2,7 @@
 
 import argparse
 
-from interp.commands import comma_separated
+from interp.commands import add_model_options, comma_separated
 
 _fractions = comma_separated(float, "fractions", "0,0.2,0.4,0.6,0.8,1 (numbers from 0 to 1)")
 
@@ -26,12 +26,15 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--seed", type=int, default=0, help="chooses the corrupted step of each problem")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default=None)
+    add_model_options(p)
     p.add_argument("--out", required=True, help="directory receiving faithfulness.json and faithfulness.png")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from interp.commands import output_dir, require_at_least
     from interp.errors import SpecError
     from interp.models import Model
@@ -58,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     module, tok = load_organism(name, args.zoo)
     if args.device is not None:
         module = module.to(args.device, print_details=False)
+    if args.model_dtype != "float32":
+        module = module.to(getattr(torch, args.model_dtype), print_details=False)
     model = Model(module, tok, args.model)
     task = organism_task(model, world, None, problems, batch_size=args.batch_size)
     result = faithfulness_battery(model, task, config, progress=not args.quiet)

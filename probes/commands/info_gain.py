@@ -2,6 +2,8 @@
 
 import argparse
 
+from interp.commands import add_model_options
+
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p = subparsers.add_parser(
@@ -20,6 +22,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--answer-marker", default="A", help="words before the answer ('A' for the organism)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default=None)
+    add_model_options(p)
     p.add_argument("--out", required=True, help="directory for info_gain.json and info_gain.png")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -47,8 +50,12 @@ def run(args: argparse.Namespace) -> int:
     from probes.passk import generate_continuations
 
     world, _ = load_world()
-    model = load_model(args.model, device=args.device)
-    scorer = model if args.scorer == args.model else load_model(args.scorer, device=args.device)
+    model = load_model(args.model, device=args.device, dtype=args.model_dtype)
+    scorer = (
+        model
+        if args.scorer == args.model
+        else load_model(args.scorer, device=args.device, dtype=args.model_dtype)
+    )
     problems = world.split(args.split)[: args.n]
     prompts = [cot_prompt(s, g) for s, g in problems]
     gen = torch.Generator().manual_seed(args.seed)

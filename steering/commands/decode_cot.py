@@ -8,6 +8,8 @@ answer between ``--answer-after`` and ``--stop``.
 
 import argparse
 
+from interp.commands import add_model_options
+
 FORMATS = ("cot", "answer")
 
 
@@ -38,6 +40,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--batch-size", type=int, default=16, help="problems per batch (times k branches)")
     p.add_argument("--out", required=True, help="directory for cot.json and cot.png")
     p.add_argument("--device", default=None)
+    add_model_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from steering.decoding import CotConfig, cot_decode, marker_answer_span, organism_answer_span
 
     CotConfig(k=args.k, max_new_tokens=max_new, batch_size=args.batch_size)  # bad values: fail first
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, dtype=args.model_dtype)
     if organism:
         task = organism_task(args.split, args.n, args.format)
         span = organism_answer_span(task["tok"], answer_in_prompt=args.format == "answer")

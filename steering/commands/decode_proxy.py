@@ -8,6 +8,8 @@ other models it continues the lines of ``--prompts FILE``.
 
 import argparse
 
+from interp.commands import add_model_options
+
 FORMATS = ("answer", "cot")
 
 
@@ -38,6 +40,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", required=True, help="directory for proxy.json and proxy.png")
     p.add_argument("--device", default=None)
+    add_model_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -113,10 +116,10 @@ def run(args: argparse.Namespace) -> int:
     ProxyConfig(
         alpha=args.alpha, max_new_tokens=max_new, batch_size=args.batch_size
     )  # bad values: fail first
-    base = load_model(args.base, device=args.device)
-    expert = load_model(args.expert, device=args.device)
-    anti = load_model(args.antiexpert, device=args.device)
-    tuned = load_model(args.tuned, device=args.device) if args.tuned else None
+    base = load_model(args.base, device=args.device, dtype=args.model_dtype)
+    expert = load_model(args.expert, device=args.device, dtype=args.model_dtype)
+    anti = load_model(args.antiexpert, device=args.device, dtype=args.model_dtype)
+    tuned = load_model(args.tuned, device=args.device, dtype=args.model_dtype) if args.tuned else None
     roles = {"--base": base, "--expert": expert, "--antiexpert": anti}
     check_same_vocab({**roles, **({"--tuned": tuned} if tuned is not None else {})})  # before decoding
     if organism:

@@ -2,7 +2,7 @@
 
 import argparse
 
-from interp.commands import comma_separated
+from interp.commands import add_model_options, comma_separated
 
 _floats = comma_separated(float, "scales", "0,2,4")
 _layers = comma_separated(int, "layers", "1,2")
@@ -31,6 +31,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--max-problems", type=int, default=64, help="organism problems per split")
     p.add_argument("--max-new-tokens", type=int, default=120)
     p.add_argument("--device", default=None)
+    add_model_options(p)
     p.add_argument("--out", required=True, help="directory for sweep.json and sweep.png")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     recorded = ((vec.meta.get("model") or {}).get("architecture") or {}).get("n_layers")
     check_layers(layers, vec, recorded if isinstance(recorded, int) else None)  # before any model loads
     neutral = read_lines(args.neutral, "--neutral", "one neutral text a line") if args.neutral else []
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, dtype=args.model_dtype)
     vec.check_model(model)
     check_layers(layers, vec, model.n_layers)
     costs = []

