@@ -51,7 +51,7 @@ class _RowStats:
 def _token_rows(model, source, config: CacheConfig, stats: _RowStats) -> Iterator[list[int]]:
     """Token rows from the source, cut to ``max_seq_len`` and capped at ``max_tokens``."""
     limit = config.max_seq_len or model.n_ctx
-    stream = source.tokens() if source.tokens is not None else map(model.encode, source.texts())
+    stream = source.token_rows(model)  # chat messages are rendered through the model's template
     budget = config.max_tokens
     for row in stream:
         row = list(row)

@@ -144,3 +144,103 @@ def test_a_cache_spec_without_a_directory_and_a_directory_as_a_file(tmp_path):
         resolve_prompts("cache:")
     with pytest.raises(SpecError, match="is a directory; expected a .txt or .jsonl file"):
         resolve_prompts(str(tmp_path))
+
+
+# --- chat messages in JSONL prompt files (issue 11) ----------------------------------------------
+
+CHAT = [{"role": "user", "content": "w1 w2"}]
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{{ eos_token }} "
+    "{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def chat_llama(tmp_path_factory, make_bpe_tokenizer, make_prompts):
+    """A tiny Llama whose BPE tokenizer (BOS ``<s>`` by default) carries a small chat template."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from interp.models import load_model
+
+    corpus = make_prompts(50) + ["[user] [assistant] [system] w1 w2"]
+    tok = make_bpe_tokenizer("llama", corpus, 120)
+    tok.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=128,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id,
+    )
+    path = tmp_path_factory.mktemp("chat_llama_prompts")
+    LlamaForCausalLM(cfg).eval().save_pretrained(str(path))
+    tok.save_pretrained(str(path))
+    return load_model(f"hf:{path}", device="cpu")
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_jsonl_messages_lines_are_chat_prompts(tmp_path):
+    path = _jsonl(tmp_path / "chat.jsonl", [{"text": "w1"}, {"messages": CHAT}])
+    src = resolve_prompts(path)
+    assert list(src.prompts()) == ["w1", tuple(CHAT)]
+    assert src.description["kind"] == "file" and src.description["field"] is None
+    with pytest.raises(SpecError, match=r"chat\.jsonl:2: holds chat messages, and this use needs plain text"):
+        list(src.texts())
+    only_text = resolve_prompts(_jsonl(tmp_path / "t.jsonl", [{"text": "w1"}]))
+    assert list(only_text.texts()) == list(only_text.prompts()) == ["w1"]
+
+
+@pytest.mark.parametrize(
+    ("row", "match"),
+    [
+        ({"messages": [{"role": "bot", "content": "x"}]}, r"m\.jsonl:1: message 0 has role 'bot'"),
+        ({"messages": "w1 w2"}, r"m\.jsonl:1: 'messages' is str; expected a list"),
+        ({"messages": []}, r"m\.jsonl:1: expected a non-empty list"),
+        ({"other": 1}, r"m\.jsonl:1: expected an object with a string field 'text' or 'prompt', or a 'mess"),
+    ],
+)
+def test_bad_messages_lines_name_the_file_and_line(tmp_path, row, match):
+    path = _jsonl(tmp_path / "m.jsonl", [row])
+    with pytest.raises(SpecError, match=match):
+        list(resolve_prompts(path).prompts())
+
+
+def test_in_memory_chat_prompts():
+    src = resolve_prompts(["w1", CHAT])
+    assert src.description["kind"] == "prompts" and list(src.prompts()) == ["w1", tuple(CHAT)]
+    assert src.description != resolve_prompts(["w1", [{"role": "user", "content": "w3"}]]).description
+    with pytest.raises(SpecError, match=r"prompt 1: message 0 has role 'bot'"):
+        resolve_prompts(["w1", [{"role": "bot", "content": "x"}]])
+
+
+def test_a_cache_of_chat_prompts_holds_the_rendered_ids_with_one_bos(chat_llama, tmp_path):
+    from interp.cache import CacheConfig, build_cache
+    from interp.tasks.render import render_prompt
+
+    answered = [*CHAT, {"role": "assistant", "content": "w3"}]
+    path = _jsonl(tmp_path / "chat.jsonl", [{"messages": CHAT}, {"text": "w1 w2"}, {"messages": answered}])
+    cfg = CacheConfig(hooks=("blocks.0.hook_resid_post",), batch_size=4, seed=0)
+    cache = build_cache(chat_llama, path, tmp_path / "cache", cfg, progress=False)
+    rows = list(cache.iter_row_tokens())
+    hf = chat_llama.tokenizer.tok
+    rendered = hf.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
+    assert rendered.startswith("<s>[user] w1 w2</s>") and rendered.endswith("[assistant] ")
+    bos = hf.bos_token_id
+    assert rows[0] == hf(rendered, add_special_tokens=False)["input_ids"] == render_prompt(chat_llama, CHAT)
+    assert rows[1] == chat_llama.encode("w1 w2") and rows[1][0] == bos
+    closed = hf.apply_chat_template(answered, tokenize=False, add_generation_prompt=False)
+    assert rows[2] == hf(closed, add_special_tokens=False)["input_ids"], "no header after an assistant turn"
+    assert all(r.count(bos) == 1 and r[0] == bos for r in rows)
+
+
+def test_chat_prompts_for_a_model_without_a_template_leave_nothing(gpt2, tmp_path):
+    from interp.cache import CacheConfig, build_cache
+
+    path = _jsonl(tmp_path / "chat.jsonl", [{"messages": CHAT}])
+    cfg = CacheConfig(hooks=("blocks.0.hook_resid_post",), batch_size=4, seed=0)
+    with pytest.raises(SpecError, match=r"has no chat template, so it cannot render chat messages"):
+        build_cache(gpt2, path, tmp_path / "cache", cfg, progress=False)
+    assert not (tmp_path / "cache").exists()
