@@ -106,7 +106,7 @@ class HFTokenizer:
         return 0
 
     def hash(self) -> str:
-        """Vocabulary, special tokens, the BOS policy and (for fast tokenizers) the whole pipeline."""
+        """Vocabulary, special tokens, BOS policy, chat template and (fast tokenizers) the pipeline."""
         backend = getattr(self.tok, "backend_tokenizer", None)
         extra = {
             "class": type(self.tok).__name__,
@@ -115,6 +115,8 @@ class HFTokenizer:
             "prepend_bos": self.prepend_bos,
             # merges, normalizer and pre-tokenizer decide the ids as much as the vocabulary does
             "pipeline": sha256_json(backend.to_str()) if backend is not None else None,
+            # chat prompts are rendered through it, so it decides their ids too
+            "chat_template": getattr(self.tok, "chat_template", None) or None,
         }
         return tokenizer_hash(self.get_vocab(), extra)
 

@@ -134,3 +134,12 @@ def test_the_wrapper_reports_what_it_does(make_bpe_tokenizer):
     assert on.encode("Paris") == [1, *off.encode("Paris")] == tok("Paris")["input_ids"]
     assert tokenizer_record(on)["hash"] != tokenizer_record(off)["hash"]
     assert tokenizer_record(None) == {"hash": None, "prepend_bos": False, "bos_token_id": None}
+
+
+def test_the_chat_template_is_part_of_the_hash(make_bpe_tokenizer):
+    from interp.tokenizers import HFTokenizer
+
+    tok = make_bpe_tokenizer("llama", CORPUS, VOCAB_SIZE["llama"])
+    before = HFTokenizer(tok).hash()
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    assert HFTokenizer(tok).hash() != before
