@@ -85,7 +85,8 @@ def train_marker_sae(ctx: Context, cache, hook: str):
     from steering.sae import SAETrainConfig, train_sae
 
     d_in = int(cache[hook].shape[-1])
-    batch = max(1, min(256, cache.n_positions))
+    kept = int(SAETrainConfig().exclusion().keep_mask(cache).sum())  # the sink position is left out
+    batch = max(1, min(256, kept))
     cfg = SAETrainConfig(
         architecture="topk",
         expansion_factor=4,

@@ -213,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dir")
     c.set_defaults(func=_cache_cite)
 
+    from interp.cache.pair_cli import add_parser as add_pair
+
+    add_pair(csub)
+
     from interp.organism.cli import add_parser as add_organism
 
     add_organism(sub)

@@ -9,6 +9,13 @@ Model policy of :func:`check_sae_fits`, as for steering vectors: an SAE may read
 model with the architecture it was trained on (a base model's SAE on its fine-tune's cache),
 with a warning when the weights differ; another architecture, another hook or another input
 size is refused with :class:`~interp.errors.SAEError` naming both sides.
+
+Attention sinks: in a real language model the first position (and any BOS token) carries a
+residual norm a hundred times the others (SmolLM2-135M: ~25,000 against ~171), so it holds
+nearly all of the variance; an SAE trained or evaluated on it reports an explained variance of
+1.0 that says nothing about the real tokens. :class:`SinkExclusion` names the cached positions an
+SAE never sees (position 0 of every row and any BOS token, by default); training records it in
+the SAE's metadata (:data:`EXCLUSION_KEY`) and evaluation and feature contexts follow it.
 """
 
 import json
@@ -16,10 +23,13 @@ import logging
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.architecture import architecture_of_cache, architecture_summary, compare_architectures
@@ -33,6 +43,8 @@ log = logging.getLogger("steering.sae")
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
 ARCHITECTURE_KEY = "interp_architecture"  # in cfg.json's metadata: architecture_of the SAE's model
+EXCLUSION_KEY = "interp_excluded"  # in cfg.json's metadata: SinkExclusion.to_dict() of training
+NORMALIZATION_KEY = "interp_normalization"  # in cfg.json's metadata: how inputs were scaled
 _WARNED: set[tuple[str, str]] = set()  # (SAE's model, cache's model) fingerprint pairs warned about
 
 
@@ -47,6 +59,149 @@ def _cache_d_in(cache: Cache, hook: str) -> int:
 
 def _flat(x: Tensor) -> Tensor:
     return x.reshape(len(x), -1).float()
+
+
+@dataclass(frozen=True)
+class SinkExclusion:
+    """The cached positions an SAE is neither trained nor evaluated on (attention sinks).
+
+    Args:
+        positions: positions within each row to leave out (``0``: the first token of every row).
+        bos: also leave out every position holding the BOS token, as the cache's manifest records
+            it (``tokenizer.bos_token_id``; nothing when it records none).
+
+    Raises:
+        ValueError: a position that is not a non-negative int, naming it.
+
+    Example:
+        >>> SinkExclusion().describe(bos_token_id=1)
+        'real tokens only (excluded: position 0, BOS token 1)'
+        >>> SinkExclusion(positions=(), bos=False).describe()
+        'all positions'
+    """
+
+    positions: tuple[int, ...] | list[int] = (0,)
+    bos: bool = True
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.positions if not isinstance(p, int) or isinstance(p, bool) or p < 0]
+        if bad:
+            raise ValueError(
+                f"exclude_positions {list(self.positions)!r} holds {bad[0]!r}; expected "
+                "non-negative positions within a row, like (0,) or ()"
+            )
+        object.__setattr__(self, "positions", tuple(sorted(set(self.positions))))
+
+    @property
+    def excludes_anything(self) -> bool:
+        return bool(self.positions) or self.bos
+
+    @staticmethod
+    def bos_token_id(cache: Cache) -> int | None:
+        """The BOS token id the cache's manifest records (``None`` for older caches or no BOS)."""
+        bos = cache.manifest.get("tokenizer", {}).get("bos_token_id")
+        return bos if isinstance(bos, int) and not isinstance(bos, bool) else None
+
+    def keep_mask(self, cache: Cache) -> Bool[Tensor, "n"]:  # noqa: F821
+        """``True`` at every cached position the SAE sees, in cache order."""
+        positions = cache.positions
+        keep = torch.ones(len(positions), dtype=torch.bool)
+        if self.positions:
+            keep &= ~torch.isin(positions.long(), torch.tensor(self.positions, dtype=torch.long))
+        bos = self.bos_token_id(cache) if self.bos else None
+        if bos is not None:
+            keep &= cache.tokens != bos
+        return keep
+
+    def describe(self, bos_token_id: int | None = None) -> str:
+        """One phrase for a report table: which positions the numbers are over."""
+        parts = []
+        if self.positions:
+            plural = "s" if len(self.positions) > 1 else ""
+            parts.append(f"position{plural} {', '.join(map(str, self.positions))}")
+        if self.bos and bos_token_id is not None:
+            parts.append(f"BOS token {bos_token_id}")
+        return f"real tokens only (excluded: {', '.join(parts)})" if parts else "all positions"
+
+    def to_dict(
+        self, cache: Cache | None = None, keep: Bool[Tensor, "n"] | None = None  # noqa: F821
+    ) -> dict[str, Any]:
+        """The record kept in an SAE's metadata; given the cache, with its BOS id and counts.
+
+        ``keep`` is this exclusion's :meth:`keep_mask` of the cache, if already computed.
+        """
+        out: dict[str, Any] = {"positions": list(self.positions), "bos": self.bos}
+        if cache is not None:
+            keep = self.keep_mask(cache) if keep is None else keep
+            out.update(
+                bos_token_id=self.bos_token_id(cache),
+                n_kept=int(keep.sum()),
+                n_excluded=int((~keep).sum()),
+            )
+        return out
+
+    @classmethod
+    def of_sae(cls, sae) -> "SinkExclusion":
+        """What the SAE was trained without (its metadata), else the default.
+
+        An SAE trained before exclusions were recorded gets the default: its numbers are then
+        reported on real tokens, which is what a reader of them expects.
+        """
+        meta = getattr(getattr(sae, "cfg", None), "metadata", None)
+        record = meta.get(EXCLUSION_KEY) if meta is not None else None
+        if not isinstance(record, dict):
+            return cls()
+        try:
+            return cls(positions=tuple(record.get("positions", (0,))), bos=bool(record.get("bos", True)))
+        except (TypeError, ValueError) as exc:
+            raise SAEError(f"the SAE's metadata.{EXCLUSION_KEY} = {record!r} is malformed ({exc})") from None
+
+
+def kept_batches(
+    cache: Cache,
+    hook: str,
+    batch_size: int,
+    keep: Bool[Tensor, "n"] | None = None,  # noqa: F821
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_last: bool = False,
+) -> Iterator[Tensor]:
+    """:meth:`Cache.batches` over only the positions where ``keep`` is true.
+
+    Reads one shard at a time (shards in a seeded order and positions permuted within each
+    shard when shuffling), so memory stays bounded by one shard. ``keep=None`` is exactly
+    ``cache.batches``.
+    """
+    if keep is None:
+        yield from cache.batches(hook, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        return
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    acts = cache[hook]
+    if len(keep) != len(acts):
+        raise ValueError(f"keep mask of {len(keep)} positions for {len(acts)} cached positions")
+    starts = [0]
+    for shard in acts.shards:
+        starts.append(starts[-1] + len(shard))
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(acts.shards), generator=gen).tolist() if shuffle else range(len(acts.shards))
+    carry: Tensor | None = None
+    for s in order:
+        idx = keep[starts[s] : starts[s + 1]].nonzero().squeeze(1)
+        if shuffle:
+            idx = idx[torch.randperm(len(idx), generator=gen)]
+        if not len(idx):
+            continue
+        acts.touch(s)
+        block = acts.shards[s][idx]
+        if carry is not None:
+            block = torch.cat([carry, block])
+        n_full = len(block) // batch_size * batch_size
+        for i in range(0, n_full, batch_size):
+            yield block[i : i + batch_size]
+        carry = block[n_full:]
+    if carry is not None and len(carry) and not drop_last:
+        yield carry
 
 
 def save_sae(sae, path: str | Path) -> Path:
@@ -146,7 +301,13 @@ def _check_files(path: Path) -> None:
     meta = cfg.get("metadata", {})
     if not isinstance(meta, dict):
         raise SAEError(f"{where} {CFG_FILE} has a metadata field that is not an object")
-    for key, kind, name in (("hook_name", str, "a hook name"), (ARCHITECTURE_KEY, dict, "an object")):
+    checked = (
+        ("hook_name", str, "a hook name"),
+        (ARCHITECTURE_KEY, dict, "an object"),
+        (EXCLUSION_KEY, dict, "an object"),
+        (NORMALIZATION_KEY, dict, "an object"),
+    )
+    for key, kind, name in checked:
         if meta.get(key) is not None and not isinstance(meta[key], kind):
             raise SAEError(f"{where} {CFG_FILE} has metadata.{key} = {meta[key]!r}; expected {name}")
     import sae_lens  # noqa: F401 (importing it registers its SAE architectures)

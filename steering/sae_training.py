@@ -5,6 +5,16 @@ at a time) and feeds them to sae-lens's own ``SAETrainer``: the model is never r
 trained SAE is returned in inference form, exactly as sae-lens saves and reloads it, with the
 cache ID, model fingerprint and hook in ``sae.cfg.metadata`` (save it with
 :func:`steering.sae_io.save_sae`).
+
+Attention sinks are left out by default: position 0 of every row and any BOS token (see
+:class:`steering.sae_io.SinkExclusion`), recorded in the metadata under ``interp_excluded``.
+Inputs can be normalised as sae-lens does it (``normalize_activations``): with
+``"expected_average_only_in"`` one scale, estimated on the training positions so that
+``E ||x|| = sqrt(d_in)``, is applied during training and then folded into the weights
+(sae-lens's ``fold_activation_norm_scaling_factor``), so the saved SAE reads raw activations;
+``"layer_norm"`` and ``"constant_norm_rescale"`` normalise each input at run time and stay in
+``cfg.json``, where sae-lens applies them on every ``encode``. Either way the choice and scale
+are recorded under ``interp_normalization``.
 """
 
 import tempfile
@@ -21,9 +31,21 @@ from interp.architecture import architecture_of_cache
 from interp.cache import Cache
 from interp.results import format_table, save_figure, save_json
 from steering.sae_eval import SAEEval
-from steering.sae_io import ARCHITECTURE_KEY, _as_cache, _cache_d_in, _flat, load_sae
+from steering.sae_io import (
+    ARCHITECTURE_KEY,
+    EXCLUSION_KEY,
+    NORMALIZATION_KEY,
+    SinkExclusion,
+    _as_cache,
+    _cache_d_in,
+    _flat,
+    kept_batches,
+    load_sae,
+)
 
 ARCHITECTURES = ("topk", "standard")
+NORMALIZATIONS = ("none", "expected_average_only_in", "layer_norm", "constant_norm_rescale")
+NORM_ESTIMATE_POSITIONS = 1 << 17  # training positions the expected_average_only_in scale is taken over
 
 
 @dataclass(frozen=True)
@@ -43,6 +65,12 @@ class SAETrainConfig:
         lr_warm_up_steps: linear warm-up steps.
         dead_feature_window: steps without firing after which a feature counts as dead (topk's
             auxiliary loss revives those).
+        exclude_positions: positions within each row never trained on (default: the first,
+            an attention sink); ``()`` keeps them all.
+        exclude_bos: also leave out every position holding the cache's BOS token.
+        normalize_activations: ``"none"``, ``"expected_average_only_in"`` (one scale so that
+            ``E ||x|| = sqrt(d_in)`` on the training positions, folded into the weights after
+            training), ``"layer_norm"`` or ``"constant_norm_rescale"`` (per input, at run time).
 
     Raises:
         ValueError: a value out of range, naming it and what is accepted.
@@ -63,10 +91,22 @@ class SAETrainConfig:
     seed: int = 0
     lr_warm_up_steps: int = 0
     dead_feature_window: int = 1000
+    exclude_positions: tuple[int, ...] | list[int] = (0,)
+    exclude_bos: bool = True
+    normalize_activations: Literal[
+        "none", "expected_average_only_in", "layer_norm", "constant_norm_rescale"
+    ] = "none"
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture {self.architecture!r} is not one of {list(ARCHITECTURES)}")
+        if self.normalize_activations not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalize_activations {self.normalize_activations!r} is not one of {list(NORMALIZATIONS)}"
+            )
+        if not isinstance(self.exclude_bos, bool):
+            raise ValueError(f"exclude_bos must be True or False, got {self.exclude_bos!r}")
+        object.__setattr__(self, "exclude_positions", self.exclusion().positions)
         for name in ("expansion_factor", "k", "training_tokens", "batch_size", "dead_feature_window"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
@@ -85,6 +125,10 @@ class SAETrainConfig:
         if self.lr_warm_up_steps < 0:
             raise ValueError(f"lr_warm_up_steps must be >= 0, got {self.lr_warm_up_steps}")
 
+    def exclusion(self) -> SinkExclusion:
+        """The positions this run leaves out, as a :class:`SinkExclusion`."""
+        return SinkExclusion(positions=tuple(self.exclude_positions), bos=self.exclude_bos)
+
     def d_sae_for(self, d_in: int) -> int:
         """The number of features for inputs of size ``d_in``."""
         d_sae = self.d_sae if self.d_sae is not None else self.expansion_factor * d_in
@@ -93,18 +137,40 @@ class SAETrainConfig:
         return d_sae
 
 
-def _training_batches(cache: Cache, hook: str, batch_size: int, seed: int) -> Iterator[Tensor]:
-    """Shuffled full batches from the cache, forever; each pass reshuffles with a new seed."""
-    if len(cache[hook]) < batch_size:
+def _training_batches(
+    cache: Cache, hook: str, batch_size: int, seed: int, keep: Tensor | None = None
+) -> Iterator[Tensor]:
+    """Shuffled full batches of the kept positions, forever; each pass reshuffles with a new seed."""
+    n_all = len(cache[hook])
+    n_kept = n_all if keep is None else int(keep.sum())
+    if n_kept < batch_size:
+        kept = "" if keep is None else f" ({n_kept} once attention-sink positions are left out)"
         raise ValueError(
-            f"cache {str(cache.root)!r} holds {len(cache[hook])} positions at {hook!r}, fewer "
+            f"cache {str(cache.root)!r} holds {n_all} positions at {hook!r}{kept}, fewer "
             f"than one batch of {batch_size}; lower batch_size"
         )
     epoch = 0
     while True:
-        for batch in cache.batches(hook, batch_size, shuffle=True, seed=seed + epoch, drop_last=True):
+        passes = kept_batches(cache, hook, batch_size, keep, shuffle=True, seed=seed + epoch, drop_last=True)
+        for batch in passes:
             yield _flat(batch)
         epoch += 1
+
+
+def _norm_scale(cache: Cache, hook: str, keep: Tensor | None, d_in: int, seed: int) -> float:
+    """``sqrt(d_in) / E ||x||`` over (a seeded sample of) the training positions."""
+    total, count = 0.0, 0
+    for batch in kept_batches(cache, hook, 4096, keep, shuffle=True, seed=seed):
+        total += float(_flat(batch).norm(dim=-1).double().sum())
+        count += len(batch)
+        if count >= NORM_ESTIMATE_POSITIONS:
+            break
+    mean = total / count
+    if not mean > 0:
+        raise ValueError(
+            f"the activations at {hook!r} in {str(cache.root)!r} are all zero; cannot normalise them"
+        )
+    return d_in**0.5 / mean
 
 
 def _training_sae(config: SAETrainConfig, d_in: int, device: str, metadata: dict[str, Any]):
@@ -116,7 +182,16 @@ def _training_sae(config: SAETrainConfig, d_in: int, device: str, metadata: dict
     )
     from sae_lens.saes.sae import SAEMetadata
 
-    common = dict(d_in=d_in, d_sae=config.d_sae_for(d_in), dtype="float32", device=device)
+    # expected_average_only_in is a fixed scale applied by the trainer and folded in afterwards,
+    # as sae-lens's own trainer does; the SAE itself never sees the setting.
+    norm = config.normalize_activations
+    common = dict(
+        d_in=d_in,
+        d_sae=config.d_sae_for(d_in),
+        dtype="float32",
+        device=device,
+        normalize_activations="none" if norm == "expected_average_only_in" else norm,
+    )
     meta = SAEMetadata(**metadata)
     if config.architecture == "topk":
         return TopKTrainingSAE(TopKTrainingSAEConfig(k=config.k, metadata=meta, **common))
@@ -146,7 +221,8 @@ def train_sae(
 
     Raises:
         HookNameError: the cache lacks ``hook``.
-        ValueError: the cache holds fewer positions than one batch, or ``k > d_sae``.
+        ValueError: the cache holds fewer positions than one batch (once the excluded positions
+            are left out), or ``k > d_sae``.
 
     Example:
         >>> train_sae("/nonexistent", "blocks.0.hook_resid_post")
@@ -160,6 +236,14 @@ def train_sae(
 
     cache = _as_cache(cache)
     d_in = _cache_d_in(cache, hook)
+    exclusion = config.exclusion()
+    keep = exclusion.keep_mask(cache) if exclusion.excludes_anything else None
+    batches_in = _training_batches(cache, hook, config.batch_size, config.seed, keep)  # checks the count
+    scale = (
+        _norm_scale(cache, hook, keep, d_in, config.seed)
+        if config.normalize_activations == "expected_average_only_in"
+        else None
+    )
     metadata = {
         "hook_name": hook,
         "model_name": cache.manifest["model"]["spec"],
@@ -167,6 +251,12 @@ def train_sae(
         "interp_model_fingerprint": cache.model_fingerprint,
         ARCHITECTURE_KEY: architecture_of_cache(cache),
         "interp_train_config": asdict(config),
+        EXCLUSION_KEY: exclusion.to_dict(cache, keep),
+        NORMALIZATION_KEY: {
+            "mode": config.normalize_activations,
+            "scaling_factor": scale,
+            "folded": scale is not None,
+        },
     }
     trainer_cfg = SAETrainerConfig(
         total_training_samples=config.training_tokens,
@@ -184,7 +274,8 @@ def train_sae(
     with torch.random.fork_rng(devices=[]):  # seeds the init without disturbing the caller's RNG
         torch.manual_seed(config.seed)
         sae = _training_sae(config, d_in, device, metadata)
-        trainer = SAETrainer(trainer_cfg, sae, _training_batches(cache, hook, config.batch_size, config.seed))
+        trainer = SAETrainer(trainer_cfg, sae, batches_in)
+        trainer.activation_scaler.scaling_factor = scale  # trainer.step scales every batch by it
         batches = trainer.data_provider
         # sae-lens's fit() has an unsilenceable progress bar; these are the public seams it uses.
         with tqdm(total=config.training_tokens, desc=f"SAE {hook}", disable=not progress) as bar:
@@ -194,6 +285,9 @@ def train_sae(
                 trainer.n_training_steps += 1
                 losses.append({k: float(v.item()) for k, v in out.losses.items()})
                 bar.update(config.batch_size)
+        if scale is not None:  # the saved SAE reads raw activations, as after sae-lens's fit()
+            trainer.sae.fold_activation_norm_scaling_factor(scale)
+            trainer.activation_scaler.scaling_factor = None
         trainer.set_final_sae_metadata()
     seconds = time.perf_counter() - start
     inference = _to_inference(trainer.sae, device)
@@ -248,6 +342,8 @@ class SAETrainResult:
             "cache_id": self.cache_id,
             "model_fingerprint": self.model_fingerprint,
             "n_tokens": self.n_tokens,
+            "excluded": self.sae.cfg.metadata.get(EXCLUSION_KEY),
+            "normalization": self.sae.cfg.metadata.get(NORMALIZATION_KEY),
             "seconds": self.seconds,
             "tokens_per_second": self.tokens_per_second,
             "final_losses": self.losses[-1] if self.losses else {},
@@ -265,12 +361,23 @@ class SAETrainResult:
             ["architecture", self.config.architecture],
             ["d_in -> d_sae", f"{self.sae.cfg.d_in} -> {self.sae.cfg.d_sae}"],
             ["tokens", self.n_tokens],
+            ["trained on", self._trained_on()],
+            ["normalize", self.config.normalize_activations],
             ["tokens/s", self.tokens_per_second],
             *[[f"final {k}", v] for k, v in (self.losses[-1] if self.losses else {}).items()],
         ]
         if self.evaluation is not None:
-            rows += [[k, v] for k, v in self.evaluation.to_dict().items() if k not in ("d_sae",)]
+            ev = self.evaluation.to_dict()
+            rows += [["evaluated on", ev["positions"]]]
+            rows += [[k, v] for k, v in ev.items() if k not in ("d_sae", "positions")]
         return format_table(["", "value"], rows, digits=4)
+
+    def _trained_on(self) -> str:
+        record = self.sae.cfg.metadata.get(EXCLUSION_KEY) or {}
+        what = self.config.exclusion().describe(record.get("bos_token_id"))
+        if "n_kept" in record:
+            what += f"; {record['n_kept']} of {record['n_kept'] + record['n_excluded']} cached positions"
+        return what
 
     def plot(self, path_or_ax):
         """The training losses per step (log scale); a path gets a PNG, an axis is drawn on."""

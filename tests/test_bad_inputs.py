@@ -98,7 +98,7 @@ CASES = [
         "prompts-organism-split-unknown | {prompts} | organism:nosplit"
         " | unknown organism prompt split 'nosplit'",
         "prompts-cache-dir-missing | {prompts} | cache:{t}/nocache | does not exist",
-        "prompts-jsonl-field-missing | {prompts} | {nonobj} --prompt-field body | string field 'body'",
+        "prompts-jsonl-field-missing | {prompts} | {nonobj} --prompt-field body | field 'body' holds text",
     ]),
     # cache build, verify, info, cite
     *_adding(HF_BUILD, [
@@ -118,6 +118,8 @@ CASES = [
         "cache-cite-not-a-cache | cite {empty_dir} | no manifest.json",
         "cache-verify-json-is-dir | verify {cache} --recompute 0 -q --json {adir} | adir",
         "cache-verify-model-unknown | verify {cache} --model organism:nosuch -q | no organism 'nosuch'",
+        "cache-pair-one-model | pair --models base=hf:{gpt2} --prompts {prompts}"
+        " --hooks blocks.0.hook_resid_post --out {t}/p -q | two",
     ]),
     # reproduce
     *_adding("reproduce", [

@@ -1,8 +1,11 @@
 """Paired caches: two or more models over the same token rows, aligned position by position."""
 
 import json
+import logging
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 
@@ -16,6 +19,33 @@ from interp.models import load_model
 
 PAIR_FORMAT = "interp.paired-cache/1"
 PAIR_FILE = "pair.json"
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a label names a subdirectory
+
+log = logging.getLogger(__name__)
+
+
+def check_labels(labels) -> None:
+    """Refuse labels that cannot name a subdirectory of the pair, or that repeat.
+
+    Raises:
+        CacheError: naming the label and what is accepted.
+
+    Example:
+        >>> check_labels(["base", "../tuned"])
+        Traceback (most recent call last):
+        ...
+        interp.errors.CacheError: label '../tuned' cannot name a cache in the pair; expected ...
+    """
+    seen: set[str] = set()
+    for label in labels:
+        if not isinstance(label, str) or not LABEL_PATTERN.fullmatch(label) or label == PAIR_FILE:
+            raise CacheError(
+                f"label {label!r} cannot name a cache in the pair; expected letters, digits, '_', "
+                f"'.' or '-', starting with a letter or digit (at most 64), like base or sft-50"
+            )
+        if label in seen:
+            raise CacheError(f"label {label!r} is given twice; each model of a pair needs its own label")
+        seen.add(label)
 
 
 class PairedCache:
@@ -62,26 +92,48 @@ def _check_aligned(caches: Mapping[str, Cache]) -> None:
 
 def build_paired_cache(
     models: Mapping[str, object], prompts, out_dir: str | Path, config: CacheConfig,
-    progress: bool = True,
+    progress: bool = True, load_options: Mapping[str, Any] | None = None,
 ) -> PairedCache:
     """Cache several models over the same token rows: ``out_dir/LABEL`` each, plus ``pair.json``.
 
     The first model tokenizes the prompts; the others run on its cached token rows, so the
-    rows are identical even if tokenizers differ in settings.
+    rows are identical even if tokenizers differ in settings (a warning says when they do; a
+    model whose vocabulary lacks a token of the rows is refused before it runs). Models given
+    as specs are loaded one at a time. ``pair.json`` is written last: a build that fails part
+    way leaves complete caches (and resumable partial ones) but no pair, and rerunning the same
+    call reuses them.
 
     Args:
-        models: label -> model or spec, e.g. ``{"base": ..., "tuned": ...}``.
+        models: label -> model or spec, e.g. ``{"base": ..., "tuned": ...}``; each label names
+            a subdirectory (letters, digits, ``_ . -``).
         prompts: any prompt source, used for the first model.
         out_dir: the parent directory.
         config: the same settings for every model.
+        progress: show progress bars.
+        load_options: keyword arguments for :func:`interp.models.load_model` (``device``,
+            ``dtype``, ``prepend_bos``), for the models given as specs.
+
+    Returns:
+        The :class:`PairedCache`.
+
+    Raises:
+        ValueError: fewer than two models.
+        CacheError: a bad or repeated label; a model whose vocabulary cannot read the rows; the
+            caches do not align; and whatever :func:`build_cache` raises.
     """
     if len(models) < 2:
         raise ValueError(f"a paired cache needs at least two models, got {list(models)}")
+    check_labels(list(models))
     root = Path(out_dir)
     caches: dict[str, Cache] = {}
-    for i, (label, model) in enumerate(models.items()):
-        source = prompts if i == 0 else f"cache:{root / next(iter(models))}"
-        caches[label] = build_cache(load_model(model), source, root / label, config, progress)
+    first_label = next(iter(models))
+    for i, (label, spec) in enumerate(models.items()):
+        model = load_model(spec, **(load_options or {})) if isinstance(spec, str) else load_model(spec)
+        if i:
+            _check_reads_rows(model, label, caches[first_label], first_label)
+        source = prompts if i == 0 else f"cache:{root / first_label}"
+        caches[label] = build_cache(model, source, root / label, config, progress)
+        del model  # one model in memory at a time
     _check_aligned(caches)
     atomic_write_json(
         root / PAIR_FILE,
@@ -93,6 +145,23 @@ def build_paired_cache(
         },
     )
     return PairedCache(root, caches)
+
+
+def _check_reads_rows(model, label: str, first: Cache, first_label: str) -> None:
+    """Refuse a model whose vocabulary lacks a token of the first cache's rows; warn on another tokenizer."""
+    top = max((max(row) for row in first.iter_row_tokens() if row), default=-1)
+    if top >= model.d_vocab:
+        raise CacheError(
+            f"model {label!r} ({model.spec}) has a vocabulary of {model.d_vocab} tokens, but the "
+            f"token rows of {first_label!r} use id {top}; a paired cache needs models that share "
+            "a tokenizer"
+        )
+    theirs, ours = first.manifest["tokenizer"].get("hash"), model.tokenizer_hash()
+    if theirs and ours and theirs != ours:
+        log.warning(
+            "model %r (%s) has another tokenizer (%s) than %r (%s); it runs on %r's token rows",
+            label, model.spec, ours, first_label, theirs, first_label,
+        )
 
 
 def _well_formed(labels, entries) -> bool:

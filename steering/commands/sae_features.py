@@ -1,8 +1,12 @@
 """``interp sae features``: rank an SAE's features on a cache and diff their firing across models."""
 
 import argparse
+import logging
+
+from interp.commands import add_model_options
 
 REASON_WORDS = ["WAIT", "CHECK", "OK", "BAD", "BACK"]  # the organism's epistemic markers
+log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
@@ -44,7 +48,14 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     )
     p.add_argument("--top", type=int, default=10, help="features to show")
     p.add_argument("--contexts", type=int, default=5, help="contexts per shown feature")
+    p.add_argument(
+        "--token-ids",
+        action="store_true",
+        help="show contexts as token ids (default: decoded text, with the model's tokenizer); "
+        "with --marker-id, no model is loaded at all",
+    )
     p.add_argument("--max-positions", type=int, default=50_000)
+    add_model_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -67,14 +78,15 @@ def _model(args, cache):
     """The model whose tokenizer reads the cache, and whether it is the cache's own (verified) model.
 
     ``--model`` is used for its tokenizer only, so its tokenizer must hash as the cache's did;
-    without it, the cache's model is loaded (not needed when only token ids are used) and used
-    only if its weights hash to the cache's fingerprint.
+    without it, the cache's model is loaded (not needed when only token ids are used: with
+    ``--marker-id`` and ``--token-ids``) and used only if its weights hash to the cache's
+    fingerprint.
     """
     from interp.errors import ModelMismatchError, SpecError
     from interp.models import load_model
 
     if args.model is not None:
-        model = load_model(args.model, device="cpu")
+        model = load_model(args.model, device=args.device or "cpu", dtype=args.model_dtype)
         recorded, here = cache.manifest["tokenizer"]["hash"], model.tokenizer_hash()
         if here != recorded:
             raise ModelMismatchError(
@@ -82,14 +94,15 @@ def _model(args, cache):
                 f"{str(cache.root)!r} was built with ({recorded}); give the cache's own model"
             )
         return model, False
-    if args.marker_id is not None:
+    if args.marker_id is not None and args.token_ids:
         return None, False
     try:
-        return cache.load_model(device="cpu"), True
+        return cache.load_model(device=args.device or "cpu", dtype=args.model_dtype), True
     except SpecError as exc:
+        ids_instead = "--token-ids" if args.marker_id is not None else "--marker-id and --token-ids"
         raise SpecError(
             f"cannot load the model of cache {str(cache.root)!r} for its tokenizer ({exc}); "
-            "pass --model SPEC, or --marker-id with token ids"
+            f"pass --model SPEC, or {ids_instead} to work with token ids"
         ) from None
 
 
@@ -141,7 +154,10 @@ def run(args: argparse.Namespace) -> int:
     if word_ids is not None and not ((word_ids >= 0).any() and (word_ids < 0).any()):
         word_ids = None  # ReasonScore needs positions on both sides
     ranking = rank_features(sae, cache, hook, labels, word_ids=word_ids, max_positions=args.max_positions)
-    contexts = top_contexts(sae, cache, hook, ranking.top(args.top), k=args.contexts, tokenizer=tokenizer)
+    if tokenizer is None and not args.token_ids:
+        log.warning("model %r has no tokenizer: contexts are shown as token ids", cache.model_locator)
+    shown = None if args.token_ids else tokenizer
+    contexts = top_contexts(sae, cache, hook, ranking.top(args.top), k=args.contexts, tokenizer=shown)
     result = {
         "sae": str(args.sae),
         "cache_id": cache.id,

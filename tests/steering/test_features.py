@@ -158,10 +158,12 @@ def test_top_contexts_mark_the_planted_token(hooked, cache):
     assert len(ctx.contexts[0]) == 4
     for c in ctx.contexts[0]:
         assert "[[WAIT]]" in c.text and cache.row_tokens(c.row)[c.pos] == WAIT
-    acts = sae.encode(cache[HOOK].to_tensor()).detach()
+    # position 0 (an attention sink in real models) is never a candidate, by default
+    acts = sae.encode(cache[HOOK].to_tensor()).detach()[cache.positions != 0]
     want = acts[:, 3].topk(4).values
     got = torch.tensor([c.activation for c in ctx.contexts[3]])
     assert torch.allclose(got, want, atol=1e-6)
+    assert all(c.pos != 0 for cs in ctx.contexts.values() for c in cs)
     assert json.loads(json.dumps(ctx.to_dict()))["contexts"]["0"][0]["feature"] == 0
 
 
@@ -245,7 +247,7 @@ def test_cli_features(hooked, built_cache, gpt2_dir, tmp_path, hook_counts, gpt2
     assert main(argv) == 2  # not a single token
 
 
-def test_cli_features_paired(hooked, paired, tmp_path):
+def test_cli_features_paired(hooked, paired, tmp_path, capsys):
     from interp.cli import main
 
     sae_dir = save_sae(_planted_sae(hooked), tmp_path / "sae")
@@ -269,7 +271,14 @@ def test_cli_features_paired(hooked, paired, tmp_path):
     ]
     # The tiny model has no tokenizer: words cannot be found, the command says so.
     assert main([*argv, "--marker", "WAIT"]) == 2
-    assert main([*argv, "--marker-id", str(CHECK), "--reason-ids", str(WAIT), str(CHECK)]) == 0
+    # Contexts are text by default: without a loadable model, only --token-ids can do without
+    ids_argv = [*argv, "--marker-id", str(CHECK), "--reason-ids", str(WAIT), str(CHECK)]
+    capsys.readouterr()
+    assert main(ids_argv) == 2
+    err = capsys.readouterr().err
+    assert "for its tokenizer" in err and "or --token-ids to work with token ids" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    assert main([*ids_argv, "--token-ids"]) == 0
     result = json.loads((out / "features.json").read_text())
     assert result["firing_rates"]["switched_off"][0] == 0
     assert result["contexts"]["contexts"]  # rendered as token ids
@@ -402,3 +411,38 @@ def test_cli_features_into_a_file_is_refused(sae_and_caches, tmp_path, capsys):
     blocker.write_text("x")
     assert main(_features_argv(sae_dir, caches["gpt2"], blocker)) == 2
     assert "is a file, not a directory" in capsys.readouterr().err and blocker.read_text() == "x"
+
+
+def _context_texts(out) -> list[str]:
+    contexts = json.loads((out / "features.json").read_text())["contexts"]["contexts"]
+    return [c["text"] for cs in contexts.values() for c in cs]
+
+
+def test_cli_features_shows_contexts_as_text_unless_told(sae_and_caches, tmp_path):
+    import re
+
+    sae_dir, caches = sae_and_caches
+    by_id = ["--marker-id", "5", "--contexts", "3"]
+    argv = _features_argv(sae_dir, caches["gpt2"], tmp_path / "text")
+    argv = [a for a in argv if a not in ("--marker", "w5")]
+    # --marker-id needs no tokenizer to label positions, but the contexts are still decoded
+    assert main([*argv, *by_id]) == 0
+    texts = _context_texts(tmp_path / "text")
+    assert texts and all(re.search(r"\[\[w\d+\]\]", t) for t in texts)
+    argv[argv.index(str(tmp_path / "text"))] = str(tmp_path / "ids")
+    assert main([*argv, *by_id, "--token-ids"]) == 0
+    ids = _context_texts(tmp_path / "ids")
+    assert len(ids) == len(texts) and all(re.fullmatch(r"[\d ]*\[\[\d+\]\][\d ]*", t) for t in ids)
+
+
+def test_render_spells_each_token_as_it_reads(make_bpe_tokenizer):
+    from steering.feature_contexts import render
+
+    corpus = ["the cat sat on the mat", "a dog ran\nto the park", "the cat sat\non the mat"] * 20
+    gpt2 = make_bpe_tokenizer("gpt2", corpus, 300)  # byte-level: a word's space is in its token
+    ids = gpt2("the cat sat\non the mat", add_special_tokens=False)["input_ids"]
+    shown = [render(ids[:p], ids[p], ids[p + 1 : p + 3], gpt2) for p in range(len(ids))]
+    assert "the cat [[sat]]\\non" in shown  # the space outside the brackets, the line break escaped
+    assert any(s.endswith("sat[[\\n]]on the") for s in shown)  # a whitespace token stays inside
+    assert all("\n" not in s for s in shown)
+    assert render([3, 4], 5, [], None) == "3 4 [[5]]"
