@@ -9,7 +9,7 @@ import argparse
 
 from interp.commands import add_command_modules
 
-COMMANDS = ("info_gain", "entropy", "faithfulness", "damage")
+COMMANDS = ("info_gain", "entropy", "faithfulness", "damage", "passk")
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:

@@ -50,6 +50,7 @@ PROXY = (
     "--n 2 --max-new-tokens 3 --out {t}/o -q"
 )
 VECTOR_CACHE = "steer vector --cache {cache} --labels {labels_all} --layers 1 --out {t}/v"
+PASSK = "probe passk --model hf:{gpt2} --task arithmetic --n 2 --k 1,2 --max-new-tokens 3 --out {t}/o -q"
 PROXY_HF = re.sub(r"organism:[\w-]+", "hf:{gpt2}", PROXY)  # all three models hf:{gpt2}
 
 
@@ -120,6 +121,10 @@ CASES = [
         "cache-verify-model-unknown | verify {cache} --model organism:nosuch -q | no organism 'nosuch'",
         "cache-pair-one-model | pair --models base=hf:{gpt2} --prompts {prompts}"
         " --hooks blocks.0.hook_resid_post --out {t}/p -q | two",
+    ]),
+    *_adding(PASSK, [
+        "passk-k-above-n | --k 1,9 | --k 9",
+        "passk-top-p-above-1 | --top-p 1.5 | --top-p 1.5",
     ]),
     # reproduce
     *_adding("reproduce", [

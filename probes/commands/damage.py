@@ -1,10 +1,22 @@
-"""``interp probe damage``: localise in which layers fine-tuning damaged a task (organism models)."""
+"""``interp probe damage``: localise in which layers fine-tuning damaged a task.
+
+The scorer comes from ``--task``: the organism's own ``fact_recall`` / ``solve_rate`` (the
+default on organism models), or any task spec (``facts``, ``arithmetic``, a ``.jsonl`` file,
+``module:function``) scored by ``--metric``: the mean log-probability of the gold answers or the
+accuracy of greedy responses.
+"""
 
 import argparse
 
 from interp.commands import add_model_options
+from probes.commands.task_args import task_spec
 
 TASKS = ("fact_recall", "solve_rate")
+METRICS = ("accuracy", "logprob")
+
+
+def _task(text: str) -> str:
+    return text if text in TASKS else task_spec(text)
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
@@ -19,10 +31,21 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     )
     p.add_argument("--base", required=True, help="the model before fine-tuning, e.g. organism:base")
     p.add_argument("--tuned", required=True, help="the fine-tuned model, e.g. organism:sft-answer")
-    p.add_argument("--task", default="fact_recall", choices=TASKS, help="the organism scorer")
+    p.add_argument(
+        "--task", type=_task, default=None,
+        help="fact_recall or solve_rate (organism scorers; default fact_recall on organism models), or a "
+        "task: facts, arithmetic, a .jsonl task file, module:function, organism:fact_recall|solve",
+    )
+    p.add_argument(
+        "--metric", choices=METRICS, default=None,
+        help="how a task is scored: logprob of the gold answers (default for facts) or accuracy of "
+        "greedy responses (default otherwise)",
+    )
+    p.add_argument("--task-split", default=None, help="one split of the task (e.g. heldout)")
     p.add_argument("--split", default="test_id", help="problems for solve_rate")
-    p.add_argument("--max-problems", type=int, default=None, help="most problems for solve_rate")
-    p.add_argument("--max-new-tokens", type=int, default=120, help="generation budget for solve_rate")
+    p.add_argument("--max-problems", type=int, default=None, help="most problems of the task or solve_rate")
+    p.add_argument("--max-new-tokens", type=int, default=120, help="generation budget for accuracy")
+    p.add_argument("--seed", type=int, default=0, help="draws --max-problems examples of a task")
     p.add_argument("--directions", default="both", choices=["both", "restore"])
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", required=True, help="directory for damage.json and damage.png")
@@ -33,27 +56,47 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from interp.commands import output_dir, require_at_least
+    from interp.commands import CommandLineError, output_dir, require_at_least
     from interp.models import load_model
+    from probes.commands.task_args import needs_model, resolve
     from probes.damage import DamageConfig, localise_damage, organism_probe_task, organism_scorer
 
-    for spec in (args.base, args.tuned):
-        if not spec.startswith("organism:"):
-            raise ValueError(
-                f"--task {args.task} scores organism models; {spec!r} is not organism:NAME (for other "
-                "models call probes.damage.localise_damage with your own scorer)"
-            )
+    not_organism = [spec for spec in (args.base, args.tuned) if not spec.startswith("organism:")]
+    legacy = args.task is None or args.task in TASKS
+    if legacy and not_organism:
+        raise CommandLineError(
+            f"--task {args.task or 'fact_recall'} scores organism models; {not_organism[0]!r} is not "
+            "organism:NAME (for other models pass --task facts, arithmetic, a .jsonl file or module:function)"
+        )
+    args.task = args.task or "fact_recall"
+    if legacy and args.metric is not None:
+        raise CommandLineError(f"--metric {args.metric}: applies to a --task spec, not to {args.task}")
     require_at_least("--max-problems", args.max_problems)
     require_at_least("--max-new-tokens", args.max_new_tokens)
     out_dir = output_dir(args.out)
     config = DamageConfig(directions=args.directions, batch_size=args.batch_size)  # bad values: fail first
-    scorer = organism_scorer(
-        args.task, split=args.split, max_problems=args.max_problems, max_new_tokens=args.max_new_tokens
-    )
+    task = None
+    if legacy:
+        scorer = organism_scorer(
+            args.task, split=args.split, max_problems=args.max_problems, max_new_tokens=args.max_new_tokens
+        )
+    elif not needs_model(args.task):
+        task = resolve(args.task, None, args.task_split, args.max_problems, args.seed)
     base = load_model(args.base, device=args.device, dtype=args.model_dtype)
     tuned = load_model(args.tuned, device=args.device, dtype=args.model_dtype)
+    if legacy:
+        probe_task, tokens = organism_probe_task(), None
+    else:
+        from interp.tasks import render_prompt
+        from probes.task_metrics import task_scorer
+
+        if task is None:
+            task = resolve(args.task, base, args.task_split, args.max_problems, args.seed)
+        metric = args.metric or ("logprob" if task.name == "facts" else "accuracy")
+        scorer = task_scorer(task, metric, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+        probe_task, tokens = None, [render_prompt(base, ex.prompt) for ex in task.examples]
     report = localise_damage(
-        base, tuned, scorer, probe_task=organism_probe_task(), config=config, progress=not args.quiet
+        base, tuned, scorer, tokens=tokens, probe_task=probe_task, config=config, progress=not args.quiet
     )
     json_path = report.save(out_dir / "damage.json")
     png_path = report.plot(out_dir / "damage.png")

@@ -1,8 +1,13 @@
-"""``interp probe entropy``: token entropy and forking tokens of a model's organism responses."""
+"""``interp probe entropy``: token entropy and forking tokens of a model's own responses.
+
+On organism models the default problems are the organism's; with ``--task`` the responses are
+the model's answers to the task's prompts (through its chat template, to the end of the turn).
+"""
 
 import argparse
 
 from interp.commands import add_model_options
+from probes.commands.task_args import add_task_options
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
@@ -13,7 +18,8 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
         "response token and where the forking (top-entropy) tokens fall; with --base, also how far "
         "--model's distributions moved from --base's, against --base's entropy.",
     )
-    p.add_argument("--model", required=True, help="organism:NAME (the responses are its samples)")
+    p.add_argument("--model", required=True, help="the model whose sampled responses are measured")
+    add_task_options(p, "the prompts")
     p.add_argument("--base", default=None, help="a base model to measure the distribution shift from")
     p.add_argument("--split", default="test_id", choices=["train", "test_id", "test_ood"])
     p.add_argument("--n", type=int, default=None, help="most problems (default: the whole split)")
@@ -33,19 +39,19 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 def run(args: argparse.Namespace) -> int:
     from interp.commands import CommandLineError, output_dir, require_at_least
+    from probes.commands.task_args import no_task_message
 
-    if not args.model.startswith("organism:"):
-        raise CommandLineError(
-            f"--model {args.model!r}: expected organism:NAME (its answers to organism problems are measured)"
-        )
+    if args.task is None and not args.model.startswith("organism:"):
+        raise CommandLineError(no_task_message("--model", args.model))
     require_at_least("--n", args.n)
     require_at_least("--samples", args.samples)
     require_at_least("--max-new-tokens", args.max_new_tokens)
     out_dir = output_dir(args.out)
+    if args.task is not None:
+        return _run_task(args, out_dir)
 
     import torch
 
-    from interp.models import load_model
     from interp.organism.store import load_world
     from interp.organism.traces import cot_prompt
     from probes.entropy import EntropyConfig, distribution_shift, entropy_profile
@@ -55,13 +61,7 @@ def run(args: argparse.Namespace) -> int:
         top_fraction=args.top_fraction, temperature=args.temperature, batch_size=args.batch_size
     )
     world, _ = load_world()
-    model = load_model(args.model, device=args.device, dtype=args.model_dtype)
-    base = load_model(args.base, device=args.device, dtype=args.model_dtype) if args.base else None
-    if base is not None and (base.d_vocab, base.tokenizer_hash()) != (model.d_vocab, model.tokenizer_hash()):
-        raise CommandLineError(
-            f"--base {args.base!r} (d_vocab {base.d_vocab}) has another tokenizer than --model "
-            f"{args.model!r} (d_vocab {model.d_vocab}); expected two models of one tokenizer"
-        )
+    model, base = _models(args)
     problems = world.split(args.split)[: args.n]
     prompts = [model.encode(cot_prompt(s, g)) for s, g in problems for _ in range(args.samples)]
     gen = torch.Generator().manual_seed(args.seed)
@@ -74,6 +74,60 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.model} generated no response tokens")
     prompts, outs = [prompts[i] for i in keep], [outs[i] for i in keep]
     result = entropy_profile(model, prompts, outs, config, progress=not args.quiet)
+    shift = None
+    if base is not None:  # measured before anything is written, so a failure leaves nothing
+        shift = distribution_shift(base, model, prompts, outs, args.measure, config, progress=not args.quiet)
+    paths = [result.save(out_dir / "entropy.json"), result.plot(out_dir / "entropy.png")]
+    print(result)
+    if shift is not None:
+        paths += [shift.save(out_dir / "shift.json"), shift.plot(out_dir / "shift.png")]
+        print(shift)
+    print("\n".join(f"wrote {p}" for p in paths))
+    return 0
+
+
+def _models(args: argparse.Namespace):
+    """``--model`` and ``--base`` (or ``None``), refused when their tokenizers differ."""
+    from interp.commands import CommandLineError
+    from interp.models import load_model
+
+    model = load_model(args.model, device=args.device, dtype=args.model_dtype)
+    base = load_model(args.base, device=args.device, dtype=args.model_dtype) if args.base else None
+    if base is not None and (base.d_vocab, base.tokenizer_hash()) != (model.d_vocab, model.tokenizer_hash()):
+        raise CommandLineError(
+            f"--base {args.base!r} (d_vocab {base.d_vocab}) has another tokenizer than --model "
+            f"{args.model!r} (d_vocab {model.d_vocab}); expected two models of one tokenizer"
+        )
+    return model, base
+
+
+def _run_task(args: argparse.Namespace, out_dir) -> int:
+    """Entropy of ``--model``'s sampled responses to ``--task`` (and the shift from ``--base``)."""
+    from probes.commands.task_args import needs_model, resolve
+    from probes.entropy import EntropyConfig, distribution_shift, entropy_profile
+    from probes.task_metrics import respond, text_token_type
+
+    organism = args.task.startswith("organism:")
+    config = EntropyConfig(
+        top_fraction=args.top_fraction, temperature=args.temperature, batch_size=args.batch_size,
+        step_separator=";" if organism else None,
+    )
+    task = None if needs_model(args.task) else resolve(args.task, None, args.task_split, args.n, args.seed)
+    model, base = _models(args)
+    if task is None:
+        task = resolve(args.task, model, args.task_split, args.n, args.seed)
+    out = respond(
+        model, task, args.max_new_tokens, samples=args.samples, temperature=args.temperature,
+        seed=args.seed, batch_size=args.batch_size,
+    )
+    pairs = [(list(p), list(o)) for p, outs in zip(out.prompts, out.ids, strict=True) for o in outs if o]
+    if not pairs:
+        raise ValueError(f"{args.model} generated no response tokens for task {task.name!r}")
+    prompts, outs = [p for p, _ in pairs], [o for _, o in pairs]
+    token_type = None if organism else text_token_type
+    kw = {} if token_type is None else {"token_type": token_type}
+    result = entropy_profile(model, prompts, outs, config, progress=not args.quiet, **kw)
+    result = type(result)(**{**result.__dict__, "meta": {**result.meta, "task": task.describe()}})
     shift = None
     if base is not None:  # measured before anything is written, so a failure leaves nothing
         shift = distribution_shift(base, model, prompts, outs, args.measure, config, progress=not args.quiet)

@@ -2,8 +2,11 @@
 
 On organism models (the default task) it reports the answer accuracy and solve rate of the
 greedy branch, of the most confident branch (CoT-decoding's answer), and of the best of all k
-branches (an upper bound). On other models it decodes the lines of ``--prompts FILE``, with the
-answer between ``--answer-after`` and ``--stop``.
+branches (an upper bound). With ``--task`` (any model) the problems are the task's prompts
+rendered through the model's chat template, each branch stops at the end of the assistant's
+turn, the answer is what follows the task's cue, and branches are scored by the task. Otherwise
+it decodes the lines of ``--prompts FILE``, with the answer between ``--answer-after`` and
+``--stop``.
 """
 
 import argparse
@@ -29,6 +32,12 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--split", default="test_id", help="organism problems: test_id, test_ood or train")
     p.add_argument("--format", default="cot", choices=FORMATS, help="organism prompts: Q s g T or Q s g A")
     p.add_argument("--n", type=int, default=None, help="most problems (or prompts)")
+    p.add_argument(
+        "--task", default=None,
+        help="facts, arithmetic, a .jsonl task file, module:function or organism:fact_recall|solve",
+    )
+    p.add_argument("--task-split", default=None, help="one split of the task (e.g. test)")
+    p.add_argument("--seed", type=int, default=0, help="draws --n examples of a task")
     p.add_argument(
         "--prompts", default=None, help="text file, one prompt a line (models other than organism)"
     )
@@ -56,9 +65,15 @@ def run(args: argparse.Namespace) -> int:
     from interp.commands import output_dir, read_lines, require_at_least
     from steering.commands.decode_proxy import default_max_new_tokens
 
+    if args.task is not None:
+        if args.prompts is not None:
+            raise ValueError("--task and --prompts both given; expected one source of problems")
+        return _run_task(args)
     organism = args.prompts is None
     if organism and not args.model.startswith("organism:"):
-        raise ValueError(f"--model {args.model!r} is not an organism model: pass --prompts FILE")
+        raise ValueError(
+            f"--model {args.model!r} is not an organism model: pass --task SPEC or --prompts FILE"
+        )
     if not organism and args.stop is None:
         raise ValueError("--stop WORD is needed with --prompts: it closes the answer")
     require_at_least("--n", args.n)
@@ -129,3 +144,67 @@ def _any_correct(task: dict, fmt: str, branches: list[list[list[int]]]) -> dict[
 
 def _one(task: dict, i: int) -> dict:
     return {**task, "problems": [task["problems"][i]], "ids": [task["ids"][i]]}
+
+
+def _run_task(args: argparse.Namespace) -> int:
+    """CoT-decoding of ``--task``'s prompts, scored by the task."""
+    from interp.commands import output_dir, require_at_least
+    from interp.models import load_model
+    from interp.results import format_table, save_json
+    from interp.tasks import resolve_task
+    from interp.tasks.render import stop_token_id
+    from steering.decoding import CotConfig, cot_decode
+    from steering.task_metrics import answer_text, cue_answer_span, scores, task_prompts
+
+    require_at_least("--n", args.n)
+    require_at_least("--max-new-tokens", args.max_new_tokens)
+    out_dir = output_dir(args.out)
+    max_new = args.max_new_tokens or 128
+    CotConfig(k=args.k, max_new_tokens=max_new, batch_size=args.batch_size)  # bad values: fail first
+
+    def task_of(model):
+        task = resolve_task(args.task, model=model)
+        if args.task_split is not None:
+            task = task.split(args.task_split)
+        return task if args.n is None else task.subset(args.n, args.seed)
+
+    spec = args.task
+    is_function = ":" in spec and not spec.startswith("organism:") and not spec.endswith(".jsonl")
+    task = None if is_function else task_of(None)  # a bad task fails before the model loads
+    model = load_model(args.model, device=args.device, dtype=args.model_dtype)
+    if task is None:
+        task = task_of(model)
+    stop = stop_token_id(model, task.stop)
+    cfg = CotConfig(k=args.k, max_new_tokens=max_new, stop_id=stop, pad_id=model.pad_token_id,
+                    batch_size=args.batch_size)
+    res = cot_decode(model, task_prompts(model, task), cue_answer_span(model, task.answer_cue, stop), cfg,
+                     progress=not args.quiet)
+    greedy = scores(task, [answer_text(model, task, b, stop) for b in res.greedy])
+    best = scores(task, [answer_text(model, task, b, stop) for b in res.best])
+    branch_ok = [
+        [task.correct(ex, answer_text(model, task, b, stop)) for b in bs]
+        for ex, bs in zip(task.examples, res.branches, strict=True)
+    ]
+    n = len(task)
+    acc = {
+        "greedy": sum(greedy) / n,
+        "cot-decoding": sum(best) / n,
+        f"any of {args.k}": sum(map(any, branch_ok)) / n,
+    }
+    report: dict = {
+        "model": res.spec,
+        "k": args.k,
+        "task": task.describe(),
+        "share_best_is_greedy": res.share_best_is_greedy,
+        "accuracy": acc,
+        "accuracy_by_confidence_rank": [sum(ok[j] for ok in branch_ok) / n for j in range(args.k)],
+        "best_texts": [answer_text(model, task, b, stop) for b in res.best],
+        "branches": res.to_dict(),
+    }
+    json_path = save_json(report, out_dir / "cot.json")
+    png_path = res.plot(out_dir / "cot.png")
+    print(format_table(["decoding", "accuracy"], [[k, v] for k, v in acc.items()]))
+    print(res)
+    print(f"wrote {json_path}")
+    print(f"wrote {png_path}")
+    return 0

@@ -12,8 +12,10 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p = subparsers.add_parser(
         "sweep",
         help="measure behaviour and costs of a steering vector across scales",
-        description="Organism models get the default metrics (markers, solve rates, fact recall, "
-        "trace validity, KL); other models the KL to the unsteered model on --neutral text.",
+        description="With --task, any model: the task's accuracy and self-check phrases per greedy "
+        "response at each scale (targets) and the KL to the unsteered model on the task's gold "
+        "solutions (cost). Organism models without --task get the organism's metrics (markers, "
+        "solve rates, fact recall, trace validity, KL); --neutral adds the KL on neutral text.",
     )
     p.add_argument("--model", required=True, help="hf:PATH, tl:NAME or organism:NAME")
     p.add_argument("--vector", required=True, help="a directory written by `interp steer vector`")
@@ -27,6 +29,13 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument(
         "--layers", type=_layers, default=None, help="restrict the vector to these layers, e.g. 1,2"
     )
+    p.add_argument(
+        "--task", default=None,
+        help="facts, arithmetic, a .jsonl task file, module:function or organism:fact_recall|solve",
+    )
+    p.add_argument("--task-split", default=None, help="one split of the task (e.g. test)")
+    p.add_argument("--seed", type=int, default=0, help="draws --max-problems examples of a task")
+    p.add_argument("--batch-size", type=int, default=32, help="rows per generation batch (--task)")
     p.add_argument("--neutral", default=None, help="neutral text for the KL cost, one line each")
     p.add_argument("--max-problems", type=int, default=64, help="organism problems per split")
     p.add_argument("--max-new-tokens", type=int, default=120)
@@ -46,11 +55,16 @@ def run(args: argparse.Namespace) -> int:
     out = output_dir(args.out)  # checked before anything loads; written only at the end
     require_at_least("--max-problems", args.max_problems)
     require_at_least("--max-new-tokens", args.max_new_tokens)
-    organism = args.model.startswith("organism:")
-    if not organism and not args.neutral:
+    require_at_least("--batch-size", args.batch_size)
+    organism = args.model.startswith("organism:") and args.task is None
+    if not organism and not args.neutral and args.task is None:
         raise CommandLineError(
-            f"--model {args.model!r} is not an organism: give --neutral FILE for the KL cost"
+            f"--model {args.model!r} is not an organism: give --task SPEC (accuracy, self-checks and KL) "
+            "or --neutral FILE for the KL cost"
         )
+    task = None
+    if args.task is not None and not _needs_model(args.task):
+        task = _task(args, None)  # a bad task fails before the model loads
     vec = SteeringVector.load(args.vector)
     layers = args.layers or None
     config = SweepConfig(args.scales, None if args.positions == "all" else -1, layers)
@@ -67,11 +81,31 @@ def run(args: argparse.Namespace) -> int:
 
         world, tok = load_world()
         targets, costs = organism_metrics(model, tok, world, args.max_problems, args.max_new_tokens)
+    if args.task is not None:
+        from steering.task_metrics import task_metrics
+
+        task = task if task is not None else _task(args, model)
+        targets, costs = task_metrics(model, task, args.max_new_tokens, args.batch_size)
     if args.neutral:
         costs.append(kl_cost(model, [model.encode(line.strip()) for line in neutral], name="kl_neutral"))
     result = dose_response(model, vec, targets, costs, config, progress=not args.quiet)
+    if task is not None:
+        result = type(result)(**{**result.__dict__, "meta": {**result.meta, "task": task.describe()}})
     json_path = result.save(out / "sweep.json")
     png = result.plot(out / "sweep.png")
     print(result)
     print(f"wrote {json_path}, {png}")
     return 0
+
+
+def _needs_model(spec: str) -> bool:
+    return ":" in spec and not spec.startswith("organism:") and not spec.endswith(".jsonl")
+
+
+def _task(args: argparse.Namespace, model):
+    from interp.tasks import resolve_task
+
+    task = resolve_task(args.task, model=model)
+    if args.task_split is not None:
+        task = task.split(args.task_split)
+    return task.subset(args.max_problems, args.seed)
