@@ -25,13 +25,32 @@ def _flat(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def render_report(results: dict[str, Any]) -> str:
-    """The report: claims table, zoo, then one section per experiment with its figures and caches.
+    """The report: the organism's claims table, zoo and one section per experiment with its figures
+    and caches (when the organism suite ran), then the real model's section (when it ran).
 
     Example:
         >>> r = {"profile": "tiny", "zoo_dir": "z", "seconds": {"total": 1.0}, "experiments": {}}
         >>> render_report(r).splitlines()[0]
         '# interp reproduce: report'
     """
+    from experiments.real.report import render_real
+
+    if "zoo_dir" in results:
+        lines = _organism_lines(results)
+    else:
+        lines = [
+            "# interp reproduce: report",
+            "",
+            f"Profile `{results['profile']}`; suite `{results.get('suite', 'real')}`; "
+            f"total {results['seconds'].get('total', 0.0):.1f} s. Every number below is in `results.json`.",
+            "",
+        ]
+    if results.get("real"):
+        lines += render_real(results["real"], results.get("experiments"))
+    return "\n".join(lines) + "\n"
+
+
+def _organism_lines(results: dict[str, Any]) -> list[str]:
     exps = results.get("experiments", {})
     lines = [
         "# interp reproduce: report",
@@ -96,4 +115,4 @@ def render_report(results: dict[str, Any]) -> str:
             lines += ["<details><summary>numbers</summary>", "", "| key | value |", "|---|---|"]
             lines += [f"| `{k}` | {_fmt(v)} |" for k, v in numbers]
             lines += ["", "</details>", ""]
-    return "\n".join(lines) + "\n"
+    return lines

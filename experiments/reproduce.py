@@ -1,7 +1,10 @@
 """The main job, ``interp reproduce``: build or reuse the zoo, run every experiment, write the report.
 
-A failed experiment is reported (with its error) in REPORT.md and results.json, and the run goes
-on. A rerun reuses the zoo and every activation cache whose settings match.
+Two suites: ``organism`` (the zoo and the experiments ``experiments/eN_*.py``) and ``real`` (a
+real model and its CPU fine-tunes, :mod:`experiments.real`); ``all`` runs both into one report.
+A failed experiment or stage is reported (with its error) in REPORT.md and results.json, and the
+run goes on. A rerun reuses the zoo, every activation cache whose settings match and every
+fine-tuned checkpoint.
 """
 
 import argparse
@@ -31,6 +34,12 @@ CARD_METRICS = (
     "markers_per_response",
     "build_seconds",
 )
+SUITES = ("organism", "real", "all")
+REAL_MODEL_ENV = "INTERP_REAL_MODEL"
+TINY_REAL_SKIP = (
+    "skipped: profile tiny runs the real suite only on a model named by --real-model (a tiny hf: "
+    "checkpoint); smollm2 runs on the quick and full profiles"
+)
 
 
 def reproduce(
@@ -39,10 +48,13 @@ def reproduce(
     progress: bool = True,
     only: Sequence[str] | None = None,
     build: bool = True,
+    suite: str = "all",
+    real_model: str | None = None,
 ) -> int:
     """Run the main job and write ``REPORT.md``, ``results.json`` and the figures into ``out_dir``.
 
-    The zoo lives in ``$INTERP_ZOO`` when set, else in ``out_dir/zoo``.
+    The zoo lives in ``$INTERP_ZOO`` when set, else in ``out_dir/zoo``; the real suite's
+    checkpoints in ``out_dir/real``.
 
     Args:
         profile: ``tiny`` (CI), ``quick`` (2 CPU cores) or ``full``.
@@ -51,30 +63,64 @@ def reproduce(
         only: run these experiments (module names of ``experiments``) instead of all.
         build: build or update the zoo first (``False``: use the zoo as it is, even if it was
             built by an older version or another profile; its cards say so).
+        suite: ``organism``, ``real`` (no zoo is built) or ``all``.
+        real_model: the real suite's model (default ``$INTERP_REAL_MODEL``, else ``smollm2``
+            on the quick and full profiles; the tiny profile skips the real suite without one).
 
     Returns:
-        0 when every step ran, 1 when one failed (the report says which and why).
+        0 when every step ran (or the real suite was skipped because its model is not
+        installed), 1 when one failed (the report says which and why).
 
     Raises:
-        ValueError: an unknown profile or experiment name.
+        ValueError: an unknown profile, suite or experiment name.
     """
+    if suite not in SUITES:
+        raise ValueError(f"suite={suite!r}; expected one of {SUITES}")
     names = list(EXPERIMENTS if only is None else only)
     unknown = sorted(set(names) - set(EXPERIMENTS))
     if unknown:
         raise ValueError(f"unknown experiments {unknown}; expected some of {list(EXPERIMENTS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    previous = os.environ.get("INTERP_ZOO")
-    zoo = Path(previous or out / "zoo")
-    os.environ["INTERP_ZOO"] = str(zoo)  # so that organism:NAME specs resolve to this zoo
-    try:
-        results = _run(profile, out, zoo, progress, names, build)
-    finally:  # a temporary change: restore the caller's environment
-        if previous is None:
-            os.environ.pop("INTERP_ZOO", None)
-        else:
-            os.environ["INTERP_ZOO"] = previous
+    t0 = time.perf_counter()
+    if suite == "real":
+        results: dict[str, Any] = {"suite": "real", "profile": profile, "seconds": {}, "failures": {}}
+    else:
+        previous = os.environ.get("INTERP_ZOO")
+        zoo = Path(previous or out / "zoo")
+        os.environ["INTERP_ZOO"] = str(zoo)  # so that organism:NAME specs resolve to this zoo
+        try:
+            results = _run(profile, out, zoo, progress, names, build)
+        finally:  # a temporary change: restore the caller's environment
+            if previous is None:
+                os.environ.pop("INTERP_ZOO", None)
+            else:
+                os.environ["INTERP_ZOO"] = previous
+        results["suite"] = suite
+    if suite != "organism":
+        results["real"] = _run_real(profile, out, progress, real_model)
+        for stage, error in results["real"].get("failures", {}).items():
+            results["failures"][f"real:{stage}"] = error
+        results["seconds"]["real"] = results["real"].get("seconds", {}).get("total", 0.0)
+        results["seconds"]["total"] = round(time.perf_counter() - t0, 2)
+    write_json(out / "results.json", results)
+    (out / "REPORT.md").write_text(render_report(results))
+    log.info("wrote %s and %s", out / "REPORT.md", out / "results.json")
     return 1 if results["failures"] else 0
+
+
+def _run_real(profile: str, out: Path, progress: bool, real_model: str | None) -> dict[str, Any]:
+    from experiments.real import run_real_suite
+
+    spec = real_model or os.environ.get(REAL_MODEL_ENV) or (None if profile == "tiny" else "smollm2")
+    if spec is None:
+        return {"status": TINY_REAL_SKIP, "model": None, "profile": profile, "seconds": {}}
+    try:
+        return run_real_suite(out / "real", profile, model_spec=spec, progress=progress)
+    except Exception as exc:  # noqa: BLE001 - reported, and the organism's report is still written
+        log.error("the real suite failed:\n%s", traceback.format_exc())
+        return {"status": "failed", "model": spec, "profile": profile, "seconds": {},
+                "failures": {"suite": f"{type(exc).__name__}: {exc}"}}
 
 
 def _run(profile: str, out: Path, zoo: Path, progress: bool, names: list[str], build: bool) -> dict[str, Any]:
@@ -105,9 +151,6 @@ def _run(profile: str, out: Path, zoo: Path, progress: bool, names: list[str], b
         results["seconds"][name] = exps[name].get("seconds", 0.0)
     results["experiments"] = exps
     results["seconds"]["total"] = round(time.perf_counter() - t0, 2)
-    write_json(out / "results.json", results)
-    (out / "REPORT.md").write_text(render_report(results))
-    log.info("wrote %s and %s", out / "REPORT.md", out / "results.json")
     return results
 
 
@@ -139,6 +182,18 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     r = subparsers.add_parser("reproduce", help="the main job: zoo, every experiment, REPORT.md")
     _add_args(r, default_out="runs/reproduce")
     r.add_argument("--only", nargs="+", default=None, metavar="EXPERIMENT", help="run only these")
+    r.add_argument(
+        "--suite",
+        default="all",
+        choices=SUITES,
+        help="organism (the zoo's experiments), real (a real model and its fine-tunes) or all",
+    )
+    r.add_argument(
+        "--real-model",
+        default=None,
+        metavar="SPEC",
+        help=f"the real suite's model (default ${REAL_MODEL_ENV}, else smollm2; the tiny profile needs one)",
+    )
     r.set_defaults(func=_cli)
     return r
 
@@ -161,6 +216,8 @@ def _check_args(args: argparse.Namespace) -> None:
     from interp.organism.store import WORLD_FILE, ZOO_ENV
 
     output_dir(args.out)
+    if getattr(args, "suite", "organism") == "real":
+        return
     zoo = Path(os.environ.get(ZOO_ENV) or Path(args.out) / "zoo").expanduser()
     if not args.build and not (zoo / WORLD_FILE).is_file():
         raise CommandLineError(
@@ -171,7 +228,15 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _cli(args: argparse.Namespace) -> int:
     _check_args(args)
-    code = reproduce(args.profile, args.out, progress=not args.quiet, only=args.only, build=args.build)
+    code = reproduce(
+        args.profile,
+        args.out,
+        progress=not args.quiet,
+        only=args.only,
+        build=args.build,
+        suite=args.suite,
+        real_model=args.real_model,
+    )
     print(f"{Path(args.out) / 'REPORT.md'}" + ("" if code == 0 else "  (some steps failed: see the report)"))
     return code
 
@@ -189,6 +254,8 @@ def main_one(module_name: str, argv: Sequence[str] | None = None) -> int:
         _check_args(args)
     except InterpError as exc:
         p.error(str(exc))  # one line and exit status 2, as ``interp reproduce`` gives
-    code = reproduce(args.profile, args.out, progress=not args.quiet, only=[name], build=args.build)
+    code = reproduce(
+        args.profile, args.out, progress=not args.quiet, only=[name], build=args.build, suite="organism"
+    )
     print(Path(args.out) / "experiments" / f"{name}.json")
     return code

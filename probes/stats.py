@@ -13,7 +13,7 @@ import numpy as np
 
 DEFAULT_RESAMPLES = 2000
 Z95 = 1.959963984540054
-Values = Sequence[float] | np.ndarray  # one number per observation
+Values = Sequence[float] | Sequence[int] | np.ndarray  # one number per observation
 
 
 @dataclass(frozen=True)

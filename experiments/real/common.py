@@ -1,0 +1,155 @@
+"""What every stage of the real-model suite shares: responses, self-check counts, intervals, verdicts."""
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from experiments.real.profile import SELF_CHECK
+
+log = logging.getLogger(__name__)
+
+VERDICTS = ("reproduced", "not reproduced", "not testable")
+
+
+def verdict(status: str, why: str, **numbers: Any) -> dict[str, Any]:
+    """One finding's verdict on the real model, with the sentence that justifies it."""
+    if status not in VERDICTS:
+        raise ValueError(f"verdict {status!r}; expected one of {VERDICTS}")
+    return {"verdict": status, "why": why, **numbers}
+
+
+def interval(iv) -> dict[str, Any]:
+    """A :class:`probes.stats.Interval` as JSON, with whether it excludes 0."""
+    d = iv.to_dict()
+    d["excludes_0"] = bool(iv.excludes(0.0))
+    return d
+
+
+def fmt_iv(d: dict[str, Any] | None, digits: int = 3) -> str:
+    """``0.123 [0.01, 0.2]`` from :func:`interval`'s dict; ``-`` for none."""
+    if not d:
+        return "-"
+    f = f"{{:.{digits}f}}"
+    return f"{f.format(d['estimate'])} [{f.format(d['low'])}, {f.format(d['high'])}]"
+
+
+def paired(a: Sequence, b: Sequence, resamples: int, seed: int = 0) -> dict[str, Any]:
+    """Paired bootstrap of ``mean(a - b)`` (same examples), as :func:`interval` gives it."""
+    from probes.stats import bootstrap_paired_diff
+
+    # floats: probes.stats is typed Sequence[float], which the test-time type checker holds ints to
+    xa, xb = [float(x) for x in a], [float(x) for x in b]
+    return interval(bootstrap_paired_diff(xa, xb, resamples=resamples, seed=seed))
+
+
+def proportion(successes: int, n: int) -> dict[str, Any]:
+    """Wilson interval of a proportion."""
+    from probes.stats import wilson
+
+    return interval(wilson(successes, n))
+
+
+def self_checks(texts: Sequence[str]) -> list[int]:
+    """Self-check phrases (:data:`SELF_CHECK`) in each text."""
+    from probes.markers import count_markers
+
+    return list(count_markers(list(texts), SELF_CHECK).per_response) if texts else []
+
+
+def respond(
+    model: Any,
+    task: Any,
+    max_new_tokens: int,
+    *,
+    samples: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> list[list[str]]:
+    """Responses of ``model`` to every example of ``task`` (chat template, stop at the end of the turn).
+
+    Returns one list of ``samples`` texts per example (the stop token removed).
+    """
+    import torch
+
+    from interp.tasks.render import render_prompt, stop_token_id
+
+    stop = stop_token_id(model, task.stop)
+    prompts = [render_prompt(model, ex.prompt) for ex in task.examples]
+    rows = [p for p in prompts for _ in range(samples)]
+    gen = torch.Generator().manual_seed(seed) if temperature > 0 else None
+    outs = decode_padded(
+        model,
+        rows,
+        max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        stop_id=stop,
+        generator=gen,
+        batch_size=batch_size,
+    )
+    texts = [model.decode([t for t in o if t != stop]) for o in outs]
+    return [texts[i * samples : (i + 1) * samples] for i in range(len(prompts))]
+
+
+def decode_padded(
+    model: Any,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    *,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    stop_id: int | None = None,
+    generator: Any = None,
+    batch_size: int = 32,
+) -> list[list[int]]:
+    """Like :func:`interp.generation.generate`, but prompts of unequal length share a batch.
+
+    ``generate`` batches only prompts of equal length (chat prompts differ by a few tokens, so
+    its batches hold one or two rows); :class:`interp.generation.IncrementalDecoder` left-pads
+    and masks, which gives the same logits within float tolerance and a full batch per step.
+    Rows are batched in order of length; the stop token is kept as the last token of a row.
+    """
+    import torch
+
+    from interp.generation import IncrementalDecoder, sample_next, trim_at_stop
+
+    pad = model.pad_token_id
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[list[int]] = [[] for _ in prompts]
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        dec = IncrementalDecoder(model, [prompts[i] for i in idx], pad_id=pad)
+        done = torch.zeros(dec.batch, dtype=torch.bool)
+        out = []
+        for t in range(min(max_new_tokens, dec.remaining)):
+            nxt = sample_next(dec.logits, temperature=temperature, top_p=top_p, generator=generator).cpu()
+            nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+            out.append(nxt)
+            if stop_id is not None:
+                done |= nxt == stop_id
+            if bool(done.all()) or t == max_new_tokens - 1:
+                break
+            dec.advance(nxt)
+        rows = trim_at_stop(torch.stack(out, 1).tolist(), stop_id) if out else [[] for _ in idx]
+        for i, r in zip(idx, rows, strict=True):
+            results[i] = r
+    return results
+
+
+def correct_list(task: Any, responses: Sequence[str]) -> list[int]:
+    """1 for each example answered correctly, else 0."""
+    return [int(task.correct(ex, r)) for ex, r in zip(task.examples, responses, strict=True)]
+
+
+def mean(values: Sequence) -> float:
+    return float(sum(values) / len(values)) if values else math.nan
+
+
+def load(spec: str) -> Any:
+    """A model by spec (float32 on the CPU), never with remote code."""
+    from interp.models import load_model
+
+    return load_model(spec, trust_remote_code=False)

@@ -1,0 +1,228 @@
+"""The "The real model" section of REPORT.md, rendered from ``results["real"]`` only."""
+
+from typing import Any
+
+from experiments.real.common import fmt_iv
+
+FINDINGS = {
+    "a": ("knowledge damage (PAPERS.md 5, localisation hypothesis)", "e5_damage_proxy"),
+    "b": ("epistemic verbalisation (PAPERS.md 4)", "e4_markers"),
+    "c": ("latent reasoning, pass@k (PAPERS.md 6)", "e6_elicitation"),
+    "d": ("steering self-checks back (PAPERS.md 6, methods)", "e6_elicitation"),
+}
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return "-" if x is None else str(x)
+
+
+def render_real(real: dict[str, Any], organism: dict[str, Any] | None = None) -> list[str]:
+    """Markdown lines of the real model's section: verdicts beside the organism's, then a table per finding.
+
+    Example:
+        >>> render_real({"status": "skipped: x", "model": "smollm2", "profile": "quick"})[:3]
+        ['## The real model', '', '**skipped: x** (model `smollm2`, profile `quick`).']
+    """
+    lines = ["## The real model", ""]
+    status = real.get("status", "?")
+    if status.startswith("skipped"):
+        return lines + [f"**{status}** (model `{real.get('model')}`, profile `{real.get('profile')}`).", ""]
+    st = real.get("stages", {})
+    base = st.get("base", {})
+    model = base.get("model", {})
+    lines += [
+        f"Model `{real['model']}` (`{model.get('spec', '-')}`, {model.get('n_layers', '-')} layers, d_model "
+        f"{model.get('d_model', '-')}, fingerprint `{str(model.get('fingerprint', ''))[:23]}...`), profile "
+        f"`{real['profile']}`, status **{status}**. Self-check phrases counted (case-insensitive, "
+        f'whole words; "let me check" counts once, as check): '
+        f"{', '.join(real.get('self_check_phrases', []))}. "
+        "Intervals are 95% (paired percentile bootstrap unless marked Wilson); a verdict needs one "
+        "that excludes 0.",
+        "",
+    ]
+    lines += _sizes(real) + _timings(real)
+    if real.get("failures"):
+        lines += ["Failed stages:", ""] + [f"- `{k}`: {v}" for k, v in real["failures"].items()] + [""]
+    lines += _claims(real, organism or {})
+    lines += _models(st) + _knowledge(st.get("knowledge")) + _verbal(st.get("verbalisation"))
+    lines += _latent(st.get("latent")) + _steering(st.get("steering"))
+    return lines
+
+
+def _sizes(real: dict[str, Any]) -> list[str]:
+    s = real.get("sizes", {})
+    return [
+        f"Sizes: {s.get('n_facts')} facts offered to the filter, at most {s.get('n_eval_facts')} known "
+        f"facts per split measured, {s.get('n_scorer_facts')} in the localisation scorer; "
+        f"{s.get('n_problems')} arithmetic test problems (greedy, {s.get('max_new_tokens')} new tokens); "
+        f"fine-tunes on {s.get('n_train')} training "
+        f"problems, batch {s.get('batch_size')}, lr {s.get('lr')}, {s.get('rehearse_facts')} of each batch "
+        f"rehearsed facts; sft-verbalise {s.get('verbalise_steps')} steps, sft-answer doses "
+        f"{list(s.get('answer_doses', []))}, sft-self {s.get('self_steps')} steps; pass@k on "
+        f"{s.get('passk_problems')} problems x {s.get('passk_samples')} samples (T={s.get('temperature')}, "
+        f"top_p={s.get('top_p')}); steering on {s.get('steer_problems')} problems at scales "
+        f"{list(s.get('steer_scales', []))}.",
+        "",
+    ]
+
+
+def _timings(real: dict[str, Any]) -> list[str]:
+    secs = real.get("seconds", {})
+    out = ["| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in secs.items()]
+    return out + [""]
+
+
+def _claims(real: dict[str, Any], organism: dict[str, Any]) -> list[str]:
+    out = ["| finding | organism verdict | real-model verdict | why (real model) |", "|---|---|---|---|"]
+    for key, (title, exp) in FINDINGS.items():
+        c = real.get("claims", {}).get(key, {})
+        org = (organism.get(exp) or {}).get("claim") or {}
+        out.append(
+            f"| ({key}) {title} | {org.get('verdict', '-')} | **{c.get('verdict', '-')}** | "
+            f"{c.get('why', '-')} |"
+        )
+    return out + [""]
+
+
+def _models(st: dict[str, Any]) -> list[str]:
+    out = ["### Checkpoints", ""]
+    known = st.get("base", {}).get("known_facts")
+    if known:
+        out += [
+            f"Facts: {known['note']}; splits {known['splits']} (held-out facts are never in any "
+            "fine-tuning data).",
+            "",
+        ]
+    parent = st.get("parent", {})
+    if parent:
+        out += [f"Parent: {parent.get('why')}.", ""]
+    rows = []
+    for label, s in (("base", st.get("base")), ("parent", parent if parent.get("made") else None)):
+        if s:
+            rows.append((label, s, None))
+    tunes = st.get("tunes", {})
+    for label, s in tunes.get("tunes", {}).items():
+        rows.append((label, s, s.get("accuracy_gain")))
+    out += [
+        "| checkpoint | accuracy [Wilson] | gain over parent | raised? | self-checks / response | "
+        "held-out recall | held-out log-prob | rehearsed recall |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, s, gain in rows:
+        f = s.get("facts", {})
+        out.append(
+            f"| {label} | {fmt_iv(s.get('accuracy_wilson'))} | {fmt_iv(gain)} | "
+            f"{'-' if gain is None else ('yes' if s.get('raised_accuracy') else 'no')} | "
+            f"{_f(s.get('self_checks_per_response'), 2)} | {_f(f.get('heldout', {}).get('recall'))} | "
+            f"{_f(f.get('heldout', {}).get('mean_logprob'))} | {_f(f.get('rehearsed', {}).get('recall'))} |"
+        )
+    for name, run in tunes.get("runs", {}).items():
+        if "error" in run:
+            out.append(f"\n{name} was not made: {run['error']}")
+    return out + [""]
+
+
+def _knowledge(k: dict[str, Any] | None) -> list[str]:
+    if not k:
+        return []
+    out = [
+        "### (a) Knowledge damage along the dose axis",
+        "",
+        "| tune | split | recall diff vs parent | log-prob diff vs parent | damaged? |",
+        "|---|---|---|---|---|",
+    ]
+    for label, row in k["table"].items():
+        for split, r in row.items():
+            out.append(
+                f"| {label} | {split} | {fmt_iv(r['recall_diff'])} | {fmt_iv(r['logprob_diff'])} | "
+                f"{'yes' if r['damaged'] else 'no'} |"
+            )
+    out.append("")
+    loc, ctl = k.get("localisation"), k.get("control")
+    if loc is None:
+        out += [f"Localisation: {k.get('localisation_status')}.", ""]
+        return out
+    out += [
+        f"Localisation of {k['strongest']} (scorer: mean log-prob of {k.get('n_scorer_facts')} held-out "
+        "facts; "
+        "restoration = share of the lost score won back by the parent's weights at one site):",
+        "",
+        "| model | score parent -> patched model | layers named | best site (restoration) |",
+        "|---|---|---|---|",
+    ]
+    for name, r in ((k["strongest"], loc), (f"control: noise in blocks.{ctl['layer']}.mlp", ctl)):
+        out.append(
+            f"| {name} | {r['score_parent']:.3f} -> {r['score_tuned']:.3f} | {r['damaged_layers']} | "
+            f"{r['best_site']} ({_f(r['best_restoration'], 2)}) |"
+        )
+    return out + [""]
+
+
+def _verbal(v: dict[str, Any] | None) -> list[str]:
+    if not v:
+        return []
+    out = [
+        "### (b) Self-check phrases per response",
+        "",
+        f"Parent: {v['parent_self_checks_per_response']:.2f} per response.",
+        "",
+        "| tune | per response | diff vs parent | raised accuracy? |",
+        "|---|---|---|---|",
+    ]
+    for t, r in v["tunes"].items():
+        out.append(
+            f"| {t} | {r['self_checks_per_response']:.2f} | {fmt_iv(r['diff'])} | "
+            f"{'yes' if r['raised_accuracy'] else 'no'} |"
+        )
+    return out + [""]
+
+
+def _latent(c: dict[str, Any] | None) -> list[str]:
+    if not c:
+        return []
+    ks = list(next(iter(c["pass_at_k"].values())))
+    out = [
+        "### (c) pass@k",
+        "",
+        f"{c['n_problems']} problems, n={c['n']} samples each (T={c['temperature']}, top_p={c['top_p']}).",
+        "",
+        "| model | " + " | ".join(f"pass@{k}" for k in ks) + " |",
+        "|---|" + "---|" * len(ks),
+    ]
+    for m, row in c["pass_at_k"].items():
+        out.append(f"| {m} | " + " | ".join(_f(row[k]) for k in ks) + " |")
+    out += [
+        "",
+        f"pass@1 tune - parent: {fmt_iv(c['tune_minus_parent_at_1'])}; pass@{c['n']} parent - tune: "
+        f"{fmt_iv(c['parent_minus_tune_at_n'])}.",
+        "",
+    ]
+    return out
+
+
+def _steering(s: dict[str, Any] | None) -> list[str]:
+    if not s or not s.get("scales"):
+        return [] if not s else ["### (d) Steering", "", s["claim"]["why"], ""]
+    u = s["unsteered"]
+    out = [
+        "### (d) Steering the tune with the parent's self-check vector",
+        "",
+        f"Vector at `{s['hook']}` (norm {s['vector_norm']:.3f}) from {s['n_before_phrase']} positions "
+        f"before a self-check phrase vs {s['n_other']} other response positions; applied to {s['tune']} "
+        f"on {s['n_problems']} problems (unsteered: {u['self_checks_per_response']:.2f} self-checks per "
+        "response, "
+        f"accuracy {u['accuracy']:.3f}).",
+        "",
+        "| vector | scale | self-checks diff | accuracy diff | KL on neutral text |",
+        "|---|---|---|---|---|",
+    ]
+    for kind in ("scales", "random"):
+        for scale, m in s[kind].items():
+            out.append(
+                f"| {'self-check' if kind == 'scales' else 'random, same norm'} | {scale} | "
+                f"{fmt_iv(m['self_checks_diff'], 2)} | {fmt_iv(m['accuracy_diff'], 2)} | "
+                f"{fmt_iv(m['kl_neutral'])} |"
+            )
+    return out + [""]
