@@ -220,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     from interp.organism.cli import add_parser as add_organism
 
     add_organism(sub)
+
+    from interp.finetune.cli import add_parser as add_finetune
+
+    add_finetune(sub)
     _add_plugins(sub)
     return parser
 

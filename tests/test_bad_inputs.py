@@ -126,6 +126,10 @@ CASES = [
         "passk-k-above-n | --k 1,9 | --k 9",
         "passk-top-p-above-1 | --top-p 1.5 | --top-p 1.5",
     ]),
+    *_adding("finetune --model hf:{gpt2} --method sft-answer --out {t}/f -q", [
+        "finetune-steps-0 | --steps 0 | --steps 0",
+        "finetune-dose-past-steps | --steps 4 --doses 2,9 | 9",
+    ]),
     # reproduce
     *_adding("reproduce", [
         "reproduce-only-e99 | --only e99 --out {t}/r -q | unknown experiments ['e99']",
