@@ -10,6 +10,7 @@ families in :data:`CAUSAL_LM_FAMILIES`; every refusal is a one-line :class:`Spec
 """
 
 import difflib
+import json
 import logging
 import os
 from functools import cached_property
@@ -243,11 +244,28 @@ def portable_spec(spec: str) -> str:
     """
     kind, sep, rest = spec.partition(":")
     if sep and kind == "hf":
-        return f"hf:{Path(rest.rstrip('/')).name}"
+        return f"hf:{checkpoint_identity(Path(rest.rstrip('/')))}"
     if sep and kind == "gguf":
         folder, _, name = rest.partition("#")
         return f"gguf:{Path(name or folder).name}"
     return spec
+
+
+def checkpoint_identity(folder: Path) -> str:
+    """A checkpoint folder's own name, not where it happens to lie: a fine-tune's card name
+    (``SmolLM2-135M-Instruct.Q4_1+sft-answer@15``), the GGUF file a converted checkpoint came
+    from, else the folder's name. Read as data: only a short plain string is used.
+    """
+    from interp.real_model import checkpoint_name
+
+    try:
+        card = json.loads((folder / "finetune_card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        card = None
+    name = card.get("name") if isinstance(card, dict) else None
+    if isinstance(name, str) and name.strip() and len(name) <= 200 and name.isprintable():
+        return name.strip()
+    return checkpoint_name(folder) or folder.name
 
 
 def as_model(model: "Model | nn.Module", spec: str | None = None, prepend_bos: bool | None = None) -> Model:

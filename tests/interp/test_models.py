@@ -443,3 +443,23 @@ def test_a_bad_attention_mask_is_one_line_before_the_model_runs(gpt2, hooked, ma
             handle.remove()
         assert isinstance(info.value, InterpError) and "\n" not in str(info.value)
     assert calls == []
+
+
+def test_manifests_name_a_checkpoint_by_its_own_identity_not_its_folder(tmp_path):
+    import json as _json
+
+    from interp.models import portable_spec
+
+    plain = tmp_path / "hf"
+    plain.mkdir()
+    assert portable_spec(f"hf:{plain}") == "hf:hf"
+    tune = tmp_path / "step-00015"
+    tune.mkdir()
+    (tune / "finetune_card.json").write_text(_json.dumps({"name": "SmolLM2+sft-answer@15"}))
+    assert portable_spec(f"hf:{tune}/") == "hf:SmolLM2+sft-answer@15"
+    converted = tmp_path / "SmolLM2-135M-Instruct.Q4_1-b179c9523d0e"
+    converted.mkdir()
+    (converted / "interp_source.json").write_text(_json.dumps({"gguf": "SmolLM2-135M-Instruct.Q4_1.gguf"}))
+    assert portable_spec(f"hf:{converted}") == "hf:SmolLM2-135M-Instruct.Q4_1"
+    (tune / "finetune_card.json").write_text(_json.dumps({"name": "x" * 500}))  # not trusted
+    assert portable_spec(f"hf:{tune}") == "hf:step-00015"
