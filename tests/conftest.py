@@ -291,6 +291,62 @@ def make_hf_gpt2(tmp_path_factory):
     return make
 
 
+BOS_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+"""A Jinja chat template that writes the BOS itself and ends every turn with the EOS."""
+
+ROLE_CHAT_TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+)
+"""A Jinja chat template that opens every turn with ``<s>ROLE``."""
+
+CHAT_TEMPLATES = {"bos": BOS_CHAT_TEMPLATE, "role": ROLE_CHAT_TEMPLATE}
+
+
+@pytest.fixture(scope="session")
+def make_chat_tokenizer(make_bpe_tokenizer):
+    """``make_chat_tokenizer(corpus, vocab_size, template="bos")``: a Llama BPE with a chat template."""
+
+    def make(corpus: list[str], vocab_size: int = 400, template: str = "bos"):
+        tok = make_bpe_tokenizer("llama", corpus, vocab_size)
+        tok.chat_template = CHAT_TEMPLATES[template]
+        return tok
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_chat_llama(tmp_path_factory):
+    """``make_chat_llama(tok, seed=0, max_positions=512, name=...)``: a tiny random Llama
+    (2 layers, d_model 32) saved with the chat tokenizer ``tok`` beside it; returns its directory."""
+
+    def make(tok, seed: int = 0, max_positions: int = 512, name: str = "chat_llama") -> Path:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        torch.manual_seed(seed)
+        cfg = LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=len(tok),
+            max_position_embeddings=max_positions,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.eos_token_id,
+        )
+        path = tmp_path_factory.mktemp(name)
+        LlamaForCausalLM(cfg).eval().save_pretrained(str(path))
+        tok.save_pretrained(str(path))
+        return path
+
+    return make
+
+
 _SHARED_MODELS: list = []  # session models, checked for left-over hooks after every test
 
 

@@ -4,19 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
-    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
-)
 
 
 @pytest.fixture(scope="module")
-def chat_llama(tmp_path_factory, make_bpe_tokenizer) -> str:
+def chat_llama(make_chat_tokenizer, make_chat_llama) -> str:
     """``hf:DIR`` of a 2-layer random Llama whose BPE knows the tasks' words, with a chat template."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from experiments.real.steer import NEUTRAL
     from interp.tasks.arithmetic import arithmetic_task
     from interp.tasks.facts import facts_task
@@ -26,25 +18,8 @@ def chat_llama(tmp_path_factory, make_bpe_tokenizer) -> str:
     corpus += [arith.solution(ex, with_checks=c) for ex in arith.examples for c in (False, True)]
     corpus += [m["content"] for ex in facts_task().examples for m in ex.prompt]
     corpus += [*NEUTRAL, "user assistant wait check verify"]
-    tok = make_bpe_tokenizer("llama", corpus, 400)
-    tok.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=len(tok),
-        max_position_embeddings=512,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.eos_token_id,
-    )
-    path = tmp_path_factory.mktemp("real_chat_llama")
-    LlamaForCausalLM(cfg).eval().save_pretrained(str(path))
-    tok.save_pretrained(str(path))
-    return f"hf:{path}"
+    tok = make_chat_tokenizer(corpus, 400, template="role")
+    return f"hf:{make_chat_llama(tok, name='real_chat_llama')}"
 
 
 @pytest.fixture(scope="module")

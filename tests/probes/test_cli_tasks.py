@@ -8,14 +8,8 @@ chat rendering, the outputs written, the one-line refusals and that nothing is l
 import json
 
 import pytest
-import torch
 
 from interp.cli import main
-
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n"
-    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
 
 
 def _corpus() -> list[str]:
@@ -27,44 +21,20 @@ def _corpus() -> list[str]:
     return lines
 
 
-def save_chat_llama(path, tok, seed: int):
-    """A tiny random Llama (2 layers, d_model 32) saved with ``tok`` beside it."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=len(tok),
-        max_position_embeddings=512,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.eos_token_id,
-    )
-    LlamaForCausalLM(cfg).eval().save_pretrained(str(path))
-    tok.save_pretrained(str(path))
-    return path
+@pytest.fixture(scope="module")
+def chat_tokenizer(make_chat_tokenizer):
+    return make_chat_tokenizer(_corpus(), 400)
 
 
 @pytest.fixture(scope="module")
-def chat_tokenizer(make_bpe_tokenizer):
-    tok = make_bpe_tokenizer("llama", _corpus(), 400)
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
+def chat_llama_dir(make_chat_llama, chat_tokenizer):
+    return make_chat_llama(chat_tokenizer, seed=0)
 
 
 @pytest.fixture(scope="module")
-def chat_llama_dir(tmp_path_factory, chat_tokenizer):
-    return save_chat_llama(tmp_path_factory.mktemp("chat_llama"), chat_tokenizer, 0)
-
-
-@pytest.fixture(scope="module")
-def tuned_llama_dir(tmp_path_factory, chat_tokenizer):
+def tuned_llama_dir(make_chat_llama, chat_tokenizer):
     """The same architecture and tokenizer, other weights: a stand-in fine-tune."""
-    return save_chat_llama(tmp_path_factory.mktemp("chat_llama_tuned"), chat_tokenizer, 1)
+    return make_chat_llama(chat_tokenizer, seed=1, name="chat_llama_tuned")
 
 
 @pytest.fixture(scope="module")

@@ -7,44 +7,18 @@ answers are wrong, so these tests check the plumbing, the outputs and the one-li
 import json
 
 import pytest
-import torch
 
 from interp.cli import main
 
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n"
-    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
-
 
 @pytest.fixture(scope="module")
-def chat_llama_dir(tmp_path_factory, make_bpe_tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+def chat_llama_dir(make_chat_tokenizer, make_chat_llama):
     from interp.tasks import arithmetic_task
 
     task = arithmetic_task(n=10)
     corpus = [m["content"] for ex in task for m in ex.prompt] + [s for ex in task for s in ex.steps]
     corpus += ["<|user|>\nHi\n<|assistant|>\nHello\n", "Answer: 12", "wait, let me check"]
-    tok = make_bpe_tokenizer("llama", corpus, 300)
-    tok.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=len(tok),
-        max_position_embeddings=512,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.eos_token_id,
-    )
-    path = tmp_path_factory.mktemp("chat_llama")
-    LlamaForCausalLM(cfg).eval().save_pretrained(str(path))
-    tok.save_pretrained(str(path))
-    return path
+    return make_chat_llama(make_chat_tokenizer(corpus, 300))
 
 
 @pytest.fixture(scope="module")

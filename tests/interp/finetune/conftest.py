@@ -4,12 +4,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
-    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
-)
 N_TRAIN = 8
 
 
@@ -31,31 +26,11 @@ def facts_split():
 
 
 @pytest.fixture(scope="session")
-def chat_llama_dir(tmp_path_factory, make_bpe_tokenizer, arith_task, facts_split) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+def chat_llama_dir(make_chat_tokenizer, make_chat_llama, arith_task, facts_split) -> Path:
     corpus = [m["content"] for ex in arith_task.examples for m in ex.prompt]
     corpus += [arith_task.solution(ex, with_checks=c) for ex in arith_task.examples for c in (False, True)]
     corpus += [m["content"] for ex in facts_split.examples for m in ex.prompt] + ["user assistant"]
-    tok = make_bpe_tokenizer("llama", corpus, 300)
-    tok.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=len(tok),
-        max_position_embeddings=512,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.eos_token_id,
-    )
-    path = tmp_path_factory.mktemp("chat_llama")
-    LlamaForCausalLM(cfg).eval().save_pretrained(str(path))
-    tok.save_pretrained(str(path))
-    return path
+    return make_chat_llama(make_chat_tokenizer(corpus, 300, template="role"))
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,6 @@ the BOS itself and ends every turn with ``</s>``.
 """
 
 import pytest
-import torch
-
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n"
-    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
 
 
 def _corpus() -> list[str]:
@@ -25,27 +19,13 @@ def _corpus() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def chat_tokenizer(make_bpe_tokenizer):
-    tok = make_bpe_tokenizer("llama", _corpus(), 400)
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
+def chat_tokenizer(make_chat_tokenizer):
+    return make_chat_tokenizer(_corpus(), 400)
 
 
 @pytest.fixture(scope="session")
-def chat_llama_dir(tmp_path_factory, chat_tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=len(chat_tokenizer), max_position_embeddings=256,
-        bos_token_id=chat_tokenizer.bos_token_id, eos_token_id=chat_tokenizer.eos_token_id,
-        pad_token_id=chat_tokenizer.eos_token_id,
-    )
-    path = tmp_path_factory.mktemp("chat_llama")
-    LlamaForCausalLM(cfg).eval().save_pretrained(str(path))
-    chat_tokenizer.save_pretrained(str(path))
-    return path
+def chat_llama_dir(make_chat_llama, chat_tokenizer):
+    return make_chat_llama(chat_tokenizer, max_positions=256)
 
 
 @pytest.fixture(scope="session")
