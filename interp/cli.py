@@ -155,6 +155,25 @@ def _add_bos(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_build_options(p: argparse.ArgumentParser) -> None:
+    """The options of a cache build after its inputs: shared by ``cache build`` and ``cache pair``."""
+    from interp.commands import add_model_options
+
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="the stored dtype of the activations")
+    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--max-seq-len", type=int, default=None)
+    p.add_argument("--positions", type=_positions, default="all", help="all, last, or 0,-1,...")
+    p.add_argument("--shard-tokens", type=int, default=65536)
+    p.add_argument("--prompt-field", default=None, help="JSONL field with the prompt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    add_model_options(p)
+    _add_bos(p)
+    _add_common(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from interp.commands import add_model_options
 
@@ -179,18 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--prompts", required=True, help="a .txt/.jsonl file, organism:SPLIT or cache:DIR")
     b.add_argument("--hooks", required=True, nargs="+", help="hook names or globs")
     b.add_argument("--out", required=True, help="the cache directory")
-    b.add_argument("--batch-size", type=int, default=16)
-    b.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    b.add_argument("--max-tokens", type=int, default=None)
-    b.add_argument("--max-seq-len", type=int, default=None)
-    b.add_argument("--positions", type=_positions, default="all", help="all, last, or 0,-1,...")
-    b.add_argument("--shard-tokens", type=int, default=65536)
-    b.add_argument("--prompt-field", default=None, help="JSONL field with the prompt")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--device", default=None)
-    add_model_options(b)
-    _add_bos(b)
-    _add_common(b)
+    add_build_options(b)
     b.set_defaults(func=_cache_build)
 
     v = csub.add_parser("verify", help="check checksums and recompute rows; exit 0 only if all check")

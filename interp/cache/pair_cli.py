@@ -10,14 +10,14 @@ model, the first tokenizing the prompts and the others running on its token rows
 
 import argparse
 
-from interp.commands import CommandLineError, add_model_options
+from interp.commands import CommandLineError
 
 EXAMPLE = "base=smollm2 tuned=hf:ckpt/sft-50"
 
 
 def add_parser(cache_subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     """Add ``pair`` to the ``interp cache`` subcommands; returns its parser."""
-    from interp.cli import _add_bos, _add_common, _positions
+    from interp.cli import add_build_options
 
     p = cache_subparsers.add_parser(
         "pair",
@@ -34,19 +34,7 @@ def add_parser(cache_subparsers: "argparse._SubParsersAction") -> argparse.Argum
     p.add_argument("--prompts", required=True, help="a .txt/.jsonl file, organism:SPLIT or cache:DIR")
     p.add_argument("--hooks", required=True, nargs="+", help="hook names or globs")
     p.add_argument("--out", required=True, help="the pair's directory (one cache per label inside)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="the stored dtype of the activations")
-    p.add_argument("--max-tokens", type=int, default=None)
-    p.add_argument("--max-seq-len", type=int, default=None)
-    p.add_argument("--positions", type=_positions, default="all", help="all, last, or 0,-1,...")
-    p.add_argument("--shard-tokens", type=int, default=65536)
-    p.add_argument("--prompt-field", default=None, help="JSONL field with the prompt")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
-    add_model_options(p)
-    _add_bos(p)
-    _add_common(p)
+    add_build_options(p)
     p.set_defaults(func=run)
     return p
 
