@@ -16,7 +16,7 @@ folders and cards), :mod:`~interp.finetune.run` (:func:`finetune`), :mod:`~inter
 Names are imported lazily so that the command line can add its subcommand without torch.
 """
 
-from importlib import import_module
+from interp.lazy import lazy_exports
 
 _EXPORTS = {
     "finetune": "interp.finetune.run",
@@ -36,10 +36,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'interp.finetune' has no attribute {name!r}") from None
-    return getattr(import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -14,7 +14,7 @@ The zoo lives in ``$INTERP_ZOO`` when set, else ``~/.cache/interp/zoo``; build i
 Names are imported lazily so that the command line can add its subcommand without torch.
 """
 
-from importlib import import_module
+from interp.lazy import lazy_exports
 
 _EXPORTS = {
     "load_organism": "interp.organism.store",
@@ -48,10 +48,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'interp.organism' has no attribute {name!r}") from None
-    return getattr(import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

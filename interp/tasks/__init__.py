@@ -12,7 +12,7 @@ model's chat template, with exactly one BOS.
 Names are imported lazily, so that importing the package costs nothing until a name is used.
 """
 
-from importlib import import_module
+from interp.lazy import lazy_exports
 
 _EXPORTS = {
     "Message": "interp.tasks.protocol",
@@ -43,10 +43,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'interp.tasks' has no attribute {name!r}") from None
-    return getattr(import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
