@@ -41,10 +41,10 @@ def _sample(state: State, label: str, problems: Any) -> dict[str, Any]:
 
 
 def stage_latent(state: State, preconditions: dict[str, Any]) -> dict[str, Any]:
-    """pass@k of the parent and the strongest tune, with intervals at k = 1 and k = n."""
+    """pass@k of the parent and the focus tune, with intervals at k = 1 and k = n."""
     p = state.profile
     problems = state.problems.subset(p.passk_problems)
-    tune = state.strongest
+    tune = state.focus or state.strongest
     res = {"parent": _sample(state, "parent", problems), tune: _sample(state, tune, problems)}
     n = str(p.passk_samples)
     out = {

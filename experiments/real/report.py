@@ -121,6 +121,8 @@ def _models(st: dict[str, Any]) -> list[str]:
     for name, run in tunes.get("runs", {}).items():
         if "error" in run:
             out.append(f"\n{name} was not made: {run['error']}")
+    if tunes.get("focus"):
+        out.append(f"\nFindings (b)-(d) study **{tunes['focus']}**: {tunes.get('focus_why')}.")
     return out + [""]
 
 

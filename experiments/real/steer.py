@@ -121,13 +121,16 @@ def _measure(state: State, model: Any, problems: Any, vec: Any, scale: float, ba
 
 
 def stage_steering(state: State, verbalisation: dict[str, Any]) -> dict[str, Any]:
-    """The parent's self-check vector and a random one of its norm, applied to the strongest tune."""
+    """The parent's self-check vector and a random one of its norm, applied to the focus tune.
+
+    The focus tune is :func:`experiments.real.tunes.choose_focus`'s choice.
+    """
     import torch
 
     from steering.vectors import SteeringVector
 
     p = state.profile
-    tune = state.strongest
+    tune = state.focus or state.strongest
     model = load(state.spec_of(tune))
     hook = f"blocks.{model.n_layers // 2}.hook_resid_post"
     vec, n_pos, n_neg = self_check_vector(state, hook)

@@ -36,7 +36,8 @@ class State:
     parent: str = ""
     tunes: dict[str, str] = field(default_factory=dict)  # label -> spec, along the dose axis
     evals: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> evaluate(...)
-    strongest: str = ""  # the label of the strongest sft-answer dose
+    strongest: str = ""  # the label of the strongest sft-answer dose (knowledge damage)
+    focus: str = ""  # the accuracy tune that findings (b)-(d) study: see choose_focus
 
     def model(self, label: str) -> Any:
         return load(self.spec_of(label))
@@ -191,10 +192,31 @@ def stage_tunes(state: State) -> dict[str, Any]:
         gain = paired(ev["correct"], parent["correct"], p.resamples)
         raised = gain["excludes_0"] and gain["estimate"] > 0
         tunes[label] = {**summary(ev), "accuracy_gain": gain, "raised_accuracy": raised}
+    state.focus, why = choose_focus(tunes, state.strongest)
     return {
         "runs": runs,
         "tunes": tunes,
         "strongest": state.strongest,
+        "focus": state.focus,
+        "focus_why": why,
         "any_raised": any(t["raised_accuracy"] for t in tunes.values()),
         "strongest_raised": tunes[state.strongest]["raised_accuracy"],
     }
+
+
+def choose_focus(tunes: dict[str, Any], strongest: str) -> tuple[str, str]:
+    """The tune that the latent-reasoning, feature and steering findings study, and why.
+
+    The tune whose accuracy gain over the parent is largest among those that raised it (interval
+    above 0); when none did, the self-distilled tune (it answers in the parent's own format), else
+    the strongest ``sft-answer`` dose. The findings then report "not testable" for a tune that
+    did not raise accuracy; the choice only decides which numbers they show beside it.
+    """
+    raised = {t: row["accuracy_gain"]["estimate"] for t, row in tunes.items() if row["raised_accuracy"]}
+    if raised:
+        best = max(raised, key=lambda t: raised[t])
+        return best, f"{best} raised accuracy over the parent the most ({raised[best]:+.3f})"
+    own = [t for t in tunes if t.startswith("sft-self@")]
+    if own:
+        return own[-1], f"no tune raised accuracy; {own[-1]} keeps the parent's response format"
+    return strongest, f"no tune raised accuracy; {strongest} is the strongest sft-answer dose"

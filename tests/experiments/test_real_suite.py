@@ -56,8 +56,36 @@ def test_stages_keep_their_numbers(suite):
             iv = row[split]["logprob_diff"]
             assert iv["low"] <= iv["estimate"] <= iv["high"] and iv["method"] == "percentile-bootstrap"
     passk = st["latent"]["pass_at_k"]
-    assert set(passk) == {"parent", "sft-answer@2"} and set(passk["parent"]) == {"1", "2"}
+    focus = st["tunes"]["focus"]
+    assert focus in st["tunes"]["tunes"] and st["tunes"]["focus_why"]
+    assert set(passk) == {"parent", focus} and set(passk["parent"]) == {"1", "2"}
+    assert st["steering"]["tune"] == focus
     assert st["steering"]["hook"] == "blocks.1.hook_resid_post"
+
+
+def _tune(estimate: float, raised: bool) -> dict:
+    return {"accuracy_gain": {"estimate": estimate}, "raised_accuracy": raised}
+
+
+def test_the_focus_is_the_largest_raise_else_the_self_distilled_else_the_strongest():
+    from experiments.real.tunes import choose_focus
+
+    tunes = {
+        "sft-answer@6": _tune(0.3, False),
+        "sft-answer@24": _tune(0.1, True),
+        "sft-self@8": _tune(0.2, True),
+    }
+    assert choose_focus(tunes, "sft-answer@24")[0] == "sft-self@8"
+    tunes["sft-self@8"] = _tune(0.2, False)
+    focus, why = choose_focus(tunes, "sft-answer@24")
+    assert focus == "sft-answer@24" and "raised accuracy over the parent the most" in why
+    tunes["sft-answer@24"] = _tune(0.1, False)
+    assert choose_focus(tunes, "sft-answer@24") == (
+        "sft-self@8",
+        "no tune raised accuracy; sft-self@8 keeps the parent's response format",
+    )
+    del tunes["sft-self@8"]
+    assert choose_focus(tunes, "sft-answer@24")[0] == "sft-answer@24"
 
 
 def test_report_section_and_results_key(suite, tmp_path):
