@@ -18,18 +18,21 @@ only: with a cache, a step's activations have ``pos == 1``)::
     with add_vector(model, "blocks.1.hook_resid_post", v):
         out = generate(model, prompts, max_new_tokens=20)
 
-Prompts of unequal length: :func:`generate` groups prompts by length (no padding, so the output
-is exactly that of one prompt run alone). :class:`IncrementalDecoder` also accepts unequal
-lengths: it pads on the left and passes an attention mask, from which both backends derive each
-row's positions; the logits then match the unpadded ones within float tolerance. Use
-:func:`length_batches` to get the padding-free grouping for a decoder of your own.
+Prompts of unequal length: :func:`generate` sorts prompts by length and left-pads each batch
+(:func:`padded_batches`) with an attention mask, from which both backends derive each row's
+positions, through the prompt pass and every cached step; each row then decodes as it would
+alone (the same greedy tokens; logits equal within float rounding). :class:`IncrementalDecoder`
+does the padding, for decoders of your own; :func:`length_batches` gives the padding-free
+grouping by equal length where a caller needs bit-identical logits.
 
 The pad id: by default the model's tokenizer's pad token, else its end-of-sequence token
 (:func:`default_pad_id`), never an arbitrary 0 (which is a real token in most vocabularies).
 
 The cache: ``HookedTransformer`` uses TransformerLens' ``TransformerLensKeyValueCache``;
 ``TransformerBridge`` hands the Hugging Face cache (``past_key_values``) back and forth through
-the bridge's forward (``use_cache=True``), which keeps the bridge's hook points in the path.
+the bridge's forward (``use_cache=True``), which keeps the bridge's hook points in the path. On
+an ``hf:`` model the unembedding runs on the last position only (``logits_to_keep=1``, as
+Hugging Face's ``generate`` does), so hooks at ``unembed.*`` see one position in the prompt pass.
 """
 
 import inspect
@@ -55,6 +58,8 @@ __all__ = [
     "default_pad_id",
     "generate",
     "length_batches",
+    "padded_batches",
+    "resolve_pad_id",
     "sample_next",
 ]
 
@@ -82,6 +87,20 @@ def default_pad_id(model: "Model | nn.Module") -> int | None:
         if cand is not None:
             return int(cand)
     return None
+
+
+def resolve_pad_id(model: "Model | nn.Module", pad_id: int | None, stop_id: int | None = None) -> int | None:
+    """``pad_id`` when given, else :func:`default_pad_id`, else ``stop_id`` (``None`` if none).
+
+    Example:
+        >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=8, d_head=4, d_vocab=5, act_fn="relu")
+        >>> resolve_pad_id(HookedTransformer(cfg), None, stop_id=4), resolve_pad_id(HookedTransformer(cfg), 2)
+        (4, 2)
+    """
+    if pad_id is None:
+        pad_id = default_pad_id(model)
+    return stop_id if pad_id is None else pad_id
 
 
 def _check_pad(model: Model, pad_id: object) -> int:
@@ -172,6 +191,7 @@ class IncrementalDecoder:
         )
         self.length = width
         self._cache: Any = None
+        self._bridge: tuple[str, list[nn.Module], bool] | None = None
         if self._hooked:
             from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
@@ -222,10 +242,17 @@ class IncrementalDecoder:
             if self._hooked:
                 logits = module(tokens, past_kv_cache=self._cache, attention_mask=mask)
             else:
-                cache = {} if self._cache is None else {_hf_cache_name(module): self._cache}
-                with _bridge_cache_kwarg(module):
+                if self._bridge is None:  # once per decoder: a walk over every module per step cost ~10%
+                    self._bridge = (
+                        _hf_cache_name(module), _attention_components(module), _keeps_logits(module)
+                    )
+                name, targets, keep = self._bridge
+                extra = {} if self._cache is None else {name: self._cache}
+                if keep:  # only the last position's logits are used: skip the unembedding of the rest
+                    extra["logits_to_keep"] = 1
+                with _bridge_cache_kwarg(targets):
                     logits, self._cache = module(
-                        tokens, return_type="logits_and_cache", attention_mask=mask, use_cache=True, **cache
+                        tokens, return_type="logits_and_cache", attention_mask=mask, use_cache=True, **extra
                     )
         return logits[:, -1].float()
 
@@ -236,6 +263,16 @@ def _hf_cache_name(bridge: nn.Module) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def _keeps_logits(bridge: nn.Module) -> bool:
+    """Whether the Hugging Face model can compute the last position's logits alone."""
+    return "logits_to_keep" in inspect.signature(bridge.original_model.forward).parameters
+
+
+def _attention_components(bridge: nn.Module) -> list[nn.Module]:
+    """The bridge's attention components: those that write the key-value cache."""
+    return [m for m in bridge.modules() if hasattr(m, "_update_kv_cache")]
+
+
 def _cache_kwarg_pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
     if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
         return args, {**kwargs, "past_key_values": kwargs["cache"]}
@@ -243,17 +280,17 @@ def _cache_kwarg_pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple
 
 
 @contextmanager
-def _bridge_cache_kwarg(module: nn.Module) -> Iterator[None]:
+def _bridge_cache_kwarg(targets: list[nn.Module]) -> Iterator[None]:
     """Hand the bridge's attention components the Hugging Face cache under the name they read.
 
     transformers 5 passes a layer's cache as ``cache=``; TransformerLens' attention bridges
     (``AttentionBridge._update_kv_cache``) look for ``past_key_values`` or ``layer_past`` only,
     so without this they never write the cache and each decoding step attends to itself
-    alone. A keyword pre-hook on each attention component copies ``cache`` to
-    ``past_key_values`` for the duration of one forward pass (a no-op once TransformerLens
-    reads ``cache`` itself: the same object is found either way).
+    alone. A keyword pre-hook on each attention component (``targets``, from
+    :func:`_attention_components`) copies ``cache`` to ``past_key_values`` for the duration of
+    one forward pass (a no-op once TransformerLens reads ``cache`` itself: the same object is
+    found either way).
     """
-    targets = [m for m in module.modules() if hasattr(m, "_update_kv_cache")]
     handles: list = []
     try:
         for m in targets:
@@ -300,10 +337,73 @@ def trim_at_stop(rows: list[list[int]], stop_id: int | None) -> list[list[int]]:
     return [row[: row.index(stop_id) + 1] if stop_id in row else row for row in rows]
 
 
+def padded_batches(
+    prompts: Sequence[Sequence[int]], batch_size: int, budgets: Sequence[int], n_ctx: int
+) -> Iterator[list[int]]:
+    """Indices of ``prompts`` in batches of up to ``batch_size``, shortest first, for left padding.
+
+    Prompts of different lengths share a batch (left-padded to its longest), except where the
+    padding would cut a row's continuation: a row of a batch ``width`` tokens wide can grow by
+    ``n_ctx - width`` tokens only, so a shorter row whose budget exceeds that stays out of
+    wider batches. Within the context, every row thus gets exactly what it would alone.
+
+    Args:
+        prompts: token ids of each prompt.
+        batch_size: most prompts per batch.
+        budgets: the most new tokens each prompt may get.
+        n_ctx: the model's context.
+
+    Returns:
+        An iterator over lists of indices into ``prompts``.
+
+    Raises:
+        GenerationError: ``batch_size < 1`` or an empty prompt.
+
+    Example:
+        >>> list(padded_batches([[1, 2], [3], [4, 5, 6], [7, 8]], 3, [2, 2, 2, 2], n_ctx=8))
+        [[1, 0, 3], [2]]
+        >>> list(padded_batches([[1, 2], [3]], 2, [7, 7], n_ctx=8))  # [3] may grow to 8 alone
+        [[1], [0]]
+    """
+    if batch_size < 1:
+        raise GenerationError(f"batch_size={batch_size!r}; expected >= 1")
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise GenerationError(f"prompt {i} is empty; every prompt needs at least one token")
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    batch: list[int] = []
+    reach = 0  # the widest a batch may grow: min over its rows of n_ctx - budget (own length)
+    for i in order:
+        width = len(prompts[i])
+        own = max(width, n_ctx - budgets[i])  # a row may pad up to n_ctx - budget
+        if batch and (len(batch) == batch_size or width > reach):
+            yield batch
+            batch = []
+        reach = own if not batch else min(reach, own)
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def _row_budgets(
+    max_new_tokens: "int | Sequence[int]", prompts: Sequence[Sequence[int]], n_ctx: int
+) -> list[int]:
+    many = not isinstance(max_new_tokens, int)
+    wanted = list(max_new_tokens) if many else [max_new_tokens] * len(prompts)
+    if many and len(wanted) != len(prompts):
+        raise GenerationError(
+            f"max_new_tokens has {len(wanted)} entries for {len(prompts)} prompts; expected one per prompt"
+        )
+    for m in wanted:
+        if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+            raise GenerationError(f"max_new_tokens={m!r}; expected an integer >= 0 (or one per prompt)")
+    return [max(0, min(m, n_ctx - len(p))) for m, p in zip(wanted, prompts, strict=True)]
+
+
 def _generate_batch(
     model: Model,
     prompts: list[list[int]],
-    max_new_tokens: int,
+    budgets: list[int],
     sampling: dict[str, Any],
     stop_id: int | None,
     pad_id: int | None,
@@ -311,28 +411,33 @@ def _generate_batch(
     generator: torch.Generator | None,
 ) -> list[list[int]]:
     dec = IncrementalDecoder(model, prompts, pad_id=pad_id)
-    steps = min(max_new_tokens, dec.remaining)
-    done = torch.zeros(dec.batch, dtype=torch.bool, device=dec.logits.device)
+    steps = max(budgets)
+    device = dec.logits.device
+    budget = torch.tensor(budgets, device=device)
+    done = budget <= 0
+    pad = None if pad_id is None else torch.full((dec.batch,), pad_id, dtype=torch.long, device=device)
     out = []
     for t in range(steps):
         nxt = sample_next(dec.logits, forbid=forbid, generator=generator, **sampling)
-        if pad_id is not None:
-            nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        if pad is not None:
+            nxt = torch.where(done, pad, nxt)
         out.append(nxt)
         if stop_id is not None:
             done |= nxt == stop_id
-        if bool(done.all()) or t == steps - 1:
+        done |= budget <= t + 1
+        if t == steps - 1 or bool(done.all()):
             break
         dec.advance(nxt)
     if not out:
         return [[] for _ in prompts]
-    return trim_at_stop(torch.stack(out, 1).tolist(), stop_id)
+    rows = [row[:b] for row, b in zip(torch.stack(out, 1).tolist(), budgets, strict=True)]
+    return trim_at_stop(rows, stop_id)
 
 
 def generate(
     model: "Model | nn.Module",
     prompts: list[list[int]],
-    max_new_tokens: int,
+    max_new_tokens: "int | Sequence[int]",
     temperature: float = 0.0,
     stop_id: int | None = None,
     pad_id: int | None = None,
@@ -343,24 +448,37 @@ def generate(
     top_k: int | None = None,
     top_p: float = 1.0,
 ) -> list[list[int]]:
-    """Continue each prompt with a key-value cache, in batches of prompts of equal length.
+    """Continue each prompt with a key-value cache, prompts of any lengths batched together.
 
-    Matches :func:`interp.organism.generate.generate` on a ``HookedTransformer`` and works the
-    same way on an ``hf:`` model (``TransformerBridge``). Hooks installed on the model fire on
-    every forward pass, the prompt pass and each new token.
+    Prompts are sorted by length and left-padded into batches of ``batch_size`` with an
+    attention mask (each row's positions count from its own first token, padding is never
+    attended to), so each row's continuation is that of the prompt run alone: the same tokens
+    under greedy decoding, up to float rounding in the logits (:func:`padded_batches` keeps a
+    row out of a batch whose padding would cut its continuation at the context's end). Works on
+    a ``HookedTransformer`` (the organism's included) and on an ``hf:`` model
+    (``TransformerBridge``: GPT-2, Llama, Qwen2, ...). Matches
+    :func:`interp.organism.generate.generate` on a ``HookedTransformer``.
+
+    Hooks installed on the model fire on every forward pass, the prompt pass and each new
+    token, on the padded batch: a hook that acts on every position, or on positions counted
+    from the end (``-1``), acts on each row as on the prompt alone; one that picks positions
+    counted from the start, or pools over positions, sees each row's left padding too. With
+    no pad id at all (see ``pad_id``), prompts are batched by equal length instead, unpadded.
 
     Args:
         model: a :class:`interp.models.Model`, ``HookedTransformer`` or ``TransformerBridge``;
             prompt plus continuation is bounded by its context (``cfg.n_ctx``).
         prompts: token ids of each prompt.
-        max_new_tokens: most tokens to add per prompt.
+        max_new_tokens: most tokens to add per prompt: one number for all, or one per prompt.
         temperature: 0 for greedy decoding, else the sampling temperature.
         stop_id: a token that ends a continuation (kept as its last token).
-        pad_id: fed to the model after a row has stopped (never returned). ``None`` takes
+        pad_id: the left padding of shorter prompts (masked, never attended to) and the token
+            fed to a row that has stopped (never returned). ``None`` takes
             :func:`default_pad_id` (the tokenizer's pad token, else its end-of-sequence token),
-            else ``stop_id`` itself; without a ``stop_id`` no row stops early and none is fed.
+            else ``stop_id``; with neither, prompts are not padded.
         forbid: token ids that may never be generated.
-        generator: random generator for sampling (seed it for reproducible samples).
+        generator: random generator for sampling (seed it for reproducible samples; rows
+            draw in batch order, so a sample depends on the batch it ran in).
         batch_size: most prompts run together.
         progress: show a progress bar over batches.
         top_k: when sampling, keep only the ``top_k`` most likely tokens (``None``: all).
@@ -371,9 +489,9 @@ def generate(
         The generated ids of each prompt (without the prompt), in the order of ``prompts``.
 
     Raises:
-        GenerationError: ``max_new_tokens < 0``, ``temperature < 0``, ``top_k < 1``, ``top_p``
-            outside ``(0, 1]``, a ``pad_id`` or ``forbid`` id that is not a token of the model,
-            an empty prompt, or a prompt longer than the model's context.
+        GenerationError: ``max_new_tokens < 0`` (or not one per prompt), ``temperature < 0``,
+            ``top_k < 1``, ``top_p`` outside ``(0, 1]``, a ``pad_id`` or ``forbid`` id that is
+            not a token of the model, an empty prompt, or a prompt longer than the context.
 
     Example:
         >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -382,28 +500,30 @@ def generate(
         >>> [len(o) for o in out]
         [3, 3]
     """
-    if max_new_tokens < 0:
-        raise GenerationError(f"max_new_tokens={max_new_tokens!r}; expected >= 0")
     check_sampling(temperature, top_k, top_p)
     m = as_model(model)
+    budgets = _row_budgets(max_new_tokens, prompts, m.n_ctx)
     if forbid:
         check_forbid(forbid, m.d_vocab)
-    if pad_id is None:
-        pad_id = default_pad_id(m)
-    if pad_id is None:
-        pad_id = stop_id  # a stopped row is fed its stop token again; with no stop none stops
+    pad_id = resolve_pad_id(m, pad_id, stop_id)  # with neither a pad nor a stop, no row stops
     if pad_id is not None:
         _check_pad(m, pad_id)
+    if pad_id is None:
+        batches = list(length_batches(prompts, batch_size))
+    else:
+        batches = list(padded_batches(prompts, batch_size, budgets, m.n_ctx))
+    longest = max((len(p) for p in prompts), default=0)
+    if longest > m.n_ctx:  # refused before any forward pass
+        raise GenerationError(f"a prompt has {longest} tokens; the model's context is {m.n_ctx}")
     sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
-    batches = list(length_batches(prompts, batch_size))
     results: list[list[int]] = [[] for _ in prompts]
-    if max_new_tokens == 0:
-        return results
     for chunk in tqdm(batches, desc="generate", unit="batch", disable=not progress):
+        if max(budgets[i] for i in chunk) == 0:
+            continue
         outs = _generate_batch(
             m,
             [list(prompts[i]) for i in chunk],
-            max_new_tokens,
+            [budgets[i] for i in chunk],
             sampling,
             stop_id,
             pad_id,

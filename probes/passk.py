@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from interp.models import Model, as_model
+from interp.organism.generate import check_sampling
 from interp.results import format_table, save_figure, save_json
 
 log = logging.getLogger(__name__)
@@ -121,45 +122,31 @@ def generate_continuations(
     forbid: list[int] | None = None,
     generator: torch.Generator | None = None,
     batch_size: int = 256,
+    *,
+    top_k: int | None = None,
+    top_p: float = 1.0,
 ) -> list[list[int]]:
-    """Batched KV-cache generation: ``interp.generation`` when installed, else the organism's.
+    """Batched KV-cache generation through :func:`interp.generation.generate`.
+
+    Prompts of different lengths share left-padded batches; the pad is the tokenizer's own
+    (:func:`interp.generation.default_pad_id`), never a made-up 0.
 
     Raises:
-        TypeError: no general generator is available and the model is not a HookedTransformer.
+        GenerationError: a sampling setting out of range (``temperature``, ``top_k``, ``top_p``).
     """
-    try:
-        from interp.generation import generate
-    except ImportError:
-        from transformer_lens import HookedTransformer
+    from interp.generation import generate
 
-        from interp.organism.generate import generate as organism_generate
-
-        if not isinstance(model.module, HookedTransformer):
-            raise TypeError(
-                f"generation for {type(model.module).__name__} needs interp.generation; "
-                "only HookedTransformer models can be sampled in this install"
-            ) from None
-        return organism_generate(
-            model.module,
-            prompts,
-            max_new_tokens,
-            temperature,
-            stop_id,
-            model.pad_token_id,
-            forbid,
-            generator,
-            batch_size,
-        )
     return generate(
         model,
         prompts,
         max_new_tokens,
         temperature=temperature,
         stop_id=stop_id,
-        pad_id=model.pad_token_id,
         forbid=forbid,
         generator=generator,
         batch_size=batch_size,
+        top_k=top_k,
+        top_p=top_p,
     )
 
 
@@ -174,6 +161,8 @@ def sample_pass_at_k(
     seed: int = 0,
     stop_id: int | None = None,
     batch_size: int = 256,
+    top_k: int | None = None,
+    top_p: float = 1.0,
 ) -> PassAtKResult:
     """Sample ``n`` continuations per prompt and estimate pass@k for every ``k`` in ``ks``.
 
@@ -188,12 +177,17 @@ def sample_pass_at_k(
         seed: seed of the sampling generator.
         stop_id: a token that ends a sample (e.g. the organism's ``E``).
         batch_size: rows generated together.
+        top_k: sample only among the ``top_k`` most likely tokens (``None``: all).
+        top_p: sample only from the nucleus of probability mass ``top_p`` (1: all); see
+            :func:`interp.generation.sample_next`.
 
     Returns:
         :class:`PassAtKResult`.
 
     Raises:
-        ValueError: ``n < 1``, a ``k`` outside ``1..n``, or a negative temperature.
+        ValueError: ``n < 1`` or a ``k`` outside ``1..n``.
+        GenerationError: ``temperature < 0``, ``top_k < 1`` or ``top_p`` outside ``(0, 1]``
+            (refused before any sampling).
 
     Example:
         >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -208,13 +202,21 @@ def sample_pass_at_k(
     bad = [k for k in ks if not 1 <= k <= n]
     if bad or not ks:
         raise ValueError(f"ks={list(ks)!r}; expected a non-empty list of budgets in 1..n={n}")
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature!r}; expected >= 0")
+    check_sampling(temperature, top_k, top_p)
     model = as_model(model)
     ids = [model.encode(p) if isinstance(p, str) else [int(t) for t in p] for p in prompts]
     rows = [p for p in ids for _ in range(n)]
     gen = torch.Generator().manual_seed(seed)
-    outs = generate_continuations(model, rows, max_new_tokens, temperature, stop_id, None, gen, batch_size)
+    outs = generate_continuations(
+        model, rows, max_new_tokens, temperature, stop_id, None, gen, batch_size, top_k=top_k, top_p=top_p
+    )
     correct = [sum(bool(is_correct(i, outs[i * n + j])) for j in range(n)) for i in range(len(ids))]
-    meta = {"model": model.spec, "temperature": temperature, "seed": seed, "max_new_tokens": max_new_tokens}
+    meta = {
+        "model": model.spec,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "seed": seed,
+        "max_new_tokens": max_new_tokens,
+    }
     return PassAtKResult(n, tuple(correct), tuple(int(k) for k in ks), meta)

@@ -20,7 +20,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from interp.generation import IncrementalDecoder, length_batches, trim_at_stop
+from interp.generation import IncrementalDecoder, length_batches, resolve_pad_id, trim_at_stop
 from interp.models import Model, as_model, portable_spec
 from interp.results import format_table, save_figure, save_json
 
@@ -123,7 +123,8 @@ class CotConfig:
         k: first tokens branched over (the top-``k`` of the first step).
         max_new_tokens: most tokens per branch, the first one included.
         stop_id: a token that ends a branch (kept).
-        pad_id: fed to branches that stopped.
+        pad_id: the left padding and the token fed to branches that stopped; ``None`` takes the
+            model's tokenizer's (:func:`interp.generation.default_pad_id`), else ``stop_id``.
         forbid: ids never generated (nor branched on).
         batch_size: most problems decoded together (``batch_size * k`` branches a batch).
     """
@@ -131,7 +132,7 @@ class CotConfig:
     k: int = 10
     max_new_tokens: int = 64
     stop_id: int | None = None
-    pad_id: int = 0
+    pad_id: int | None = None
     forbid: tuple[int, ...] = ()
     batch_size: int = 16
 
@@ -142,6 +143,10 @@ class CotConfig:
             raise ValueError(f"max_new_tokens={self.max_new_tokens!r}; expected >= 1")
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size!r}; expected >= 1")
+        if self.pad_id is not None and (
+            isinstance(self.pad_id, bool) or not isinstance(self.pad_id, int) or self.pad_id < 0
+        ):
+            raise ValueError(f"pad_id={self.pad_id!r}; expected a token id >= 0, or None for the tokenizer's")
 
 
 @dataclass(frozen=True)
@@ -277,7 +282,8 @@ def _cot_batch(
     model: Model, prompts: list[list[int]], answer_span: AnswerSpan, cfg: CotConfig
 ) -> list[tuple[list, list, list]]:
     k, forbid = cfg.k, list(cfg.forbid) or None
-    first = _forbidden(IncrementalDecoder(model, prompts, pad_id=cfg.pad_id).logits, forbid)
+    pad = resolve_pad_id(model, cfg.pad_id, cfg.stop_id)
+    first = _forbidden(IncrementalDecoder(model, prompts, pad_id=pad).logits, forbid)
     first_probs = torch.softmax(first, -1)
     top = first.topk(k, dim=-1).indices  # [problem, k]
     starts = top.reshape(-1)
@@ -289,11 +295,13 @@ def _cot_batch(
         done |= starts == cfg.stop_id
     fits = len(prompts[0]) < model.n_ctx
     if cfg.max_new_tokens > 1 and fits and not bool(done.all()):
-        dec = IncrementalDecoder(model, branch_prompts, pad_id=cfg.pad_id)
+        dec = IncrementalDecoder(model, branch_prompts, pad_id=pad)
         steps = min(cfg.max_new_tokens - 1, dec.remaining)
         for t in range(steps):
             logits = _forbidden(dec.logits, forbid)
-            nxt = torch.where(done, torch.full_like(starts, cfg.pad_id), logits.argmax(-1).to(starts.device))
+            nxt = logits.argmax(-1).to(starts.device)
+            if pad is not None:
+                nxt = torch.where(done, torch.full_like(starts, pad), nxt)
             margins.append(top2_margin(torch.softmax(logits, -1)).to(starts.device))
             toks.append(nxt)
             if cfg.stop_id is not None:

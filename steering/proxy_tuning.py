@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from interp.errors import InterpError
-from interp.generation import IncrementalDecoder, length_batches, sample_next, trim_at_stop
+from interp.generation import IncrementalDecoder, length_batches, resolve_pad_id, sample_next, trim_at_stop
 from interp.models import Model, as_model, portable_spec
 from interp.results import format_table, save_figure, save_json
 
@@ -88,7 +88,8 @@ class ProxyConfig:
         max_new_tokens: most tokens per prompt.
         temperature: 0 for greedy, else sample from ``softmax(logits / T)``.
         stop_id: a token that ends a continuation (kept).
-        pad_id: fed to rows that stopped.
+        pad_id: the left padding and the token fed to rows that stopped; ``None`` takes the
+            base model's tokenizer's (:func:`interp.generation.default_pad_id`), else ``stop_id``.
         forbid: ids never generated.
         batch_size: most prompts decoded together.
     """
@@ -97,7 +98,7 @@ class ProxyConfig:
     max_new_tokens: int = 64
     temperature: float = 0.0
     stop_id: int | None = None
-    pad_id: int = 0
+    pad_id: int | None = None
     forbid: tuple[int, ...] = ()
     batch_size: int = 64
 
@@ -110,6 +111,10 @@ class ProxyConfig:
             raise ValueError(f"temperature={self.temperature!r}; expected >= 0")
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size!r}; expected >= 1")
+        if self.pad_id is not None and (
+            isinstance(self.pad_id, bool) or not isinstance(self.pad_id, int) or self.pad_id < 0
+        ):
+            raise ValueError(f"pad_id={self.pad_id!r}; expected a token id >= 0, or None for the tokenizer's")
 
 
 @dataclass(frozen=True)
@@ -255,7 +260,8 @@ def _proxy_batch(
     forbid: list[int] | None,
     generator: torch.Generator | None,
 ) -> dict[str, list[list]]:
-    decs = {role: IncrementalDecoder(m, prompts, pad_id=cfg.pad_id) for role, m in models.items()}
+    pad = resolve_pad_id(models["base"], cfg.pad_id, cfg.stop_id)
+    decs = {role: IncrementalDecoder(m, prompts, pad_id=pad) for role, m in models.items()}
     base, exp, anti = decs["base"], decs["expert"], decs["antiexpert"]
     steps = min([cfg.max_new_tokens] + [d.remaining for d in decs.values()])
     done = torch.zeros(len(prompts), dtype=torch.bool, device=base.logits.device)
@@ -264,7 +270,8 @@ def _proxy_batch(
         offset = cfg.alpha * (exp.logits.to(base.logits.device) - anti.logits.to(base.logits.device))
         combined = base.logits + offset
         nxt = sample_next(combined, cfg.temperature, forbid, generator)
-        nxt = torch.where(done, torch.full_like(nxt, cfg.pad_id), nxt)
+        if pad is not None:
+            nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
         toks.append(nxt)
         b_arg.append(sample_next(base.logits, 0.0, forbid))
         p_arg.append(sample_next(combined, 0.0, forbid))

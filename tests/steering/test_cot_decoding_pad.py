@@ -1,0 +1,56 @@
+"""CotConfig's pad id comes from the model's tokenizer when unset, never a made-up 0."""
+
+from contextlib import contextmanager
+
+import pytest
+
+from interp.models import Model
+from interp.tokenizers import HFTokenizer
+from steering.cot_decoding import CotConfig, cot_decode
+
+
+def tokenizer_with_pad(pad: int, size: int = 64) -> HFTokenizer:
+    """A word-level tokenizer of ``size`` words whose pad (and end-of-sequence) token is id ``pad``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = [f"w{i}" for i in range(size)]
+    words[pad] = "<pad>"
+    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="w0"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="w0", pad_token="<pad>", eos_token="<pad>")
+    return HFTokenizer(fast)
+
+
+@contextmanager
+def fed_tokens(module):
+    """Record the token ids of every forward pass into ``module.embed`` (a HookedTransformer)."""
+    seen: list = []
+    handle = module.embed.register_forward_pre_hook(lambda m, a: seen.append(a[0].tolist()))
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def test_a_stopped_branch_is_fed_the_tokenizers_pad_by_default(hooked):
+    model = Model(hooked, tokenizer_with_pad(pad=7), "tiny-with-pad")
+    span = lambda tokens: (0, len(tokens))  # noqa: E731
+    free = cot_decode(model, [[10, 30, 2]], span, CotConfig(k=2, max_new_tokens=4))
+    by_rank = dict(zip(free.first_rank[0], free.branches[0], strict=True))
+    stop = by_rank[0][0]  # the greedy branch stops at its first token
+    assert stop not in by_rank[1] and stop not in (0, 7), "fixture: pick another stop"
+    assert CotConfig().pad_id is None
+    with fed_tokens(hooked) as seen:
+        res = cot_decode(model, [[10, 30, 2]], span, CotConfig(k=2, max_new_tokens=4, stop_id=stop))
+    got = dict(zip(res.first_rank[0], res.branches[0], strict=True))
+    assert got[0] == [stop] and got[1] == by_rank[1]
+    # the branch pass feeds [prompt + first token]; then the stopped branch gets the pad
+    steps = [s for s in seen if len(s[0]) == 1]
+    assert [s[0][0] for s in steps] == [7, 7]
+
+
+@pytest.mark.parametrize("bad", [-1, True])
+def test_a_bad_pad_id_is_refused_naming_it(bad):
+    with pytest.raises(ValueError, match=f"pad_id={bad!r}; expected a token id >= 0, or None"):
+        CotConfig(pad_id=bad)
