@@ -37,7 +37,6 @@ Hugging Face's ``generate`` does), so hooks at ``unembed.*`` see one position in
 
 import inspect
 import logging
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -47,6 +46,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from interp.batching import length_batches, padded_batches, row_budgets, trim_at_stop
 from interp.models import Model, as_model
 from interp.organism.generate import GenerationError, check_forbid, check_sampling, sample_next
 
@@ -244,7 +244,9 @@ class IncrementalDecoder:
             else:
                 if self._bridge is None:  # once per decoder: a walk over every module per step cost ~10%
                     self._bridge = (
-                        _hf_cache_name(module), _attention_components(module), _keeps_logits(module)
+                        _hf_cache_name(module),
+                        _attention_components(module),
+                        _keeps_logits(module),
                     )
                 name, targets, keep = self._bridge
                 extra = {} if self._cache is None else {name: self._cache}
@@ -299,105 +301,6 @@ def _bridge_cache_kwarg(targets: list[nn.Module]) -> Iterator[None]:
     finally:
         for h in handles:
             h.remove()
-
-
-def length_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> Iterator[list[int]]:
-    """Indices of ``prompts`` in batches of equal-length prompts, shortest first.
-
-    Args:
-        prompts: token ids of each prompt.
-        batch_size: most prompts per batch.
-
-    Returns:
-        An iterator over lists of indices into ``prompts``.
-
-    Raises:
-        GenerationError: ``batch_size < 1`` or an empty prompt.
-
-    Example:
-        >>> list(length_batches([[1, 2], [3], [4, 5], [6, 7]], batch_size=2))
-        [[1], [0, 2], [3]]
-    """
-    if batch_size < 1:
-        raise GenerationError(f"batch_size={batch_size!r}; expected >= 1")
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i, p in enumerate(prompts):
-        if len(p) == 0:
-            raise GenerationError(f"prompt {i} is empty; every prompt needs at least one token")
-        groups[len(p)].append(i)
-    for _, idx in sorted(groups.items()):
-        for k in range(0, len(idx), batch_size):
-            yield idx[k : k + batch_size]
-
-
-def trim_at_stop(rows: list[list[int]], stop_id: int | None) -> list[list[int]]:
-    """Cut each row after its first ``stop_id`` (kept); rows without it are returned whole."""
-    if stop_id is None:
-        return rows
-    return [row[: row.index(stop_id) + 1] if stop_id in row else row for row in rows]
-
-
-def padded_batches(
-    prompts: Sequence[Sequence[int]], batch_size: int, budgets: Sequence[int], n_ctx: int
-) -> Iterator[list[int]]:
-    """Indices of ``prompts`` in batches of up to ``batch_size``, shortest first, for left padding.
-
-    Prompts of different lengths share a batch (left-padded to its longest), except where the
-    padding would cut a row's continuation: a row of a batch ``width`` tokens wide can grow by
-    ``n_ctx - width`` tokens only, so a shorter row whose budget exceeds that stays out of
-    wider batches. Within the context, every row thus gets exactly what it would alone.
-
-    Args:
-        prompts: token ids of each prompt.
-        batch_size: most prompts per batch.
-        budgets: the most new tokens each prompt may get.
-        n_ctx: the model's context.
-
-    Returns:
-        An iterator over lists of indices into ``prompts``.
-
-    Raises:
-        GenerationError: ``batch_size < 1`` or an empty prompt.
-
-    Example:
-        >>> list(padded_batches([[1, 2], [3], [4, 5, 6], [7, 8]], 3, [2, 2, 2, 2], n_ctx=8))
-        [[1, 0, 3], [2]]
-        >>> list(padded_batches([[1, 2], [3]], 2, [7, 7], n_ctx=8))  # [3] may grow to 8 alone
-        [[1], [0]]
-    """
-    if batch_size < 1:
-        raise GenerationError(f"batch_size={batch_size!r}; expected >= 1")
-    for i, p in enumerate(prompts):
-        if len(p) == 0:
-            raise GenerationError(f"prompt {i} is empty; every prompt needs at least one token")
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    batch: list[int] = []
-    reach = 0  # the widest a batch may grow: min over its rows of n_ctx - budget (own length)
-    for i in order:
-        width = len(prompts[i])
-        own = max(width, n_ctx - budgets[i])  # a row may pad up to n_ctx - budget
-        if batch and (len(batch) == batch_size or width > reach):
-            yield batch
-            batch = []
-        reach = own if not batch else min(reach, own)
-        batch.append(i)
-    if batch:
-        yield batch
-
-
-def _row_budgets(
-    max_new_tokens: "int | Sequence[int]", prompts: Sequence[Sequence[int]], n_ctx: int
-) -> list[int]:
-    many = not isinstance(max_new_tokens, int)
-    wanted = list(max_new_tokens) if many else [max_new_tokens] * len(prompts)
-    if many and len(wanted) != len(prompts):
-        raise GenerationError(
-            f"max_new_tokens has {len(wanted)} entries for {len(prompts)} prompts; expected one per prompt"
-        )
-    for m in wanted:
-        if isinstance(m, bool) or not isinstance(m, int) or m < 0:
-            raise GenerationError(f"max_new_tokens={m!r}; expected an integer >= 0 (or one per prompt)")
-    return [max(0, min(m, n_ctx - len(p))) for m, p in zip(wanted, prompts, strict=True)]
 
 
 def _generate_batch(
@@ -502,7 +405,7 @@ def generate(
     """
     check_sampling(temperature, top_k, top_p)
     m = as_model(model)
-    budgets = _row_budgets(max_new_tokens, prompts, m.n_ctx)
+    budgets = row_budgets(max_new_tokens, prompts, m.n_ctx)
     if forbid:
         check_forbid(forbid, m.d_vocab)
     pad_id = resolve_pad_id(m, pad_id, stop_id)  # with neither a pad nor a stop, no row stops

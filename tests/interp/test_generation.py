@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from interp.generation import IncrementalDecoder, generate, length_batches
+from interp.batching import length_batches
+from interp.generation import IncrementalDecoder, generate
 from interp.hooks import add_vector
 from interp.models import as_model
 
@@ -200,7 +201,7 @@ def test_sampled_generation_equals_a_no_cache_loop_with_the_same_seed(model):
         with torch.no_grad():
             logits = module(torch.tensor([seq]))[:, -1]
         seq.append(int(sample_next(logits, 1.3, generator=g, **kw)[0]))
-    assert ours == [seq[len(prompt):]]
+    assert ours == [seq[len(prompt) :]]
 
 
 @pytest.mark.parametrize(
@@ -330,8 +331,15 @@ def test_smollm2_chat_prompts_left_padded_greedy_and_nucleus(smollm2):
     answer = generate(smollm2, prompts[:1], 10, stop_id=eos)[0]
     assert "Paris" in smollm2.decode(answer)
     a, b = (
-        generate(smollm2, prompts, 6, temperature=1.0, top_p=0.9, top_k=40,
-                 generator=torch.Generator().manual_seed(0))
+        generate(
+            smollm2,
+            prompts,
+            6,
+            temperature=1.0,
+            top_p=0.9,
+            top_k=40,
+            generator=torch.Generator().manual_seed(0),
+        )
         for _ in range(2)
     )
     assert a == b

@@ -7,8 +7,9 @@ import random
 import pytest
 import torch
 
+from interp.batching import padded_batches
 from interp.errors import GenerationError
-from interp.generation import IncrementalDecoder, generate, padded_batches
+from interp.generation import IncrementalDecoder, generate
 from interp.hooks import add_vector
 from interp.models import Model, as_model
 
@@ -46,9 +47,20 @@ def hooked_rotary():
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_ctx=32, d_head=8, n_heads=4, d_mlp=64, d_vocab=64, act_fn="silu",
-        normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8, gated_mlp=True,
-        seed=1, device="cpu",
+        n_layers=2,
+        d_model=32,
+        n_ctx=32,
+        d_head=8,
+        n_heads=4,
+        d_mlp=64,
+        d_vocab=64,
+        act_fn="silu",
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        rotary_dim=8,
+        gated_mlp=True,
+        seed=1,
+        device="cpu",
     )
     words = ["<unk>", "<eos>"] + [f"w{i}" for i in range(62)]
     tok = word_tokenizer(words, eos_token="<eos>")  # no pad token: pads with <eos>
@@ -64,8 +76,17 @@ def organism():
 
     tok = WordTokenizer(organism_vocab(64 - 28))
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_ctx=32, d_head=8, n_heads=4, d_mlp=64, d_vocab=len(tok),
-        act_fn="gelu", normalization_type="LN", positional_embedding_type="standard", seed=2,
+        n_layers=2,
+        d_model=32,
+        n_ctx=32,
+        d_head=8,
+        n_heads=4,
+        d_mlp=64,
+        d_vocab=len(tok),
+        act_fn="gelu",
+        normalization_type="LN",
+        positional_embedding_type="standard",
+        seed=2,
         device="cpu",
     )
     return Model(HookedTransformer(cfg).eval(), tok, "organism:tiny")
@@ -86,7 +107,7 @@ def no_cache_greedy(model, prompt, n):
     for _ in range(n):
         with torch.no_grad():
             seq.append(int(model.module(torch.tensor([seq]))[0, -1].argmax()))
-    return seq[len(prompt):]
+    return seq[len(prompt) :]
 
 
 def batch_widths(model, prompts, n, **kw):
