@@ -56,8 +56,8 @@ class TextCompleter:
 class ModelCompleter:
     """A :class:`Completer` over a loaded model: batched greedy decoding of encoded texts.
 
-    Decoding is :func:`interp.generation.generate`: batches of equal-length prompts with a
-    key-value cache, for ``HookedTransformer`` and ``TransformerBridge`` alike.
+    Decoding is :func:`interp.generation.generate`: left-padded batches with a key-value cache,
+    for ``HookedTransformer`` and ``TransformerBridge`` alike.
 
     Args:
         model: a :class:`~interp.models.Model`, or a module :func:`~interp.models.load_model` wraps.
@@ -107,7 +107,6 @@ class ModelCompleter:
             ids,
             max_new_tokens,
             stop_id=self._stop_id(stop),
-            pad_id=self.model.pad_token_id,
             batch_size=self.batch_size,
         )
         return [self.model.decode(o) for o in outs]

@@ -74,13 +74,14 @@ def respond(
     """
     import torch
 
+    from interp.generation import generate
     from interp.tasks.render import render_prompt, stop_token_id
 
     stop = stop_token_id(model, task.stop)
     prompts = [render_prompt(model, ex.prompt) for ex in task.examples]
     rows = [p for p in prompts for _ in range(samples)]
     gen = torch.Generator().manual_seed(seed) if temperature > 0 else None
-    outs = decode_padded(
+    outs = generate(
         model,
         rows,
         max_new_tokens,
@@ -92,51 +93,6 @@ def respond(
     )
     texts = [model.decode([t for t in o if t != stop]) for o in outs]
     return [texts[i * samples : (i + 1) * samples] for i in range(len(prompts))]
-
-
-def decode_padded(
-    model: Any,
-    prompts: list[list[int]],
-    max_new_tokens: int,
-    *,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    stop_id: int | None = None,
-    generator: Any = None,
-    batch_size: int = 32,
-) -> list[list[int]]:
-    """Like :func:`interp.generation.generate`, but prompts of unequal length share a batch.
-
-    ``generate`` batches only prompts of equal length (chat prompts differ by a few tokens, so
-    its batches hold one or two rows); :class:`interp.generation.IncrementalDecoder` left-pads
-    and masks, which gives the same logits within float tolerance and a full batch per step.
-    Rows are batched in order of length; the stop token is kept as the last token of a row.
-    """
-    import torch
-
-    from interp.generation import IncrementalDecoder, sample_next, trim_at_stop
-
-    pad = model.pad_token_id
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    results: list[list[int]] = [[] for _ in prompts]
-    for b in range(0, len(order), batch_size):
-        idx = order[b : b + batch_size]
-        dec = IncrementalDecoder(model, [prompts[i] for i in idx], pad_id=pad)
-        done = torch.zeros(dec.batch, dtype=torch.bool)
-        out = []
-        for t in range(min(max_new_tokens, dec.remaining)):
-            nxt = sample_next(dec.logits, temperature=temperature, top_p=top_p, generator=generator).cpu()
-            nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
-            out.append(nxt)
-            if stop_id is not None:
-                done |= nxt == stop_id
-            if bool(done.all()) or t == max_new_tokens - 1:
-                break
-            dec.advance(nxt)
-        rows = trim_at_stop(torch.stack(out, 1).tolist(), stop_id) if out else [[] for _ in idx]
-        for i, r in zip(idx, rows, strict=True):
-            results[i] = r
-    return results
 
 
 def correct_list(task: Any, responses: Sequence[str]) -> list[int]:

@@ -210,7 +210,6 @@ def sample_own_solutions(
             max_new_tokens=budget,
             temperature=config.temperature,
             stop_id=stop,
-            pad_id=model.pad_token_id,
             generator=gen,
             progress=progress,
         )

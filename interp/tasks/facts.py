@@ -122,12 +122,14 @@ def facts_task(n: int | None = None, seed: int = 0, kinds: Sequence[str] = KINDS
             meta = {"kind": kind, "subject": subject, "lead": lead[0].upper() + lead[1:]}
             if row.get("aliases"):
                 meta["aliases"] = list(row["aliases"])
-            examples.append(Example(
-                id=f"facts-{kind}-{_slug(subject)}",
-                prompt=({"role": "user", "content": question},),
-                answer=row["answer"],
-                meta=meta,
-            ))
+            examples.append(
+                Example(
+                    id=f"facts-{kind}-{_slug(subject)}",
+                    prompt=({"role": "user", "content": question},),
+                    answer=row["answer"],
+                    meta=meta,
+                )
+            )
     task = Task(
         name="facts",
         examples=tuple(examples),
@@ -192,8 +194,7 @@ def known_facts(
     task = task or facts_task()
     stop = stop_token_id(m, task.stop)
     prompts = [render_prompt(m, ex.prompt) for ex in task.examples]
-    outs = generate(m, prompts, max_new_tokens, stop_id=stop, pad_id=m.pad_token_id,
-                    batch_size=batch_size, progress=progress)
+    outs = generate(m, prompts, max_new_tokens, stop_id=stop, batch_size=batch_size, progress=progress)
     kept = []
     for ex, out in zip(task.examples, outs, strict=True):
         reply = m.decode([t for t in out if t != stop])
@@ -203,10 +204,16 @@ def known_facts(
     log.info("%s answers %d of %d facts correctly", m.spec, len(kept), len(task))
     if not kept:
         raise TaskError(f"model {m.spec!r} answers none of the {len(task)} facts correctly; nothing to keep")
-    return task.with_examples(kept, known={
-        "model": m.fingerprint, "kept": len(kept), "of": len(task), "seed": seed,
-        "rehearsed_fraction": rehearsed_fraction,
-    })
+    return task.with_examples(
+        kept,
+        known={
+            "model": m.fingerprint,
+            "kept": len(kept),
+            "of": len(task),
+            "seed": seed,
+            "rehearsed_fraction": rehearsed_fraction,
+        },
+    )
 
 
 def _answer_ids(m, ex: Example) -> tuple[list[int], list[int]]:
