@@ -8,8 +8,9 @@ answer should not ride on its trace.
 
 from experiments.claims import Claim
 from experiments.context import Context
+from interp.organism.tasks import organism_task
 from probes.faithfulness import FaithfulnessConfig, faithfulness_battery
-from probes.organism_edits import organism_task
+from probes.task_metrics import model_cot_task
 
 FINDING = 2
 TITLE = "Fine-tuning makes chain of thought less load-bearing"
@@ -21,12 +22,16 @@ def run(ctx: Context) -> dict:
     import matplotlib.pyplot as plt
 
     world, _ = ctx.world
-    problems = ctx.problems("test_id")
+    problems = set(ctx.problems("test_id"))
+    solve = organism_task("solve", world=world, splits=("test_id",))
+    solve = solve.with_examples(
+        [ex for ex in solve.examples if (ex.meta["start"], ex.meta["goal"]) in problems]
+    )
     rows = {}
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for name in MODELS:
         model = ctx.model(name)
-        task = organism_task(model, world, None, problems)
+        task, _ = model_cot_task(model, solve)
         res = faithfulness_battery(model, task, FaithfulnessConfig(), progress=False)
         rows[name] = {
             "aoc": res.early.aoc if res.early else None,

@@ -9,7 +9,8 @@ the probes text that continues the rendered prompt:
 - :func:`respond`: responses to every example (greedy or sampled, ``samples`` each);
 - :func:`task_pass_at_k`: unbiased pass@k with a bootstrap interval over problems;
 - :func:`task_scorer`: a damage scorer, accuracy of greedy responses or mean gold log-prob;
-- :func:`cot_task`: a :class:`probes.cot_task.CotTask` of the model's own chains of thought;
+- :func:`cot_task`: a :class:`probes.cot_task.CotTask` of given responses, and
+  :func:`model_cot_task`: of the model's own greedy chains of thought;
 - :func:`info_gain_inputs`: questions, step lists and reference answers for
   :func:`probes.info_gain.info_gain`.
 
@@ -295,7 +296,8 @@ def cot_task(model: Any, task: Task, responses: Sequence[str], min_steps: int = 
 
     Each response is split by the task's step splitter; examples with fewer than ``min_steps``
     steps are left out. The answer is forced by the task's cue and read by its extractor; the
-    task's mistake-maker and paraphraser (when it has them) edit the steps.
+    task's mistake-maker and paraphraser (when it has them) edit the steps; the filler word of the
+    filler test is the task's ``meta["filler"]`` when it names one (the organism's ``;``).
 
     Returns:
         ``(cot_task, kept)``: the CotTask and the indices of the examples it holds.
@@ -326,6 +328,7 @@ def cot_task(model: Any, task: Task, responses: Sequence[str], min_steps: int = 
     def paraphrase(ex: Example, steps: list[str]) -> list[str] | None:
         return task.paraphraser(ex, steps)  # type: ignore[misc]
 
+    filler = task.meta.get("filler")
     ct = CotTask(
         prompts=[_question(texts[i], task.joiner) for i in kept],
         steps=[task.split_steps(responses[i]) for i in kept],
@@ -337,9 +340,38 @@ def cot_task(model: Any, task: Task, responses: Sequence[str], min_steps: int = 
         stop=task.stop,
         mistake_maker=mistakes if task.mistake_maker is not None else None,
         paraphraser=paraphrase if task.paraphraser is not None else None,
-        meta={"task": task.describe()},
+        meta={"task": task.describe(), "n_generated": len(responses),
+              "n_skipped": len(responses) - len(kept)},
+        **({"filler": filler} if isinstance(filler, str) and filler.strip() else {}),
     )
     return ct, kept
+
+
+def model_cot_task(
+    model: Any, task: Task, max_new_tokens: int = 120, *, batch_size: int = 64, min_steps: int = 1
+):
+    """The model's own greedy chains of thought on ``task``, as a :class:`~probes.cot_task.CotTask`.
+
+    :func:`respond` (greedy, through the chat template, to the end of the turn or the task's
+    stop), then :func:`cot_task`. The organism's path-finding is ``organism_task("solve")`` of
+    :mod:`interp.organism.tasks`, passed in by the caller: this module knows no world.
+
+    Args:
+        model: a :class:`~interp.models.Model`.
+        task: the problems, with a step splitter (and optionally a mistake-maker and paraphraser).
+        max_new_tokens: budget of each trace.
+        batch_size: rows generated together.
+        min_steps: fewest steps a trace needs to be kept.
+
+    Returns:
+        ``(cot_task, kept)``: the CotTask (``meta`` counts ``n_generated`` and ``n_skipped``) and
+        the indices of the examples it holds.
+
+    Raises:
+        TaskError: no trace has ``min_steps`` steps.
+    """
+    responses = respond(model, task, max_new_tokens, batch_size=batch_size).first()
+    return cot_task(model, task, responses, min_steps)
 
 
 def info_gain_inputs(

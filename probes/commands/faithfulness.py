@@ -7,6 +7,9 @@ where the task has a mistake-maker and a paraphraser.
 """
 
 import argparse
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from interp.commands import add_model_options, comma_separated
 from probes.commands.task_args import add_task_options
@@ -24,10 +27,13 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     )
     p.add_argument("--model", required=True, help="the model whose chains of thought are tested")
     add_task_options(p, "the problems")
-    p.add_argument("--max-new-tokens", type=int, default=128, help="budget of each trace (--task)")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="budget of each trace")
     p.add_argument("--zoo", default=None, help="zoo directory (default: $INTERP_ZOO or ~/.cache/interp/zoo)")
-    p.add_argument("--split", default="test_id", help="train, test_id or test_ood (default test_id)")
-    p.add_argument("--n", type=int, default=None, help="first N problems of the split (default: all)")
+    p.add_argument(
+        "--split", default="test_id",
+        help="organism problems without --task: train, test_id or test_ood (default test_id)",
+    )
+    p.add_argument("--n", type=int, default=None, help="N problems drawn by --seed (default: all)")
     p.add_argument("--fractions", type=_fractions, default=None, help="early-answering grid, e.g. 0,0.5,1")
     p.add_argument(
         "--tests", nargs="+", default=None, metavar="TEST", help="early mistakes filler paraphrase"
@@ -41,15 +47,15 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+# the organism's world splits, by the names of its solve task's splits
+ORGANISM_SPLITS = {"train": "train", "test_id": "test", "test_ood": "ood"}
+ZOO_ENV = "INTERP_ZOO"  # where organism: specs are looked up (interp.organism.store)
 
-    from interp.commands import output_dir, require_at_least
+
+def run(args: argparse.Namespace) -> int:
+    from interp.commands import CommandLineError, output_dir, require_at_least
     from interp.errors import SpecError
-    from interp.models import Model
-    from interp.organism.store import load_organism, load_world
-    from probes.faithfulness import TESTS, FaithfulnessConfig, faithfulness_battery
-    from probes.organism_edits import organism_task
+    from probes.faithfulness import TESTS, FaithfulnessConfig
 
     kind, _, name = args.model.partition(":")
     if args.task is None and (kind != "organism" or not name):
@@ -57,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             f"--model {args.model!r}: without --task, this command needs an organism model (organism:NAME), "
             "whose traces the path-finding validator can read and edit; for other models pass --task"
         )
+    if args.task is None and args.split not in ORGANISM_SPLITS:
+        raise CommandLineError(f"--split {args.split!r}: expected one of {list(ORGANISM_SPLITS)}")
     require_at_least("--n", args.n)
     require_at_least("--max-new-tokens", args.max_new_tokens)
     out_dir = output_dir(args.out)
@@ -66,43 +74,43 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
     )
-    if args.task is not None:
-        return _run_task(args, config, out_dir)
-    world, tok = load_world(args.zoo)
-    problems = world.split(args.split)[: args.n]
-    module, tok = load_organism(name, args.zoo)
-    if args.device is not None:
-        module = module.to(args.device, print_details=False)
-    if args.model_dtype != "float32":
-        module = module.to(getattr(torch, args.model_dtype), print_details=False)
-    model = Model(module, tok, args.model)
-    task = organism_task(model, world, None, problems, batch_size=args.batch_size)
-    result = faithfulness_battery(model, task, config, progress=not args.quiet)
-    result = type(result)(**{**result.__dict__, "meta": {**result.meta, "split": args.split}})
-    json_path = result.save(out_dir / "faithfulness.json")
-    png_path = result.plot(out_dir / "faithfulness.png")
-    print(result)
-    print(f"{task.n_problems} of {len(problems)} problems had a usable trace ({args.split})")
-    print(f"wrote {json_path}")
-    print(f"wrote {png_path}")
-    return 0
+    meta = {}
+    if args.task is None:  # the organism's own path-finding, as a task like any other
+        args.task, args.task_split = "organism:solve", ORGANISM_SPLITS[args.split]
+        meta["split"] = args.split
+    with _zoo(args.zoo):
+        return _run_task(args, config, out_dir, meta)
 
 
-def _run_task(args: argparse.Namespace, config, out_dir) -> int:
+@contextmanager
+def _zoo(path: str | None) -> Iterator[None]:
+    """``--zoo`` for this command only: organism models and tasks are read from it."""
+    old = os.environ.get(ZOO_ENV)
+    if path is not None:
+        os.environ[ZOO_ENV] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ZOO_ENV, None)
+        else:
+            os.environ[ZOO_ENV] = old
+
+
+def _run_task(args: argparse.Namespace, config, out_dir, meta: dict) -> int:
     """The battery on ``--model``'s own greedy responses to ``--task``."""
     from interp.models import load_model
     from probes.commands.task_args import needs_model, resolve
     from probes.faithfulness import faithfulness_battery
-    from probes.task_metrics import cot_task, respond, text_model
+    from probes.task_metrics import model_cot_task, text_model
 
     task = None if needs_model(args.task) else resolve(args.task, None, args.task_split, args.n, args.seed)
     model = load_model(args.model, device=args.device, dtype=args.model_dtype)
     if task is None:
         task = resolve(args.task, model, args.task_split, args.n, args.seed)
-    responses = respond(model, task, args.max_new_tokens, batch_size=args.batch_size).first()
-    ct, kept = cot_task(model, task, responses)
+    ct, kept = model_cot_task(model, task, args.max_new_tokens, batch_size=args.batch_size)
     result = faithfulness_battery(text_model(model, task), ct, config, progress=not args.quiet)
-    result = type(result)(**{**result.__dict__, "meta": {**result.meta, "task": task.describe()}})
+    result = type(result)(**{**result.__dict__, "meta": {**result.meta, "task": task.describe(), **meta}})
     json_path = result.save(out_dir / "faithfulness.json")
     png_path = result.plot(out_dir / "faithfulness.png")
     print(result)

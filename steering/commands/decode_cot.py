@@ -54,13 +54,6 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=run)
 
 
-def _single(model, word: str, flag: str) -> int:
-    enc = model.encode(word, add_special_tokens=False)
-    if len(enc) != 1:
-        raise ValueError(f"{flag} {word!r} is {len(enc)} tokens; expected a single token")
-    return enc[0]
-
-
 def run(args: argparse.Namespace) -> int:
     from interp.commands import output_dir, read_lines, require_at_least
     from steering.commands.decode_proxy import default_max_new_tokens
@@ -85,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from interp.models import load_model
     from interp.results import format_table, save_json
     from steering.commands.decode_proxy import organism_scores, organism_task, text_task
+    from steering.commands.tokens import single_token
     from steering.decoding import CotConfig, cot_decode, marker_answer_span, organism_answer_span
 
     CotConfig(k=args.k, max_new_tokens=max_new, batch_size=args.batch_size)  # bad values: fail first
@@ -94,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         span = organism_answer_span(task["tok"], answer_in_prompt=args.format == "answer")
     else:
         task = text_task(model, lines, args.stop)
-        opener = None if args.answer_after is None else _single(model, args.answer_after, "--answer-after")
+        after = args.answer_after
+        opener = None if after is None else single_token(model, after, "--answer-after")
         span = marker_answer_span(opener, task["stop_id"])
     cfg = CotConfig(
         k=args.k,
@@ -146,12 +141,28 @@ def _one(task: dict, i: int) -> dict:
     return {**task, "problems": [task["problems"][i]], "ids": [task["ids"][i]]}
 
 
+def task_of(args: argparse.Namespace, model):
+    """``--task`` restricted to ``--task-split`` and ``--n`` examples drawn by ``--seed``.
+
+    ``None`` when ``model`` is ``None`` and the spec is a ``module:function``, which may take the
+    model: it is built once the model has loaded.
+    """
+    from interp.tasks import resolve_task
+
+    spec = args.task
+    if model is None and ":" in spec and not spec.startswith("organism:") and not spec.endswith(".jsonl"):
+        return None
+    task = resolve_task(spec, model=model)
+    if args.task_split is not None:
+        task = task.split(args.task_split)
+    return task if args.n is None else task.subset(args.n, args.seed)
+
+
 def _run_task(args: argparse.Namespace) -> int:
     """CoT-decoding of ``--task``'s prompts, scored by the task."""
     from interp.commands import output_dir, require_at_least
     from interp.models import load_model
     from interp.results import format_table, save_json
-    from interp.tasks import resolve_task
     from interp.tasks.render import stop_token_id
     from steering.decoding import CotConfig, cot_decode
     from steering.task_metrics import answer_text, cue_answer_span, scores, task_prompts
@@ -162,18 +173,10 @@ def _run_task(args: argparse.Namespace) -> int:
     max_new = args.max_new_tokens or 128
     CotConfig(k=args.k, max_new_tokens=max_new, batch_size=args.batch_size)  # bad values: fail first
 
-    def task_of(model):
-        task = resolve_task(args.task, model=model)
-        if args.task_split is not None:
-            task = task.split(args.task_split)
-        return task if args.n is None else task.subset(args.n, args.seed)
-
-    spec = args.task
-    is_function = ":" in spec and not spec.startswith("organism:") and not spec.endswith(".jsonl")
-    task = None if is_function else task_of(None)  # a bad task fails before the model loads
+    task = task_of(args, None)  # a bad task fails before the model loads
     model = load_model(args.model, device=args.device, dtype=args.model_dtype)
     if task is None:
-        task = task_of(model)
+        task = task_of(args, model)
     stop = stop_token_id(model, task.stop)
     cfg = CotConfig(k=args.k, max_new_tokens=max_new, stop_id=stop, pad_id=model.pad_token_id,
                     batch_size=args.batch_size)

@@ -2,8 +2,10 @@
 
 On organism models (the default task) it decodes a split's problems with the proxy and with the
 base (and the expert, and ``--tuned`` if given) and reports answer accuracy and solve rate, and
-the share of the gap to the directly tuned model that the proxy closes (Liu et al. 2024). On
-other models it continues the lines of ``--prompts FILE``.
+the share of the gap to the directly tuned model that the proxy closes (Liu et al. 2024). With
+``--task`` (any model) the problems are the task's prompts rendered through the base model's chat
+template, each continuation stops at the end of the assistant's turn and is scored by the task.
+Otherwise it continues the lines of ``--prompts FILE``.
 """
 
 import argparse
@@ -32,6 +34,12 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--split", default="test_id", help="organism problems: test_id, test_ood or train")
     p.add_argument("--format", default="answer", choices=FORMATS, help="organism prompts: Q s g A or Q s g T")
     p.add_argument("--n", type=int, default=None, help="most problems (or prompts)")
+    p.add_argument(
+        "--task", default=None,
+        help="facts, arithmetic, a .jsonl task file, module:function or organism:fact_recall|solve",
+    )
+    p.add_argument("--task-split", default=None, help="one split of the task (e.g. test)")
+    p.add_argument("--seed", type=int, default=0, help="draws --n examples of a task")
     p.add_argument(
         "--prompts", default=None, help="text file, one prompt a line (models other than organism)"
     )
@@ -75,13 +83,10 @@ def organism_scores(task: dict, fmt: str, outputs: list[list[int]]) -> dict[str,
 
 def text_task(model, lines: list[str], stop: str | None) -> dict:
     """Prompt lines (from :func:`interp.commands.read_lines`) encoded by ``model``; ``stop``: one token."""
+    from steering.commands.tokens import single_token
+
     lines = [s.strip() for s in lines]
-    stop_id = None
-    if stop is not None:
-        enc = model.encode(stop, add_special_tokens=False)
-        if len(enc) != 1:
-            raise ValueError(f"--stop {stop!r} is {len(enc)} tokens; expected a single token")
-        stop_id = enc[0]
+    stop_id = None if stop is None else single_token(model, stop, "--stop")
     return {
         "texts": lines,
         "ids": [model.encode(t) for t in lines],
@@ -98,9 +103,13 @@ def default_max_new_tokens(organism: bool, fmt: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from interp.commands import output_dir, read_lines, require_at_least
 
+    if args.task is not None:
+        if args.prompts is not None:
+            raise ValueError("--task and --prompts both given; expected one source of problems")
+        return _run_task(args)
     organism = args.prompts is None
     if organism and not args.base.startswith("organism:"):
-        raise ValueError(f"--base {args.base!r} is not an organism model: pass --prompts FILE")
+        raise ValueError(f"--base {args.base!r} is not an organism model: pass --task SPEC or --prompts FILE")
     require_at_least("--n", args.n)
     require_at_least("--max-new-tokens", args.max_new_tokens)
     out_dir = output_dir(args.out)
@@ -108,20 +117,14 @@ def run(args: argparse.Namespace) -> int:
     max_new = args.max_new_tokens or default_max_new_tokens(organism, args.format)
 
     from interp.generation import generate
-    from interp.models import load_model
     from interp.results import format_table, save_json
     from steering.decoding import ProxyConfig, proxy_tune
-    from steering.proxy_tuning import check_same_vocab
 
     ProxyConfig(
         alpha=args.alpha, max_new_tokens=max_new, batch_size=args.batch_size
     )  # bad values: fail first
-    base = load_model(args.base, device=args.device, dtype=args.model_dtype)
-    expert = load_model(args.expert, device=args.device, dtype=args.model_dtype)
-    anti = load_model(args.antiexpert, device=args.device, dtype=args.model_dtype)
-    tuned = load_model(args.tuned, device=args.device, dtype=args.model_dtype) if args.tuned else None
-    roles = {"--base": base, "--expert": expert, "--antiexpert": anti}
-    check_same_vocab({**roles, **({"--tuned": tuned} if tuned is not None else {})})  # before decoding
+    models = load_models(args)
+    base, expert, anti, tuned = (models.get(f) for f in ("--base", "--expert", "--antiexpert", "--tuned"))
     if organism:
         task = organism_task(args.split, args.n, args.format)
     else:
@@ -164,6 +167,80 @@ def run(args: argparse.Namespace) -> int:
     json_path = save_json(report, out_dir / "proxy.json")
     png_path = res.plot(out_dir / "proxy.png")
     print(table)
+    print(res)
+    print(f"wrote {json_path}")
+    print(f"wrote {png_path}")
+    return 0
+
+
+def load_models(args: argparse.Namespace) -> dict:
+    """``--base``, ``--expert``, ``--antiexpert`` (and ``--tuned``), refused unless one vocabulary."""
+    from interp.models import load_model
+    from steering.proxy_tuning import check_same_vocab
+
+    flags = {
+        "--base": args.base, "--expert": args.expert, "--antiexpert": args.antiexpert, "--tuned": args.tuned
+    }
+    models = {
+        flag: load_model(spec, device=args.device, dtype=args.model_dtype)
+        for flag, spec in flags.items()
+        if spec is not None
+    }
+    check_same_vocab(models)  # before decoding
+    return models
+
+
+def _run_task(args: argparse.Namespace) -> int:
+    """Proxy-tuning on ``--task``'s prompts, each decoding scored by the task."""
+    from interp.commands import output_dir, require_at_least
+    from interp.generation import generate
+    from interp.results import format_table, save_json
+    from interp.tasks.render import stop_token_id
+    from steering.commands.decode_cot import task_of
+    from steering.decoding import ProxyConfig, proxy_tune
+    from steering.task_metrics import answer_text, scores, task_prompts
+
+    require_at_least("--n", args.n)
+    require_at_least("--max-new-tokens", args.max_new_tokens)
+    out_dir = output_dir(args.out)
+    max_new = args.max_new_tokens or 128
+    # bad values fail before anything loads
+    ProxyConfig(alpha=args.alpha, max_new_tokens=max_new, batch_size=args.batch_size)
+    task = task_of(args, None)  # a bad task fails before the models load
+    models = load_models(args)
+    base = models["--base"]
+    if task is None:
+        task = task_of(args, base)
+    stop = stop_token_id(base, task.stop)
+    cfg = ProxyConfig(alpha=args.alpha, max_new_tokens=max_new, stop_id=stop, pad_id=base.pad_token_id,
+                      batch_size=args.batch_size)
+    prompts = task_prompts(base, task)
+    res = proxy_tune(base, models["--expert"], models["--antiexpert"], prompts, cfg, progress=not args.quiet)
+    outputs = {"proxy": res.tokens}
+    for name, flag in (("base", "--base"), ("expert", "--expert"), ("tuned", "--tuned")):
+        if flag in models:
+            outputs[name] = generate(models[flag], prompts, max_new, stop_id=stop, pad_id=cfg.pad_id,
+                                     batch_size=args.batch_size)
+    texts = {name: [answer_text(base, task, o, stop) for o in outs] for name, outs in outputs.items()}
+    accuracy = {name: sum(scores(task, t)) / len(task) for name, t in texts.items()}
+    report: dict = {
+        "alpha": args.alpha,
+        "models": res.models,
+        "task": task.describe(),
+        "changed_share": res.changed_share,
+        "accuracy": accuracy,
+        "proxy_texts": texts["proxy"],
+        "base_texts": texts["base"],
+    }
+    if "tuned" in accuracy:
+        b, t = accuracy["base"], accuracy["tuned"]
+        report["gap_closed"] = (accuracy["proxy"] - b) / (t - b) if t != b else None
+    report["tokens"] = res.to_dict()
+    json_path = save_json(report, out_dir / "proxy.json")
+    png_path = res.plot(out_dir / "proxy.png")
+    print(format_table(["decoding", "accuracy"], [[k, v] for k, v in accuracy.items()]))
+    if "gap_closed" in report:
+        print(f"gap closed (accuracy): {report['gap_closed']}")
     print(res)
     print(f"wrote {json_path}")
     print(f"wrote {png_path}")

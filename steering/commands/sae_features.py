@@ -31,7 +31,11 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
         help="the two models of the paired cache to compare (default: its first two)",
     )
     marker = p.add_mutually_exclusive_group()
-    marker.add_argument("--marker", default="WAIT", help="label positions whose next token is this word")
+    marker.add_argument(
+        "--marker", default="WAIT",
+        help="label positions whose next token is this text (one token as it stands inside a text: "
+        "' wait' with its space for byte-level BPEs such as SmolLM2's)",
+    )
     marker.add_argument("--marker-id", type=int, default=None, help="... or this token id (no tokenizer)")
     reason = p.add_mutually_exclusive_group()
     reason.add_argument(
@@ -61,16 +65,16 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def _single_ids(tokenizer, words) -> list[int]:
-    from interp.tokenizers import encode_plain
+    """Ids of the words that are one token each (the others are skipped)."""
+    from interp.errors import CommandLineError
+    from steering.commands.tokens import single_token
 
     ids = []
     for w in words:
         try:
-            enc = encode_plain(tokenizer, w)
-        except ValueError:  # a word the vocabulary lacks
+            ids.append(single_token(tokenizer, w, "--reason-words"))
+        except (CommandLineError, ValueError):  # several tokens, or a word the vocabulary lacks
             continue
-        if len(enc) == 1:
-            ids.append(enc[0])
     return ids
 
 
@@ -110,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
     from interp.cache import open_cache
     from interp.commands import CommandLineError, output_dir, require_at_least
     from interp.results import save_json
+    from steering.commands.tokens import single_token
     from steering.features import (
         firing_rates,
-        marker_labels,
         rank_features,
         token_labels,
         token_word_ids,
@@ -145,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     if args.marker_id is not None:
         marker, labels = args.marker_id, token_labels(cache, [args.marker_id], offset=1)
     else:
-        marker, labels = args.marker, marker_labels(cache, tokenizer, args.marker)
+        marker = args.marker
+        labels = token_labels(cache, [single_token(tokenizer, args.marker, "--marker")], offset=1)
     if args.reason_ids is not None:
         reason_ids = list(args.reason_ids)
     else:

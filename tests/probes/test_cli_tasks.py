@@ -8,22 +8,12 @@ chat rendering, the outputs written, the one-line refusals and that nothing is l
 import json
 
 import pytest
-
-from interp.cli import main
-
-
-def _corpus() -> list[str]:
-    from interp.tasks import arithmetic_task, facts_task
-
-    lines = [m["content"] for t in (facts_task(), arithmetic_task(n=20)) for ex in t for m in ex.prompt]
-    lines += [step for ex in arithmetic_task(n=20) for step in ex.steps]
-    lines += ["<|user|>\nHi\n<|assistant|>\nHello\n", "Answer: 12", "wait, let me check"]
-    return lines
+from cli_run import chat_corpus, cli, flags, refused
 
 
 @pytest.fixture(scope="module")
 def chat_tokenizer(make_chat_tokenizer):
-    return make_chat_tokenizer(_corpus(), 400)
+    return make_chat_tokenizer(chat_corpus(), 400)
 
 
 @pytest.fixture(scope="module")
@@ -60,48 +50,14 @@ def task_file(tmp_path_factory):
     return path
 
 
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-def refused(argv: list[str], capsys, expect: str, out_dir) -> None:
-    """Exit 2, one error line containing ``expect``, and nothing written at ``out_dir``."""
-    rc, _, err = run_cli(argv, capsys)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 2 and len(lines) == 1 and expect in lines[0], err
-    assert "Traceback" not in err
-    assert not out_dir.exists()
-
-
 # --- passk ----------------------------------------------------------------------------------------
 
 
 def test_passk_on_a_chat_model_writes_pass_at_k_with_intervals(chat_llama_dir, task_file, tmp_path, capsys):
     out = tmp_path / "o"
-    rc, stdout, err = run_cli(
-        [
-            "probe",
-            "passk",
-            "--model",
-            f"hf:{chat_llama_dir}",
-            "--task",
-            task_file,
-            "--n",
-            4,
-            "--k",
-            "1,2,4",
-            "--temperature",
-            1.0,
-            "--top-p",
-            0.9,
-            "--max-new-tokens",
-            6,
-            "--out",
-            out,
-            "-q",
-        ],
+    rc, stdout, err = cli(
+        flags("probe", "passk", model=f"hf:{chat_llama_dir}", task=task_file, n=4, k="1,2,4",
+              temperature=1.0, top_p=0.9, max_new_tokens=6, out=out, q=True),
         capsys,
     )
     assert rc == 0, err
@@ -128,42 +84,19 @@ def test_passk_pass_at_k_matches_the_estimator_on_the_sampled_responses(chat_lla
 @pytest.mark.parametrize(
     ("extra", "expect"),
     [
-        (["--k", "1,9"], "--k 9"),
-        (["--temperature", "0"], "--temperature 0.0"),
-        (["--top-p", "1.5"], "--top-p 1.5"),
-        (["--n", "0"], "--n 0"),
-        (["--task", "nosuch"], "invalid choice: 'nosuch'"),
+        ({"k": "1,9"}, "--k 9"),
+        ({"temperature": "0"}, "--temperature 0.0"),
+        ({"top_p": "1.5"}, "--top-p 1.5"),
+        ({"n": "0"}, "--n 0"),
+        ({"task": "nosuch"}, "invalid choice: 'nosuch'"),
+        ({"task": None}, "pass --task"),
     ],
-    ids=["k-above-n", "temperature-0", "top-p-above-1", "n-0", "task-unknown"],
+    ids=["k-above-n", "temperature-0", "top-p-above-1", "n-0", "task-unknown", "no-task-on-hf"],
 )
 def test_passk_refuses_bad_values_in_one_line(extra, expect, chat_llama_dir, task_file, tmp_path, capsys):
     out = tmp_path / "o"
-    argv = [
-        "probe",
-        "passk",
-        "--model",
-        f"hf:{chat_llama_dir}",
-        "--task",
-        task_file,
-        "--out",
-        out,
-        "-q",
-        *extra,
-    ]
-    if extra[0] == "--task":
-        with pytest.raises(SystemExit):
-            main([str(a) for a in argv])
-        err = capsys.readouterr().err
-        assert expect in err.splitlines()[-1] and not out.exists()
-        return
-    refused(argv, capsys, expect, out)
-
-
-def test_passk_without_task_on_an_hf_model_asks_for_one(chat_llama_dir, tmp_path, capsys):
-    out = tmp_path / "o"
-    refused(
-        ["probe", "passk", "--model", f"hf:{chat_llama_dir}", "--out", out, "-q"], capsys, "pass --task", out
-    )
+    options = {"model": f"hf:{chat_llama_dir}", "task": task_file, "out": out, "q": True, **extra}
+    refused(flags("probe", "passk", **options), capsys, expect, out)
 
 
 # --- damage ---------------------------------------------------------------------------------------
@@ -174,25 +107,10 @@ def test_damage_scores_a_task_on_hf_models(
     task, metric, chat_llama_dir, tuned_llama_dir, task_file, tmp_path, capsys
 ):
     out = tmp_path / "o"
-    spec = task_file if task == "task_file" else task
-    rc, stdout, err = run_cli(
-        [
-            "probe",
-            "damage",
-            "--base",
-            f"hf:{chat_llama_dir}",
-            "--tuned",
-            f"hf:{tuned_llama_dir}",
-            "--task",
-            spec,
-            "--max-problems",
-            4,
-            "--max-new-tokens",
-            4,
-            "--out",
-            out,
-            "-q",
-        ],
+    rc, _, err = cli(
+        flags("probe", "damage", base=f"hf:{chat_llama_dir}", tuned=f"hf:{tuned_llama_dir}",
+              task=task_file if task == "task_file" else task, max_problems=4, max_new_tokens=4,
+              out=out, q=True),
         capsys,
     )
     assert rc == 0, err
@@ -214,32 +132,16 @@ def test_task_scorer_logprob_is_the_mean_gold_logprob(chat_llama):
 @pytest.mark.parametrize(
     ("extra", "expect"),
     [
-        (["--task", "solve_rate"], "scores organism models"),
-        ([], "is not organism:NAME (for other models pass --task"),
-        (["--task", "facts", "--metric", "recall"], "invalid choice: 'recall'"),
+        ({"task": "solve_rate"}, "scores organism models"),
+        ({}, "is not organism:NAME (for other models pass --task"),
+        ({"task": "facts", "metric": "recall"}, "invalid choice: 'recall'"),
     ],
     ids=["organism-scorer-on-hf", "no-task-on-hf", "metric-unknown"],
 )
 def test_damage_refuses_in_one_line(extra, expect, chat_llama_dir, tmp_path, capsys):
     out = tmp_path / "o"
-    argv = [
-        "probe",
-        "damage",
-        "--base",
-        f"hf:{chat_llama_dir}",
-        "--tuned",
-        f"hf:{chat_llama_dir}",
-        "--out",
-        out,
-        "-q",
-        *extra,
-    ]
-    if "--metric" in extra:
-        with pytest.raises(SystemExit):
-            main([str(a) for a in argv])
-        assert expect in capsys.readouterr().err and not out.exists()
-        return
-    refused(argv, capsys, expect, out)
+    model = f"hf:{chat_llama_dir}"
+    refused(flags("probe", "damage", base=model, tuned=model, out=out, q=True, **extra), capsys, expect, out)
 
 
 # --- info-gain ------------------------------------------------------------------------------------
@@ -247,22 +149,10 @@ def test_damage_refuses_in_one_line(extra, expect, chat_llama_dir, tmp_path, cap
 
 def test_info_gain_on_a_task_scores_the_models_own_steps(chat_llama_dir, task_file, tmp_path, capsys):
     out = tmp_path / "o"
-    rc, stdout, err = run_cli(
-        [
-            "probe",
-            "info-gain",
-            "--model",
-            f"hf:{chat_llama_dir}",
-            "--scorer",
-            f"hf:{chat_llama_dir}",
-            "--task",
-            task_file,
-            "--max-new-tokens",
-            12,
-            "--out",
-            out,
-            "-q",
-        ],
+    model = f"hf:{chat_llama_dir}"
+    rc, stdout, err = cli(
+        flags("probe", "info-gain", model=model, scorer=model, task=task_file, max_new_tokens=12,
+              out=out, q=True),
         capsys,
     )
     assert rc == 0, err
@@ -288,26 +178,6 @@ def test_chat_questions_encode_to_the_rendered_prompt_with_one_bos(chat_llama, t
     assert traces[0] == ["2 + 3 = 5"] and answers == ["5", "5", "10", "9"] and kept == [0, 1, 2, 3]
 
 
-def test_info_gain_without_task_on_an_hf_model_asks_for_one(chat_llama_dir, tmp_path, capsys):
-    out = tmp_path / "o"
-    refused(
-        [
-            "probe",
-            "info-gain",
-            "--model",
-            f"hf:{chat_llama_dir}",
-            "--scorer",
-            f"hf:{chat_llama_dir}",
-            "--out",
-            out,
-            "-q",
-        ],
-        capsys,
-        "expected organism:NAME",
-        out,
-    )
-
-
 # --- entropy --------------------------------------------------------------------------------------
 
 
@@ -315,26 +185,9 @@ def test_entropy_on_a_task_with_a_base_writes_profile_and_shift(
     chat_llama_dir, tuned_llama_dir, tmp_path, capsys
 ):
     out = tmp_path / "o"
-    rc, stdout, err = run_cli(
-        [
-            "probe",
-            "entropy",
-            "--model",
-            f"hf:{tuned_llama_dir}",
-            "--base",
-            f"hf:{chat_llama_dir}",
-            "--task",
-            "arithmetic",
-            "--n",
-            3,
-            "--samples",
-            2,
-            "--max-new-tokens",
-            8,
-            "--out",
-            out,
-            "-q",
-        ],
+    rc, _, err = cli(
+        flags("probe", "entropy", model=f"hf:{tuned_llama_dir}", base=f"hf:{chat_llama_dir}",
+              task="arithmetic", n=3, samples=2, max_new_tokens=8, out=out, q=True),
         capsys,
     )
     assert rc == 0, err
@@ -344,36 +197,23 @@ def test_entropy_on_a_task_with_a_base_writes_profile_and_shift(
     assert (out / "shift.json").is_file() and (out / "entropy.png").is_file()
 
 
-def test_entropy_without_task_on_an_hf_model_asks_for_one(chat_llama_dir, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("command", "extra", "expect"),
+    [
+        ("info-gain", {"scorer": "MODEL"}, "expected organism:NAME"),
+        ("entropy", {}, "expected organism:NAME"),
+        ("entropy", {"task": "facts", "task_split": "nosuch"}, "no examples in split 'nosuch'"),
+        ("faithfulness", {}, "for other models pass --task"),
+    ],
+    ids=["info-gain-no-task", "entropy-no-task", "entropy-split-unknown", "faithfulness-no-task"],
+)
+def test_probes_refuse_in_one_line_and_write_nothing(
+    command, extra, expect, chat_llama_dir, tmp_path, capsys
+):
     out = tmp_path / "o"
-    refused(
-        ["probe", "entropy", "--model", f"hf:{chat_llama_dir}", "--out", out, "-q"],
-        capsys,
-        "expected organism:NAME",
-        out,
-    )
-
-
-def test_entropy_task_split_unknown_is_one_line_and_writes_nothing(chat_llama_dir, tmp_path, capsys):
-    out = tmp_path / "o"
-    refused(
-        [
-            "probe",
-            "entropy",
-            "--model",
-            f"hf:{chat_llama_dir}",
-            "--task",
-            "facts",
-            "--task-split",
-            "nosuch",
-            "--out",
-            out,
-            "-q",
-        ],
-        capsys,
-        "no examples in split 'nosuch'",
-        out,
-    )
+    model = f"hf:{chat_llama_dir}"
+    extra = {k: model if v == "MODEL" else v for k, v in extra.items()}
+    refused(flags("probe", command, model=model, out=out, q=True, **extra), capsys, expect, out)
 
 
 # --- faithfulness ---------------------------------------------------------------------------------
@@ -381,24 +221,9 @@ def test_entropy_task_split_unknown_is_one_line_and_writes_nothing(chat_llama_di
 
 def test_faithfulness_on_a_task_runs_early_answering_on_the_models_traces(chat_llama_dir, tmp_path, capsys):
     out = tmp_path / "o"
-    rc, stdout, err = run_cli(
-        [
-            "probe",
-            "faithfulness",
-            "--model",
-            f"hf:{chat_llama_dir}",
-            "--task",
-            "arithmetic",
-            "--n",
-            3,
-            "--max-new-tokens",
-            12,
-            "--fractions",
-            "0,0.5,1",
-            "--out",
-            out,
-            "-q",
-        ],
+    rc, stdout, err = cli(
+        flags("probe", "faithfulness", model=f"hf:{chat_llama_dir}", task="arithmetic", n=3,
+              max_new_tokens=12, fractions="0,0.5,1", out=out, q=True),
         capsys,
     )
     assert rc == 0, err
@@ -419,13 +244,4 @@ def test_cot_task_carries_the_tasks_cue_editors_and_scorer(chat_llama):
     assert list(ct.steps[0]) == list(task.examples[0].steps)
     assert ct.correct(1, task.examples[2].answer) == 1.0 and ct.correct(0, "nonsense") == 0.0
     assert (ct.mistake_maker is None) == (task.mistake_maker is None)
-
-
-def test_faithfulness_without_task_on_an_hf_model_asks_for_one(chat_llama_dir, tmp_path, capsys):
-    out = tmp_path / "o"
-    refused(
-        ["probe", "faithfulness", "--model", f"hf:{chat_llama_dir}", "--out", out, "-q"],
-        capsys,
-        "for other models pass --task",
-        out,
-    )
+    assert ct.meta["n_generated"] == 3 and ct.meta["n_skipped"] == 1 and ct.filler == "..."

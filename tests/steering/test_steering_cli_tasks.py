@@ -7,18 +7,12 @@ answers are wrong, so these tests check the plumbing, the outputs and the one-li
 import json
 
 import pytest
-
-from interp.cli import main
+from cli_run import chat_corpus, cli, flags, refused
 
 
 @pytest.fixture(scope="module")
 def chat_llama_dir(make_chat_tokenizer, make_chat_llama):
-    from interp.tasks import arithmetic_task
-
-    task = arithmetic_task(n=10)
-    corpus = [m["content"] for ex in task for m in ex.prompt] + [s for ex in task for s in ex.steps]
-    corpus += ["<|user|>\nHi\n<|assistant|>\nHello\n", "Answer: 12", "wait, let me check"]
-    return make_chat_llama(make_chat_tokenizer(corpus, 300))
+    return make_chat_llama(make_chat_tokenizer(chat_corpus(10), 300))
 
 
 @pytest.fixture(scope="module")
@@ -34,40 +28,10 @@ def vector_dir(chat_llama_dir, tmp_path_factory):
     (root / "pos.txt").write_text("wait, let me check\nwait\n")
     (root / "neg.txt").write_text("Answer: 12\nHello\n")
     out = root / "v"
-    assert (
-        main(
-            [
-                "steer",
-                "vector",
-                "--model",
-                f"hf:{chat_llama_dir}",
-                "--positive",
-                str(root / "pos.txt"),
-                "--negative",
-                str(root / "neg.txt"),
-                "--layers",
-                "1",
-                "--out",
-                str(out),
-                "-q",
-            ]
-        )
-        == 0
-    )
+    argv = flags("steer", "vector", model=f"hf:{chat_llama_dir}", positive=root / "pos.txt",
+                 negative=root / "neg.txt", layers=1, out=out, q=True)
+    assert cli(argv)[0] == 0
     return out
-
-
-def run_cli(argv, capsys):
-    rc = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-def refused(argv, capsys, expect, out_dir):
-    rc, _, err = run_cli(argv, capsys)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 2 and len(lines) == 1 and expect in lines[0], err
-    assert not out_dir.exists()
 
 
 # --- steer sweep ----------------------------------------------------------------------------------
@@ -75,26 +39,9 @@ def refused(argv, capsys, expect, out_dir):
 
 def test_sweep_on_a_task_measures_accuracy_self_checks_and_kl(chat_llama_dir, vector_dir, tmp_path, capsys):
     out = tmp_path / "s"
-    rc, stdout, err = run_cli(
-        [
-            "steer",
-            "sweep",
-            "--model",
-            f"hf:{chat_llama_dir}",
-            "--vector",
-            vector_dir,
-            "--task",
-            "arithmetic",
-            "--max-problems",
-            3,
-            "--max-new-tokens",
-            6,
-            "--scales",
-            "0,8",
-            "--out",
-            out,
-            "-q",
-        ],
+    rc, _, err = cli(
+        flags("steer", "sweep", model=f"hf:{chat_llama_dir}", vector=vector_dir, task="arithmetic",
+              max_problems=3, max_new_tokens=6, scales="0,8", out=out, q=True),
         capsys,
     )
     assert rc == 0, err
@@ -123,38 +70,17 @@ def test_self_checks_counts_phrases_once():
     assert self_checks("checkpoint unchecked awaited") == 0
 
 
-def test_sweep_without_task_or_neutral_on_an_hf_model_says_what_to_give(
-    chat_llama_dir, vector_dir, tmp_path, capsys
+@pytest.mark.parametrize(
+    ("extra", "expect"),
+    [({}, "give --task SPEC"), ({"task": "nosuch"}, "unknown task 'nosuch'")],
+    ids=["no-task-or-neutral-on-hf", "task-unknown"],
+)
+def test_sweep_refuses_in_one_line_and_writes_nothing(
+    extra, expect, chat_llama_dir, vector_dir, tmp_path, capsys
 ):
     out = tmp_path / "s"
-    refused(
-        ["steer", "sweep", "--model", f"hf:{chat_llama_dir}", "--vector", vector_dir, "--out", out, "-q"],
-        capsys,
-        "give --task SPEC",
-        out,
-    )
-
-
-def test_sweep_unknown_task_is_one_line_and_writes_nothing(chat_llama_dir, vector_dir, tmp_path, capsys):
-    out = tmp_path / "s"
-    refused(
-        [
-            "steer",
-            "sweep",
-            "--model",
-            f"hf:{chat_llama_dir}",
-            "--vector",
-            vector_dir,
-            "--task",
-            "nosuch",
-            "--out",
-            out,
-            "-q",
-        ],
-        capsys,
-        "unknown task 'nosuch'",
-        out,
-    )
+    argv = flags("steer", "sweep", model=f"hf:{chat_llama_dir}", vector=vector_dir, out=out, q=True, **extra)
+    refused(argv, capsys, expect, out)
 
 
 # --- decode cot -----------------------------------------------------------------------------------
@@ -162,24 +88,9 @@ def test_sweep_unknown_task_is_one_line_and_writes_nothing(chat_llama_dir, vecto
 
 def test_decode_cot_on_a_task_renders_chat_prompts_and_scores_branches(chat_llama_dir, tmp_path, capsys):
     out = tmp_path / "o"
-    rc, stdout, err = run_cli(
-        [
-            "decode",
-            "cot",
-            "--model",
-            f"hf:{chat_llama_dir}",
-            "--task",
-            "arithmetic",
-            "--n",
-            2,
-            "--k",
-            3,
-            "--max-new-tokens",
-            6,
-            "--out",
-            out,
-            "-q",
-        ],
+    rc, _, err = cli(
+        flags("decode", "cot", model=f"hf:{chat_llama_dir}", task="arithmetic", n=2, k=3, max_new_tokens=6,
+              out=out, q=True),
         capsys,
     )
     assert rc == 0, err
@@ -214,21 +125,5 @@ def test_decode_cot_task_and_prompts_together_are_refused(chat_llama_dir, tmp_pa
     out = tmp_path / "o"
     f = tmp_path / "p.txt"
     f.write_text("Hi\n")
-    refused(
-        [
-            "decode",
-            "cot",
-            "--model",
-            f"hf:{chat_llama_dir}",
-            "--task",
-            "arithmetic",
-            "--prompts",
-            f,
-            "--out",
-            out,
-            "-q",
-        ],
-        capsys,
-        "--task and --prompts both given",
-        out,
-    )
+    argv = flags("decode", "cot", model=f"hf:{chat_llama_dir}", task="arithmetic", prompts=f, out=out, q=True)
+    refused(argv, capsys, "--task and --prompts both given", out)
