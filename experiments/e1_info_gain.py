@@ -15,7 +15,8 @@ that with the answer exceed the scorer's context, are skipped and counted.
 from experiments.claims import Claim, pct, rel_change
 from experiments.context import Context
 from interp.organism import respond
-from probes.info_gain import info_gain, organism_reference, split_organism_trace
+from interp.organism.probing import organism_reference
+from probes.info_gain import info_gain, split_organism_trace
 
 FINDING = 1
 TITLE = "SFT raises accuracy but cuts Information Gain"

@@ -34,15 +34,16 @@ MIN_GAP_PROBLEMS = 3
 
 def run(ctx: Context) -> dict:
     from interp.cache import CacheConfig, build_paired_cache
+    from interp.organism.damage import organism_probe_rows, organism_scorer
     from probes.cka import paired_cka
-    from probes.damage import DamageConfig, localise_damage, organism_probe_task, organism_scorer
+    from probes.damage import DamageConfig, ProbeTask, localise_damage
 
     world, tok = ctx.world
     problems = ctx.problems("test_id")
     b = ctx.budget
     fact = organism_scorer("fact_recall", ctx.zoo)
     solve = organism_scorer("solve_rate", ctx.zoo, "test_id", b.problems, b.max_new_tokens)
-    probe_task = organism_probe_task(ctx.zoo, max_problems=b.problems or 100)
+    probe_task = ProbeTask(*organism_probe_rows(ctx.zoo, max_problems=b.problems or 100))
     config = DamageConfig()
 
     reports, damage = {}, {}

@@ -148,8 +148,9 @@ def _marker_material(ctx: Context):
 
 
 def _steering(ctx: Context) -> dict:
+    from interp.organism.steering import organism_metrics
     from steering.features import marker_labels, rank_features
-    from steering.sweep import SweepConfig, dose_response, organism_metrics
+    from steering.sweep import SweepConfig, dose_response, kl_cost
     from steering.vectors import SteeringVector, from_cache, from_sae_feature
 
     world, tok = ctx.world
@@ -187,7 +188,8 @@ def _steering(ctx: Context) -> dict:
     }
     model = ctx.model(target)
     targets, costs = organism_metrics(
-        model, tok, world, max_problems=ctx.budget.problems, max_new_tokens=ctx.budget.max_new_tokens
+        model, tok, world, max_problems=ctx.budget.problems, max_new_tokens=ctx.budget.max_new_tokens,
+        kl_cost=kl_cost,
     )
     for name, vec, unit_scale in (("mean_difference", dom, 1.0), ("sae_feature", feat, norm)):
         scales = tuple(s * unit_scale for s in SCALES)

@@ -12,11 +12,11 @@ import torch
 from experiments.claims import Claim, pct
 from experiments.context import Context
 from interp.organism import respond, validate_trace
+from interp.organism.probing import organism_is_correct
 from probes.cot_length import (
     ForceConfig,
     accuracy_by_length,
     forced_accuracy,
-    organism_is_correct,
     organism_steps,
 )
 

@@ -47,8 +47,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from interp.batching import length_batches, padded_batches, row_budgets, trim_at_stop
+from interp.errors import GenerationError
 from interp.models import Model, as_model
-from interp.organism.generate import GenerationError, check_forbid, check_sampling, sample_next
+from interp.sampling import check_forbid, check_sampling, sample_next
 
 log = logging.getLogger(__name__)
 

@@ -234,7 +234,7 @@ def forced_accuracy(
         model: the model (a HookedTransformer unless ``interp.generation`` is installed).
         prompts: token ids or texts.
         is_correct: ``is_correct(prompt_index, continuation_ids) -> bool``
-            (see :func:`organism_is_correct`).
+            (the organism's: :func:`interp.organism.probing.organism_is_correct`).
         config: forcing string, stop and end words, budgets.
 
     Returns:
@@ -268,27 +268,6 @@ def forced_accuracy(
     force = config.force if isinstance(config.force, str) else getattr(config.force, "__name__", "callable")
     meta = {"model": model.spec, "force": force, "stop_word": config.stop_word}
     return ForcedResult(tuple(config.ks), tuple(acc), tuple(length), meta)
-
-
-def organism_is_correct(world, problems: Sequence[tuple[int, int]], tokenizer) -> IsCorrect:
-    """``is_correct`` for organism problems: the answer after the last ``A`` is a shortest path.
-
-    Example:
-        >>> from interp.organism.world import WorldConfig, make_world
-        >>> from interp.organism.tokenizer import WordTokenizer, organism_vocab
-        >>> w = make_world(WorldConfig(n_nodes=6, max_id_dist=2, max_ood_dist=3))
-        >>> tok = WordTokenizer(organism_vocab(6))
-        >>> organism_is_correct(w, [(0, 1)], tok)(0, tok.encode("A 9 n0 E"))
-        False
-    """
-    from interp.organism.validator import extract_answer
-
-    def check(i: int, ids: list[int]) -> bool:
-        ans = extract_answer(tokenizer.decode(ids).split(), world.n_nodes)
-        s, g = problems[i]
-        return ans is not None and world.is_shortest_path(ans, s, g)
-
-    return check
 
 
 def organism_steps(words: Sequence[str]) -> int:

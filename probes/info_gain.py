@@ -286,34 +286,3 @@ def split_organism_trace(response: str | Sequence[str]) -> tuple[list[str], str 
     if cur:
         steps.append(" ".join(cur))
     return steps, answer
-
-
-def organism_reference(world, start: int, goal: int, response: str | Sequence[str] | None = None) -> str:
-    """The reference answer of an organism problem: ``"<moves> <path> E"``.
-
-    The response's own answer when it is a shortest path (several may exist), else the
-    shortest path that always takes the first good move.
-
-    Example:
-        >>> from interp.organism.world import WorldConfig, make_world
-        >>> w = make_world(WorldConfig(n_nodes=6, out_degree=2, max_id_dist=2, max_ood_dist=3))
-        >>> s, g = w.split("train")[0]
-        >>> ref = organism_reference(w, s, g)
-        >>> ref.endswith("E") and int(ref.split()[0]) == w.dist(s, g)
-        True
-    """
-    from interp.organism.traces import answer_words
-    from interp.organism.validator import extract_answer
-
-    if response is not None:
-        words = response.split() if isinstance(response, str) else list(response)
-        ans = extract_answer(words, world.n_nodes)
-        if ans is not None and world.is_shortest_path(ans, start, goal):
-            return " ".join(answer_words(ans))
-    path = [start]
-    while path[-1] != goal:
-        moves = world.good_moves(path[-1], goal)
-        if not moves:
-            raise ValueError(f"no path from n{start} to n{goal} in the world")
-        path.append(moves[0])
-    return " ".join(answer_words(path))

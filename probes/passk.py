@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from interp.models import Model, as_model
-from interp.organism.generate import check_sampling
 from interp.results import format_table, save_figure, save_json
+from interp.sampling import check_sampling
 
 log = logging.getLogger(__name__)
 

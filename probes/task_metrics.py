@@ -375,12 +375,20 @@ def model_cot_task(
 
 
 def info_gain_inputs(
-    model: Any, task: Task, responses: Sequence[str]
+    model: Any, task: Task, responses: Sequence[str], reference: Literal["gold", "own"] = "gold"
 ) -> tuple[list[str], list[list[str]], list[str], list[int]]:
     """Questions, step lists and reference answers for :func:`probes.info_gain.info_gain`.
 
     Each response is split by the task's step splitter (responses without a step are left
-    out); the reference answer is the example's gold answer, scored after the task's cue.
+    out); the reference answer is scored after the task's cue.
+
+    Args:
+        model: the model whose prompts are rendered.
+        task: the examples.
+        responses: one response per example.
+        reference: ``gold``: the example's gold answer; ``own``: the response's own answer when
+            the task scores it correct (several answers may be right), else the gold one, and
+            then the task's stop when it has one (the organism's ``E``).
 
     Returns:
         ``(questions, traces, answers, kept)``, ``kept`` the indices of the examples used.
@@ -392,9 +400,15 @@ def info_gain_inputs(
         if steps:
             questions.append(_question(texts[i], task.joiner))
             traces.append(steps)
-            answers.append(ex.answer)
+            answers.append(ex.answer if reference == "gold" else _own_reference(task, ex, r))
             kept.append(i)
     return questions, traces, answers, kept
+
+
+def _own_reference(task: Task, ex: Example, response: str) -> str:
+    own = task.extract_answer(response)
+    answer = own if own is not None and task.is_correct(ex, own) else ex.answer
+    return answer if task.stop is None else f"{answer}{task.joiner}{task.stop}"
 
 
 def text_token_type(word: str) -> str:

@@ -7,10 +7,12 @@ may break (fact recall, trace validity, KL to the unsteered model on neutral tex
 runs with the key-value cache (:func:`interp.generation.generate`), so the vector reaches the
 prompt once and every new token once (see :mod:`steering.vectors`).
 
-:func:`organism_metrics` builds the defaults for the built-in organism::
+:func:`steering.task_metrics.task_metrics` builds targets and costs from any task; the
+organism's own (markers, solve rates, fact recall, trace validity) come from
+:func:`interp.organism.steering.organism_metrics`::
 
-    targets, costs = organism_metrics(model, tok, world)
-    result = dose_response(model, vec, [0, 2, 4, 8], targets, costs)
+    targets, costs = task_metrics(model, task)
+    result = dose_response(model, vec, targets, costs, SweepConfig(scales=(0, 2, 4, 8)))
     print(result); result.save("sweep.json"); result.plot("sweep.png")
 """
 
@@ -29,16 +31,6 @@ from interp.hooks import Positions
 from interp.results import format_table, save_figure, save_json
 
 Metric = Callable[[Any], Mapping[str, float]]
-
-
-def _generate_fn() -> Callable[..., list[list[int]]]:
-    try:
-        from interp.generation import generate
-    except ImportError:  # before interp.generation existed: HookedTransformers only
-        from interp.organism.generate import generate
-
-        return lambda model, *a, progress=False, **k: generate(getattr(model, "module", model), *a, **k)
-    return generate
 
 
 def generate_steered(
@@ -74,7 +66,8 @@ def generate_steered(
         >>> [len(o) for o in generate_steered(HookedTransformer(cfg), v, [[1, 2]], 3, scale=2.0)]
         [3]
     """
-    gen = _generate_fn()
+    from interp.generation import generate as gen
+
     if vector is None:
         return gen(model, prompts, max_new_tokens, **kwargs)
     with vector.apply(model, scale=scale, positions=positions, layers=layers):
@@ -320,77 +313,3 @@ def kl_cost(
         return {name: total / count}
 
     return metric
-
-
-def organism_metrics(
-    model,
-    tok,
-    world,
-    max_problems: int | None = 64,
-    max_new_tokens: int = 120,
-    batch_size: int = 64,
-) -> tuple[list[Metric], list[Metric]]:
-    """Default targets and costs for the built-in organism.
-
-    Targets: ``markers_per_response`` and ``solve_rate_id`` on greedy chain-of-thought responses
-    to held-out problems, ``solve_rate_ood`` on the out-of-distribution split. Costs:
-    ``fact_recall`` (greedy ``F n :`` completions), ``trace_validity`` (share of in-distribution
-    traces whose every step is valid) and ``kl_to_unsteered`` on the world's fact lines.
-
-    Args:
-        model: the organism (a :class:`interp.models.Model` or ``HookedTransformer``).
-        tok: its :class:`interp.organism.WordTokenizer`.
-        world: its :class:`interp.organism.World`.
-        max_problems: most problems per split (``None``: all).
-        max_new_tokens: generation budget per response.
-        batch_size: prompts per generation batch.
-
-    Returns:
-        ``(targets, costs)``, lists of metrics for :func:`dose_response`.
-    """
-    from interp.organism.evaluate import markers_per_response, solve_rate, trace_validity
-    from interp.organism.traces import cot_prompt, fact_prompt
-    from interp.organism.validator import validate_trace
-
-    gen = _generate_fn()
-    stop = tok.token_id("E")
-
-    def respond(m, prompts: list[str], budget: int) -> list[list[str]]:
-        ids = gen(
-            m,
-            [tok.encode(p) for p in prompts],
-            budget,
-            stop_id=stop,
-            pad_id=tok.pad_token_id,
-            batch_size=batch_size,
-        )
-        return [tok.words(o) for o in ids]
-
-    probs = {s: world.split(s)[:max_problems] for s in ("test_id", "test_ood")}
-    cached: dict[str, Any] = {}
-
-    def traces(m, split: str):
-        words = respond(m, [cot_prompt(a, b) for a, b in probs[split]], max_new_tokens)
-        return words, [validate_trace(world, a, b, w) for (a, b), w in zip(probs[split], words, strict=True)]
-
-    def behaviour(m) -> dict[str, float]:
-        words, checks = traces(m, "test_id")
-        cached["checks_id"] = checks  # reused by the trace-validity cost at the same scale
-        _, checks_ood = traces(m, "test_ood")
-        return {
-            "markers_per_response": markers_per_response(words),
-            "solve_rate_id": solve_rate(checks),
-            "solve_rate_ood": solve_rate(checks_ood),
-        }
-
-    def recall_and_validity(m) -> dict[str, float]:
-        outs = respond(m, [fact_prompt(n) for n in range(world.n_nodes)], 8)
-        ok = [o == [f"n{v}" for v in world.neighbours(n)] + ["E"] for n, o in enumerate(outs)]
-        checks = cached.pop("checks_id", None) or traces(m, "test_id")[1]
-        return {"fact_recall": sum(ok) / len(ok), "trace_validity": trace_validity(checks)}
-
-    facts = [
-        tok.encode(f"{fact_prompt(n)} " + " ".join(f"n{v}" for v in world.neighbours(n)) + " E")
-        for n in range(world.n_nodes)
-    ]
-    return [behaviour], [recall_and_validity, kl_cost(model, facts)]

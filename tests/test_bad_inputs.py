@@ -155,7 +155,7 @@ CASES = [
     ]),
     # probe faithfulness
     *_adding(FAITH, [
-        "faith-split-unknown | --split nosuch | unknown split 'nosuch'",
+        "faith-split-unknown | --split nosuch | --split 'nosuch': expected one of",
         "faith-test-unknown | --tests early bogus | 'bogus'",
         "faith-fraction-above-1 | --fractions 0,1.5 | fractions=(0.0, 1.5)",
     ]),

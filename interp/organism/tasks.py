@@ -1,6 +1,8 @@
 """The organism's tasks as :class:`interp.tasks.Task`: fact recall and path solving in its world.
 
 - ``fact_recall``: ``F n5 :`` continued by the node's neighbours, ``n9 n17 E``; answer ``n9 n17``.
+- ``answer``: the same problems asked for the answer alone, ``Q n5 n22 A`` continued by
+  ``2 n5 n17 n22 E`` (no steps, no mistake-maker or paraphraser).
 - ``solve``: ``Q n5 n22 T`` continued by a chain of thought whose steps end with ``;``
   (``n5 : n9 n17 > n17 ;``), then ``A 2 n5 n17 n22 E``; the answer is ``2 n5 n17 n22`` (the
   number of moves and the path) and any shortest path is correct. Splits ``train``, ``test``
@@ -12,9 +14,10 @@ Probes and steering take these tasks without importing anything organism-specifi
 """
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from interp.organism.traces import cot_prompt, fact_prompt
+from interp.organism.traces import answer_prompt, cot_prompt, fact_prompt
 from interp.organism.validator import extract_answer, parse_node, validate_trace
 from interp.organism.world import World, node_name
 from interp.tasks.protocol import Example, Task, TaskError, answers_match
@@ -22,7 +25,7 @@ from interp.tasks.protocol import Example, Task, TaskError, answers_match
 ANSWER_CUE = "A"
 STOP = "E"
 MARKERS = ("WAIT", "CHECK", "OK", "BAD", "BACK")
-TASKS = ("fact_recall", "solve")
+TASKS = ("fact_recall", "solve", "answer")
 # world split -> task split
 SOLVE_SPLITS = {"train": "train", "test_id": "test", "test_ood": "ood"}
 
@@ -311,8 +314,29 @@ def solve_task(world: World, splits: Sequence[str] = tuple(SOLVE_SPLITS)) -> Tas
     )
 
 
+def answer_task(world: World, splits: Sequence[str] = tuple(SOLVE_SPLITS)) -> Task:
+    """The problems of :func:`solve_task` asked for the answer alone (``Q s g A``), same ids and splits.
+
+    Example:
+        >>> from interp.organism.world import make_world
+        >>> t = answer_task(make_world(), ["test_id"])
+        >>> ex = t.examples[0]
+        >>> ex.prompt.endswith(" A"), t.correct(ex, f" {ex.answer} E"), ex.steps
+        (True, True, ())
+    """
+    solve = solve_task(world, splits)
+    examples = [
+        Example(ex.id, answer_prompt(*_problem(ex)), ex.answer, split=ex.split, meta=dict(ex.meta))
+        for ex in solve.examples
+    ]
+    return replace(
+        solve, name="organism:answer", examples=tuple(examples), mistake_maker=None, paraphraser=None,
+        solution_writer=None, meta={"world": world.hash()},
+    )
+
+
 def organism_task(name: str, zoo_dir: str | Path | None = None, world: World | None = None, **kwargs) -> Task:
-    """``fact_recall`` or ``solve`` on a zoo's world (or on ``world`` when given).
+    """``fact_recall``, ``solve`` or ``answer`` on a zoo's world (or on ``world`` when given).
 
     Raises:
         TaskError: an unknown task name.
@@ -331,5 +355,5 @@ def organism_task(name: str, zoo_dir: str | Path | None = None, world: World | N
         return fact_recall_task(world)
     unknown = sorted(set(kwargs) - {"splits"})
     if unknown:
-        raise TaskError(f"organism:solve takes only 'splits'; got {unknown}")
-    return solve_task(world, **kwargs)
+        raise TaskError(f"organism:{name} takes only 'splits'; got {unknown}")
+    return (solve_task if name == "solve" else answer_task)(world, **kwargs)

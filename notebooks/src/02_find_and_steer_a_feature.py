@@ -133,10 +133,11 @@ for name, vec in (("none", None), ("SAE feature", feat), ("diff of means", caa))
 
 # %%
 import logging
-from steering.sweep import SweepConfig, dose_response, organism_metrics
+from interp.organism.steering import organism_metrics
+from steering.sweep import SweepConfig, dose_response, kl_cost
 
 logging.getLogger("steering.vectors").setLevel(logging.ERROR)  # the base->tuned warning, said once above
-targets, costs = organism_metrics(tuned, tok, world, max_problems=8 if TINY else 64)
+targets, costs = organism_metrics(tuned, tok, world, max_problems=8 if TINY else 64, kl_cost=kl_cost)
 sweep = dose_response(tuned, feat, targets, costs, SweepConfig(scales=(0.0, 0.25, 0.5, 0.6, 0.7, 1.0)))
 print(sweep)
 Image(sweep.plot(f"{OUT}/sweep.png"))

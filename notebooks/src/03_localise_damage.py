@@ -61,7 +61,7 @@ print(format_table(["site", "CKA base vs tuned"], list(paired_cka(pair, hooks).i
 # %%
 import torch
 from interp.organism.traces import fact_prompt
-from probes.damage import organism_scorer
+from interp.organism.damage import organism_scorer
 
 recall = organism_scorer("fact_recall", ZOO)
 rows, starts = [], []
@@ -87,9 +87,10 @@ print(f"fact log-prob: base {fact_logprob(base):.4f}, tuned {fact_logprob(tuned)
 # `localise_damage` runs everything: patching (a weight transplant, both directions) where the tuned model lost score, weight change, CKA on the probe task's tokens, and probe retention (base-fitted probes for "is `y` a neighbour of `x`?", applied unchanged to the tuned model). Where nothing was lost, patching has nothing to restore and the verdict ranks layers by weight change instead.
 
 # %%
-from probes.damage import localise_damage, organism_probe_task
+from interp.organism.damage import organism_probe_rows
+from probes.damage import ProbeTask, localise_damage
 
-probe_task = organism_probe_task(ZOO, max_problems=60)
+probe_task = ProbeTask(*organism_probe_rows(ZOO, max_problems=60))
 report = localise_damage(base, tuned, fact_logprob, probe_task=probe_task, progress=False)
 print(report)
 

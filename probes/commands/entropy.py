@@ -1,7 +1,7 @@
 """``interp probe entropy``: token entropy and forking tokens of a model's own responses.
 
-On organism models the default problems are the organism's; with ``--task`` the responses are
-the model's answers to the task's prompts (through its chat template, to the end of the turn).
+The responses are the model's answers to ``--task``'s prompts (through its chat template, to the
+end of the turn); on organism models the default task is ``organism:solve`` on ``--split``.
 """
 
 import argparse
@@ -21,7 +21,10 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--model", required=True, help="the model whose sampled responses are measured")
     add_task_options(p, "the prompts")
     p.add_argument("--base", default=None, help="a base model to measure the distribution shift from")
-    p.add_argument("--split", default="test_id", choices=["train", "test_id", "test_ood"])
+    p.add_argument(
+        "--split", default="test_id", choices=["train", "test_id", "test_ood"],
+        help="organism problems without --task (the first --n of them)",
+    )
     p.add_argument("--n", type=int, default=None, help="most problems (default: the whole split)")
     p.add_argument("--samples", type=int, default=1, help="responses per problem")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling and entropy temperature")
@@ -39,7 +42,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 def run(args: argparse.Namespace) -> int:
     from interp.commands import CommandLineError, output_dir, require_at_least
-    from probes.commands.task_args import no_task_message
+    from probes.commands.task_args import no_task_message, organism_default
 
     if args.task is None and not args.model.startswith("organism:"):
         raise CommandLineError(no_task_message("--model", args.model))
@@ -47,43 +50,7 @@ def run(args: argparse.Namespace) -> int:
     require_at_least("--samples", args.samples)
     require_at_least("--max-new-tokens", args.max_new_tokens)
     out_dir = output_dir(args.out)
-    if args.task is not None:
-        return _run_task(args, out_dir)
-
-    import torch
-
-    from interp.organism.store import load_world
-    from interp.organism.traces import cot_prompt
-    from probes.entropy import EntropyConfig, distribution_shift, entropy_profile
-    from probes.passk import generate_continuations
-
-    config = EntropyConfig(
-        top_fraction=args.top_fraction, temperature=args.temperature, batch_size=args.batch_size
-    )
-    world, _ = load_world()
-    model, base = _models(args)
-    problems = world.split(args.split)[: args.n]
-    prompts = [model.encode(cot_prompt(s, g)) for s, g in problems for _ in range(args.samples)]
-    gen = torch.Generator().manual_seed(args.seed)
-    outs = generate_continuations(
-        model, prompts, args.max_new_tokens, args.temperature,
-        stop_id=model.encode_plain("E")[-1], generator=gen,
-    )
-    keep = [i for i, o in enumerate(outs) if o]
-    if not keep:
-        raise ValueError(f"{args.model} generated no response tokens")
-    prompts, outs = [prompts[i] for i in keep], [outs[i] for i in keep]
-    result = entropy_profile(model, prompts, outs, config, progress=not args.quiet)
-    shift = None
-    if base is not None:  # measured before anything is written, so a failure leaves nothing
-        shift = distribution_shift(base, model, prompts, outs, args.measure, config, progress=not args.quiet)
-    paths = [result.save(out_dir / "entropy.json"), result.plot(out_dir / "entropy.png")]
-    print(result)
-    if shift is not None:
-        paths += [shift.save(out_dir / "shift.json"), shift.plot(out_dir / "shift.png")]
-        print(shift)
-    print("\n".join(f"wrote {p}" for p in paths))
-    return 0
+    return _run_task(args, out_dir, organism_default(args))
 
 
 def _models(args: argparse.Namespace):
@@ -101,8 +68,12 @@ def _models(args: argparse.Namespace):
     return model, base
 
 
-def _run_task(args: argparse.Namespace, out_dir) -> int:
-    """Entropy of ``--model``'s sampled responses to ``--task`` (and the shift from ``--base``)."""
+def _run_task(args: argparse.Namespace, out_dir, default: bool = False) -> int:
+    """Entropy of ``--model``'s sampled responses to ``--task`` (and the shift from ``--base``).
+
+    ``default``: the organism's own problems (``--split``, the first ``--n``), generated in
+    batches of 256 rows as they always were, so samples are drawn as before.
+    """
     from probes.commands.task_args import needs_model, resolve
     from probes.entropy import EntropyConfig, distribution_shift, entropy_profile
     from probes.task_metrics import respond, text_token_type
@@ -112,13 +83,15 @@ def _run_task(args: argparse.Namespace, out_dir) -> int:
         top_fraction=args.top_fraction, temperature=args.temperature, batch_size=args.batch_size,
         step_separator=";" if organism else None,
     )
-    task = None if needs_model(args.task) else resolve(args.task, None, args.task_split, args.n, args.seed)
+    task = None
+    if not needs_model(args.task):
+        task = resolve(args.task, None, args.task_split, args.n, args.seed, first=default)
     model, base = _models(args)
     if task is None:
         task = resolve(args.task, model, args.task_split, args.n, args.seed)
     out = respond(
         model, task, args.max_new_tokens, samples=args.samples, temperature=args.temperature,
-        seed=args.seed, batch_size=args.batch_size,
+        seed=args.seed, batch_size=256 if default else args.batch_size,
     )
     pairs = [(list(p), list(o)) for p, outs in zip(out.prompts, out.ids, strict=True) for o in outs if o]
     if not pairs:

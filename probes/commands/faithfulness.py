@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from interp.commands import add_model_options, comma_separated
-from probes.commands.task_args import add_task_options
+from probes.commands.task_args import ORGANISM_SPLITS, add_task_options
 
 _fractions = comma_separated(float, "fractions", "0,0.2,0.4,0.6,0.8,1 (numbers from 0 to 1)")
 
@@ -47,8 +47,6 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=run)
 
 
-# the organism's world splits, by the names of its solve task's splits
-ORGANISM_SPLITS = {"train": "train", "test_id": "test", "test_ood": "ood"}
 ZOO_ENV = "INTERP_ZOO"  # where organism: specs are looked up (interp.organism.store)
 
 

@@ -1,8 +1,9 @@
 """``interp probe info-gain``: information gain of a model's own traces under a fixed scorer.
 
-On organism models the default task is the organism's path-finding; with ``--task`` any model's
-responses to the task (through its chat template) are split by the task's step splitter and the
-gold answer is scored after the task's answer cue.
+Any model's responses to ``--task`` (through its chat template) are split by the task's step
+splitter and the gold answer is scored after the task's answer cue. On organism models the
+default task is ``organism:solve`` on ``--split``, scored against each trace's own answer when it
+is a shortest path.
 """
 
 import argparse
@@ -21,7 +22,10 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--scorer", required=True, help="the fixed scoring model: organism:NAME, hf:PATH, tl:NAME")
     p.add_argument("--model", required=True, help="the model whose traces are scored")
     add_task_options(p, "the problems")
-    p.add_argument("--split", default="test_id", choices=["train", "test_id", "test_ood"])
+    p.add_argument(
+        "--split", default="test_id", choices=["train", "test_id", "test_ood"],
+        help="organism problems without --task (the first --n of them)",
+    )
     p.add_argument("--n", type=int, default=None, help="most problems (default: the whole split)")
     p.add_argument("--max-new-tokens", type=int, default=120)
     p.add_argument("--temperature", type=float, default=0.0, help="0: greedy traces")
@@ -40,78 +44,23 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 def run(args: argparse.Namespace) -> int:
     from interp.commands import CommandLineError, output_dir, require_at_least
-    from probes.commands.task_args import no_task_message
+    from probes.commands.task_args import no_task_message, organism_default
 
     if args.task is None and not args.model.startswith("organism:"):
         raise CommandLineError(no_task_message("--model", args.model))
     require_at_least("--n", args.n)
     require_at_least("--max-new-tokens", args.max_new_tokens)
     out_dir = output_dir(args.out)
-    if args.task is not None:
-        return _run_task(args, out_dir)
-
-    import dataclasses
-
-    import torch
-
-    from interp.models import load_model
-    from interp.organism.store import load_world
-    from interp.organism.traces import cot_prompt
-    from probes.info_gain import InfoGainConfig, info_gain, organism_reference, split_organism_trace
-    from probes.passk import generate_continuations
-
-    world, _ = load_world()
-    model = load_model(args.model, device=args.device, dtype=args.model_dtype)
-    scorer = (
-        model
-        if args.scorer == args.model
-        else load_model(args.scorer, device=args.device, dtype=args.model_dtype)
-    )
-    problems = world.split(args.split)[: args.n]
-    prompts = [cot_prompt(s, g) for s, g in problems]
-    gen = torch.Generator().manual_seed(args.seed)
-    outs = generate_continuations(
-        model,
-        [model.encode(p) for p in prompts],
-        args.max_new_tokens,
-        args.temperature,
-        stop_id=model.encode_plain("E")[-1],
-        generator=gen,
-    )
-    questions, traces, answers, skipped = [], [], [], 0
-    for (s, g), prompt, out in zip(problems, prompts, outs, strict=True):
-        words = model.decode(out).split()
-        steps, _ = split_organism_trace(words)
-        if not steps:
-            skipped += 1
-            continue
-        questions.append(prompt)
-        traces.append(steps)
-        answers.append(organism_reference(world, s, g, words))
-    if not traces:
-        raise ValueError(f"none of the {len(problems)} responses of {args.model} has a step to score")
-    marker = "A" if args.answer_marker is None else args.answer_marker
-    config = InfoGainConfig(answer_marker=marker, batch_size=args.batch_size)
-    result = info_gain(scorer, questions, traces, answers, config, progress=not args.quiet)
-    meta = {
-        **result.meta,
-        "model": model.spec,
-        "split": args.split,
-        "n_problems": len(problems),
-        "skipped_without_steps": skipped,
-        "temperature": args.temperature,
-        "seed": args.seed,
-    }
-    result = dataclasses.replace(result, meta=meta)
-    json_path = result.save(out_dir / "info_gain.json")
-    png_path = result.plot(out_dir / "info_gain.png")
-    print(result)
-    print(f"wrote {json_path}\nwrote {png_path}")
-    return 0
+    return _run_task(args, out_dir, organism_default(args))
 
 
-def _run_task(args: argparse.Namespace, out_dir) -> int:
-    """Info gain on ``--task``: the model's own responses, the task's steps, cue and gold answers."""
+def _run_task(args: argparse.Namespace, out_dir, default: bool = False) -> int:
+    """Info gain on ``--task``: the model's own responses, the task's steps, cue and gold answers.
+
+    ``default``: the organism's own problems (``--split``, the first ``--n``, generated in
+    batches of 256 rows as they always were); the reference is the trace's own answer when it is
+    a shortest path, else the gold path, each ending with ``E``.
+    """
     import dataclasses
 
     from interp.models import load_model
@@ -121,7 +70,7 @@ def _run_task(args: argparse.Namespace, out_dir) -> int:
 
     task = None
     if not needs_model(args.task):
-        task = resolve(args.task, None, args.task_split, args.n, args.seed)
+        task = resolve(args.task, None, args.task_split, args.n, args.seed, first=default)
         marker = task.answer_cue if args.answer_marker is None else args.answer_marker
         config = InfoGainConfig(answer_marker=marker, separator=task.joiner, batch_size=args.batch_size)
     model = load_model(args.model, device=args.device, dtype=args.model_dtype)
@@ -136,9 +85,11 @@ def _run_task(args: argparse.Namespace, out_dir) -> int:
         config = InfoGainConfig(answer_marker=marker, separator=task.joiner, batch_size=args.batch_size)
     responses = respond(
         model, task, args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-        batch_size=args.batch_size,
+        batch_size=256 if default else args.batch_size,
     ).first()
-    questions, traces, answers, kept = info_gain_inputs(model, task, responses)
+    questions, traces, answers, kept = info_gain_inputs(
+        model, task, responses, reference="own" if default else "gold"
+    )
     if not traces:
         raise ValueError(
             f"none of the {len(task)} responses of {args.model} to task {task.name!r} has a step to score "
@@ -149,6 +100,7 @@ def _run_task(args: argparse.Namespace, out_dir) -> int:
         **result.meta,
         "model": model.spec,
         "task": task.describe(),
+        **({"split": args.split} if default else {}),
         "n_problems": len(task),
         "skipped_without_steps": len(task) - len(kept),
         "temperature": args.temperature,

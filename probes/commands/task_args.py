@@ -13,6 +13,8 @@ from typing import Any
 
 _FUNCTION = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 BUILT_IN = ("facts", "arithmetic")
+# the organism's world splits (``--split``), by the names of its ``organism:solve`` task's splits
+ORGANISM_SPLITS = {"train": "train", "test_id": "test", "test_ood": "ood"}
 
 
 def task_spec(text: str) -> str:
@@ -51,12 +53,31 @@ def needs_model(spec: str) -> bool:
     return not spec.startswith("organism:") and bool(_FUNCTION.fullmatch(spec))
 
 
-def resolve(spec: str, model: Any = None, split: str | None = None, n: int | None = None, seed: int = 0):
-    """The task of ``spec``, restricted to ``split`` and at most ``n`` examples drawn by ``seed``."""
+def resolve(
+    spec: str, model: Any = None, split: str | None = None, n: int | None = None, seed: int = 0,
+    first: bool = False,
+):
+    """The task of ``spec``, restricted to ``split`` and at most ``n`` examples drawn by ``seed``
+    (``first``: the first ``n``, in order, as the organism's ``--split`` problems always were)."""
     from interp.tasks import resolve_task
     from probes.task_metrics import select
 
+    if first:
+        task = select(resolve_task(spec, model=model), split)
+        return task if n is None else task.with_examples(task.examples[:n], first=n)
     return select(resolve_task(spec, model=model), split, n, seed)
+
+
+def organism_default(args: Any) -> bool:
+    """Without ``--task`` on an organism model: ``--task organism:solve`` on the ``--split`` problems.
+
+    Sets ``args.task`` and ``args.task_split``; returns whether it did (then the first ``--n``
+    problems of the split are taken, in order).
+    """
+    if args.task is not None:
+        return False
+    args.task, args.task_split = "organism:solve", ORGANISM_SPLITS[args.split]
+    return True
 
 
 def no_task_message(flag: str, spec: str) -> str:

@@ -18,15 +18,15 @@ The pieces: :mod:`probes.damage.config` (sites, evidence, :class:`DamageConfig`,
 :class:`ProbeTask`), :mod:`probes.damage.weights` (:func:`cross_patch`, a weight transplant that
 holds under a key-value cache, and :func:`weight_change`), :mod:`probes.damage.activations`
 (probe retention, CKA), :mod:`probes.damage.report` (:class:`DamageReport`),
-:mod:`probes.damage.localise` (:func:`localise_damage`, the one call) and
-:mod:`probes.damage.organism` (the organism's scorers and probe task).
+:mod:`probes.damage.localise` (:func:`localise_damage`, the one call). A scorer is any
+``scorer(model) -> float``: :func:`probes.task_metrics.task_scorer` makes one from a task; the
+organism's own scorers and probe rows are in :mod:`interp.organism.damage`.
 """
 
 from interp.errors import DamageError
 from probes.damage.activations import cka_by_site, probe_retention
 from probes.damage.config import COMPONENTS, EVIDENCE, HOOKS, DamageConfig, ProbeTask, Scorer
 from probes.damage.localise import localise_damage
-from probes.damage.organism import organism_probe_task, organism_scorer
 from probes.damage.report import COLUMNS, DamageReport, DamageRow
 from probes.damage.weights import check_same_architecture, cross_patch, parameter_groups, weight_change
 
@@ -45,8 +45,6 @@ __all__ = [
     "cka_by_site",
     "cross_patch",
     "localise_damage",
-    "organism_probe_task",
-    "organism_scorer",
     "parameter_groups",
     "probe_retention",
     "weight_change",

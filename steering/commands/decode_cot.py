@@ -62,35 +62,31 @@ def run(args: argparse.Namespace) -> int:
         if args.prompts is not None:
             raise ValueError("--task and --prompts both given; expected one source of problems")
         return _run_task(args)
-    organism = args.prompts is None
-    if organism and not args.model.startswith("organism:"):
-        raise ValueError(
-            f"--model {args.model!r} is not an organism model: pass --task SPEC or --prompts FILE"
-        )
-    if not organism and args.stop is None:
+    if args.prompts is None:
+        from steering.commands.decode_proxy import organism_default
+
+        organism_default(args, "--model", args.model)
+        return _run_task(args, first=True)
+    if args.stop is None:
         raise ValueError("--stop WORD is needed with --prompts: it closes the answer")
     require_at_least("--n", args.n)
     require_at_least("--max-new-tokens", args.max_new_tokens)
     out_dir = output_dir(args.out)
-    lines = None if organism else read_lines(args.prompts, "--prompts")[: args.n]
-    max_new = args.max_new_tokens or default_max_new_tokens(organism, args.format)
+    lines = read_lines(args.prompts, "--prompts")[: args.n]
+    max_new = args.max_new_tokens or default_max_new_tokens(False, args.format)
 
     from interp.models import load_model
     from interp.results import format_table, save_json
-    from steering.commands.decode_proxy import organism_scores, organism_task, text_task
+    from steering.commands.decode_proxy import text_task
     from steering.commands.tokens import single_token
-    from steering.decoding import CotConfig, cot_decode, marker_answer_span, organism_answer_span
+    from steering.decoding import CotConfig, cot_decode, marker_answer_span
 
     CotConfig(k=args.k, max_new_tokens=max_new, batch_size=args.batch_size)  # bad values: fail first
     model = load_model(args.model, device=args.device, dtype=args.model_dtype)
-    if organism:
-        task = organism_task(args.split, args.n, args.format)
-        span = organism_answer_span(task["tok"], answer_in_prompt=args.format == "answer")
-    else:
-        task = text_task(model, lines, args.stop)
-        after = args.answer_after
-        opener = None if after is None else single_token(model, after, "--answer-after")
-        span = marker_answer_span(opener, task["stop_id"])
+    task = text_task(model, lines, args.stop)
+    after = args.answer_after
+    opener = None if after is None else single_token(model, after, "--answer-after")
+    span = marker_answer_span(opener, task["stop_id"])
     cfg = CotConfig(
         k=args.k,
         max_new_tokens=max_new,
@@ -100,21 +96,9 @@ def run(args: argparse.Namespace) -> int:
     )
     res = cot_decode(model, task["ids"], span, cfg, progress=not args.quiet)
     report: dict = {"model": res.spec, "k": args.k, "share_best_is_greedy": res.share_best_is_greedy}
-    if organism:
-        scores = {
-            "greedy": organism_scores(task, args.format, res.greedy),
-            "cot-decoding": organism_scores(task, args.format, res.best),
-        }
-        per_branch = [organism_scores(task, args.format, [b[j] for b in res.branches]) for j in range(args.k)]
-        scores[f"any of {args.k}"] = _any_correct(task, args.format, res.branches)
-        report.update(split=args.split, format=args.format, problems=len(task["ids"]), scores=scores)
-        report["accuracy_by_confidence_rank"] = [s["answer_accuracy"] for s in per_branch]
-        rows = [[name, s["answer_accuracy"], s["solve_rate"]] for name, s in scores.items()]
-        table = format_table(["decoding", "answer accuracy", "solve rate"], rows)
-    else:
-        report.update(prompts=task["texts"], best_texts=[model.decode(b) for b in res.best])
-        rows = [[p[:40], model.decode(b)[:60]] for p, b in zip(task["texts"][:10], res.best, strict=False)]
-        table = format_table(["prompt", "most confident branch"], rows)
+    report.update(prompts=task["texts"], best_texts=[model.decode(b) for b in res.best])
+    rows = [[p[:40], model.decode(b)[:60]] for p, b in zip(task["texts"][:10], res.best, strict=False)]
+    table = format_table(["prompt", "most confident branch"], rows)
     report["branches"] = res.to_dict()
     json_path = save_json(report, out_dir / "cot.json")
     png_path = res.plot(out_dir / "cot.png")
@@ -125,24 +109,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _any_correct(task: dict, fmt: str, branches: list[list[list[int]]]) -> dict[str, float | None]:
-    """Share of problems with at least one branch right (answer accuracy) and solved (solve rate)."""
-    from steering.commands.decode_proxy import organism_scores
-
-    per = [[organism_scores(_one(task, i), fmt, [b]) for b in bs] for i, bs in enumerate(branches)]
-    if not per:
-        return {"answer_accuracy": float("nan"), "solve_rate": None}
-    acc = sum(any(s["answer_accuracy"] == 1.0 for s in p) for p in per) / len(per)
-    solved = sum(any(s["solve_rate"] == 1.0 for s in p) for p in per) / len(per) if fmt == "cot" else None
-    return {"answer_accuracy": acc, "solve_rate": solved}
-
-
-def _one(task: dict, i: int) -> dict:
-    return {**task, "problems": [task["problems"][i]], "ids": [task["ids"][i]]}
-
-
-def task_of(args: argparse.Namespace, model):
-    """``--task`` restricted to ``--task-split`` and ``--n`` examples drawn by ``--seed``.
+def task_of(args: argparse.Namespace, model, first: bool = False):
+    """``--task`` restricted to ``--task-split`` and ``--n`` examples drawn by ``--seed``
+    (``first``: the first ``--n``, in order).
 
     ``None`` when ``model`` is ``None`` and the spec is a ``module:function``, which may take the
     model: it is built once the model has loaded.
@@ -155,10 +124,14 @@ def task_of(args: argparse.Namespace, model):
     task = resolve_task(spec, model=model)
     if args.task_split is not None:
         task = task.split(args.task_split)
-    return task if args.n is None else task.subset(args.n, args.seed)
+    if args.n is None:
+        return task
+    if first:
+        return task.with_examples(task.examples[: args.n], first=args.n)
+    return task.subset(args.n, args.seed)
 
 
-def _run_task(args: argparse.Namespace) -> int:
+def _run_task(args: argparse.Namespace, first: bool = False) -> int:
     """CoT-decoding of ``--task``'s prompts, scored by the task."""
     from interp.commands import output_dir, require_at_least
     from interp.models import load_model
@@ -173,7 +146,7 @@ def _run_task(args: argparse.Namespace) -> int:
     max_new = args.max_new_tokens or 128
     CotConfig(k=args.k, max_new_tokens=max_new, batch_size=args.batch_size)  # bad values: fail first
 
-    task = task_of(args, None)  # a bad task fails before the model loads
+    task = task_of(args, None, first)  # a bad task fails before the model loads
     model = load_model(args.model, device=args.device, dtype=args.model_dtype)
     if task is None:
         task = task_of(args, model)

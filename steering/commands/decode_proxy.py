@@ -1,11 +1,12 @@
 """``interp decode proxy``: proxy-tuning, base + alpha * (expert - antiexpert), against the base alone.
 
-On organism models (the default task) it decodes a split's problems with the proxy and with the
-base (and the expert, and ``--tuned`` if given) and reports answer accuracy and solve rate, and
-the share of the gap to the directly tuned model that the proxy closes (Liu et al. 2024). With
-``--task`` (any model) the problems are the task's prompts rendered through the base model's chat
-template, each continuation stops at the end of the assistant's turn and is scored by the task.
-Otherwise it continues the lines of ``--prompts FILE``.
+With ``--task`` (any model) it decodes the task's prompts, rendered through the base model's chat
+template, with the proxy and with the base (and the expert, and ``--tuned`` if given); each
+continuation stops at the end of the assistant's turn (or the task's stop) and is scored by the
+task, with the share of the gap to the directly tuned model that the proxy closes (Liu et al.
+2024). On organism models the default task is ``organism:answer`` (``--format answer``) or
+``organism:solve`` (``--format cot``) on the first ``--n`` problems of ``--split``. Otherwise it
+continues the lines of ``--prompts FILE``.
 """
 
 import argparse
@@ -53,34 +54,6 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=run)
 
 
-def organism_task(split: str, n: int | None, fmt: str) -> dict:
-    """The organism problems of a split as prompt ids, with the world, tokenizer and stop/pad ids."""
-    from interp.organism import load_world
-    from interp.organism.traces import answer_prompt, cot_prompt
-
-    world, tok = load_world()
-    problems = world.split(split)[:n]
-    make = answer_prompt if fmt == "answer" else cot_prompt
-    return {
-        "world": world,
-        "tok": tok,
-        "problems": problems,
-        "ids": [tok.encode(make(s, g)) for s, g in problems],
-        "stop_id": tok.token_id("E"),
-        "pad_id": tok.pad_token_id,
-    }
-
-
-def organism_scores(task: dict, fmt: str, outputs: list[list[int]]) -> dict[str, float | None]:
-    """Answer accuracy and (chain-of-thought prompts only) solve rate of generated ids."""
-    from interp.organism.evaluate import answer_accuracy, check_responses, solve_rate
-
-    words = [task["tok"].words(o) for o in outputs]
-    acc = answer_accuracy(task["world"], task["problems"], words)
-    solved = solve_rate(check_responses(task["world"], task["problems"], words)) if fmt == "cot" else None
-    return {"answer_accuracy": acc, "solve_rate": solved}
-
-
 def text_task(model, lines: list[str], stop: str | None) -> dict:
     """Prompt lines (from :func:`interp.commands.read_lines`) encoded by ``model``; ``stop``: one token."""
     from steering.commands.tokens import single_token
@@ -95,6 +68,33 @@ def text_task(model, lines: list[str], stop: str | None) -> dict:
     }
 
 
+# the organism's world splits (``--split``), by the names of its tasks' splits
+ORGANISM_SPLITS = {"train": "train", "test_id": "test", "test_ood": "ood"}
+
+
+def organism_default(args: argparse.Namespace, flag: str, spec: str) -> None:
+    """Without ``--task`` or ``--prompts``: the organism's own problems as a task like any other,
+    ``organism:answer`` (``--format answer``) or ``organism:solve`` on ``--split``.
+
+    Raises:
+        CommandLineError: ``spec`` is not an organism model, or an unknown ``--split``.
+    """
+    from interp.commands import CommandLineError, require_at_least
+
+    if not spec.startswith("organism:"):
+        raise CommandLineError(
+            f"{flag} {spec!r} is not an organism model: pass --task SPEC or --prompts FILE"
+        )
+    if args.split not in ORGANISM_SPLITS:
+        raise CommandLineError(
+            f"--split: unknown split {args.split!r}; expected one of {list(ORGANISM_SPLITS)}"
+        )
+    require_at_least("--max-new-tokens", args.max_new_tokens)  # before a 0 is taken for "not given"
+    args.task = "organism:answer" if args.format == "answer" else "organism:solve"
+    args.task_split = ORGANISM_SPLITS[args.split]
+    args.max_new_tokens = args.max_new_tokens or default_max_new_tokens(True, args.format)
+
+
 def default_max_new_tokens(organism: bool, fmt: str) -> int:
     """The generation budget when ``--max-new-tokens`` is not given: 32 text, 16 answer, 120 cot."""
     return 32 if not organism else 16 if fmt == "answer" else 120
@@ -107,14 +107,14 @@ def run(args: argparse.Namespace) -> int:
         if args.prompts is not None:
             raise ValueError("--task and --prompts both given; expected one source of problems")
         return _run_task(args)
-    organism = args.prompts is None
-    if organism and not args.base.startswith("organism:"):
-        raise ValueError(f"--base {args.base!r} is not an organism model: pass --task SPEC or --prompts FILE")
+    if args.prompts is None:
+        organism_default(args, "--base", args.base)
+        return _run_task(args, first=True)
     require_at_least("--n", args.n)
     require_at_least("--max-new-tokens", args.max_new_tokens)
     out_dir = output_dir(args.out)
-    lines = None if organism else read_lines(args.prompts, "--prompts")[: args.n]
-    max_new = args.max_new_tokens or default_max_new_tokens(organism, args.format)
+    lines = read_lines(args.prompts, "--prompts")[: args.n]
+    max_new = args.max_new_tokens or default_max_new_tokens(False, args.format)
 
     from interp.generation import generate
     from interp.results import format_table, save_json
@@ -124,11 +124,8 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.alpha, max_new_tokens=max_new, batch_size=args.batch_size
     )  # bad values: fail first
     models = load_models(args)
-    base, expert, anti, tuned = (models.get(f) for f in ("--base", "--expert", "--antiexpert", "--tuned"))
-    if organism:
-        task = organism_task(args.split, args.n, args.format)
-    else:
-        task = text_task(base, lines, args.stop)
+    base, expert, anti = (models.get(f) for f in ("--base", "--expert", "--antiexpert"))
+    task = text_task(base, lines, args.stop)
     cfg = ProxyConfig(
         alpha=args.alpha,
         max_new_tokens=max_new,
@@ -137,32 +134,14 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     res = proxy_tune(base, expert, anti, task["ids"], cfg, progress=not args.quiet)
-
-    def alone(model) -> list[list[int]]:
-        return generate(
-            model, task["ids"], max_new, stop_id=cfg.stop_id, pad_id=cfg.pad_id, batch_size=args.batch_size
-        )
-
+    base_out = generate(
+        base, task["ids"], max_new, stop_id=cfg.stop_id, pad_id=cfg.pad_id, batch_size=args.batch_size
+    )
+    texts = [base.decode(t) for t in res.tokens]
     report: dict = {"alpha": args.alpha, "models": res.models, "changed_share": res.changed_share}
-    if organism:
-        outputs = {"proxy": res.tokens, "base": alone(base), "expert": alone(expert)}
-        if tuned is not None:
-            outputs["tuned"] = alone(tuned)
-        scores = {name: organism_scores(task, args.format, o) for name, o in outputs.items()}
-        report.update(split=args.split, format=args.format, problems=len(task["ids"]), scores=scores)
-        if "tuned" in scores:
-            b, t = scores["base"]["answer_accuracy"], scores["tuned"]["answer_accuracy"]
-            report["gap_closed"] = (scores["proxy"]["answer_accuracy"] - b) / (t - b) if t != b else None
-        rows = [[name, s["answer_accuracy"], s["solve_rate"]] for name, s in scores.items()]
-        table = format_table(["decoding", "answer accuracy", "solve rate"], rows)
-        if "gap_closed" in report:
-            table += f"\ngap closed (answer accuracy): {report['gap_closed']}"
-    else:
-        base_out = alone(base)
-        texts = [base.decode(t) for t in res.tokens]
-        report.update(prompts=task["texts"], proxy_texts=texts, base_texts=[base.decode(t) for t in base_out])
-        rows = [[p[:40], t[:60]] for p, t in zip(task["texts"][:10], texts, strict=False)]
-        table = format_table(["prompt", "proxy continuation"], rows)
+    report.update(prompts=task["texts"], proxy_texts=texts, base_texts=[base.decode(t) for t in base_out])
+    rows = [[p[:40], t[:60]] for p, t in zip(task["texts"][:10], texts, strict=False)]
+    table = format_table(["prompt", "proxy continuation"], rows)
     report["tokens"] = res.to_dict()
     json_path = save_json(report, out_dir / "proxy.json")
     png_path = res.plot(out_dir / "proxy.png")
@@ -190,8 +169,9 @@ def load_models(args: argparse.Namespace) -> dict:
     return models
 
 
-def _run_task(args: argparse.Namespace) -> int:
-    """Proxy-tuning on ``--task``'s prompts, each decoding scored by the task."""
+def _run_task(args: argparse.Namespace, first: bool = False) -> int:
+    """Proxy-tuning on ``--task``'s prompts, each decoding scored by the task (``first``: the
+    first ``--n`` examples in order, as the organism's ``--split`` problems always were)."""
     from interp.commands import output_dir, require_at_least
     from interp.generation import generate
     from interp.results import format_table, save_json
@@ -206,7 +186,7 @@ def _run_task(args: argparse.Namespace) -> int:
     max_new = args.max_new_tokens or 128
     # bad values fail before anything loads
     ProxyConfig(alpha=args.alpha, max_new_tokens=max_new, batch_size=args.batch_size)
-    task = task_of(args, None)  # a bad task fails before the models load
+    task = task_of(args, None, first)  # a bad task fails before the models load
     models = load_models(args)
     base = models["--base"]
     if task is None:

@@ -12,10 +12,10 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p = subparsers.add_parser(
         "sweep",
         help="measure behaviour and costs of a steering vector across scales",
-        description="With --task, any model: the task's accuracy and self-check phrases per greedy "
-        "response at each scale (targets) and the KL to the unsteered model on the task's gold "
-        "solutions (cost). Organism models without --task get the organism's metrics (markers, "
-        "solve rates, fact recall, trace validity, KL); --neutral adds the KL on neutral text.",
+        description="The task's accuracy and self-check phrases per greedy response at each scale "
+        "(targets) and the KL to the unsteered model on the task's gold solutions (cost); organism "
+        "models default to --task organism:solve on its test split. --neutral adds the KL on "
+        "neutral text (and alone, without --task, on other models).",
     )
     p.add_argument("--model", required=True, help="hf:PATH, tl:NAME or organism:NAME")
     p.add_argument("--vector", required=True, help="a directory written by `interp steer vector`")
@@ -37,7 +37,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--seed", type=int, default=0, help="draws --max-problems examples of a task")
     p.add_argument("--batch-size", type=int, default=32, help="rows per generation batch (--task)")
     p.add_argument("--neutral", default=None, help="neutral text for the KL cost, one line each")
-    p.add_argument("--max-problems", type=int, default=64, help="organism problems per split")
+    p.add_argument("--max-problems", type=int, default=64, help="most examples of the task, drawn by --seed")
     p.add_argument("--max-new-tokens", type=int, default=120)
     p.add_argument("--device", default=None)
     add_model_options(p)
@@ -49,15 +49,16 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 def run(args: argparse.Namespace) -> int:
     from interp.commands import CommandLineError, output_dir, read_lines, require_at_least
     from interp.models import load_model
-    from steering.sweep import SweepConfig, check_layers, dose_response, kl_cost, organism_metrics
+    from steering.sweep import SweepConfig, check_layers, dose_response, kl_cost
     from steering.vectors import SteeringVector
 
     out = output_dir(args.out)  # checked before anything loads; written only at the end
     require_at_least("--max-problems", args.max_problems)
     require_at_least("--max-new-tokens", args.max_new_tokens)
     require_at_least("--batch-size", args.batch_size)
-    organism = args.model.startswith("organism:") and args.task is None
-    if not organism and not args.neutral and args.task is None:
+    if args.model.startswith("organism:") and args.task is None:  # the organism's own task
+        args.task, args.task_split = "organism:solve", args.task_split or "test"
+    if not args.neutral and args.task is None:
         raise CommandLineError(
             f"--model {args.model!r} is not an organism: give --task SPEC (accuracy, self-checks and KL) "
             "or --neutral FILE for the KL cost"
@@ -76,11 +77,6 @@ def run(args: argparse.Namespace) -> int:
     check_layers(layers, vec, model.n_layers)
     costs = []
     targets = []
-    if organism:
-        from interp.organism import load_world
-
-        world, tok = load_world()
-        targets, costs = organism_metrics(model, tok, world, args.max_problems, args.max_new_tokens)
     if args.task is not None:
         from steering.task_metrics import task_metrics
 

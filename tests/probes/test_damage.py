@@ -335,10 +335,11 @@ def fake_zoo(tmp_path_factory):
 
 
 def test_organism_probe_task_labels_the_recalled_neighbour(fake_zoo):
-    from probes.damage import organism_probe_task
+    from interp.organism.damage import organism_probe_rows
+    from probes.damage import ProbeTask
 
     zoo, world, tok = fake_zoo
-    task = organism_probe_task(zoo, max_problems=10)
+    task = ProbeTask(*organism_probe_rows(zoo, max_problems=10))
     assert len(task.tokens) == 2 * world.config.out_degree * (world.n_nodes + 10)
     assert sum(task.labels) * 2 == len(task.labels)
     for row, label in zip(task.tokens, task.labels, strict=True):
@@ -348,7 +349,7 @@ def test_organism_probe_task_labels_the_recalled_neighbour(fake_zoo):
 
 
 def test_organism_scorers(fake_zoo):
-    from probes.damage import organism_scorer
+    from interp.organism.damage import organism_scorer
 
     zoo, _, _ = fake_zoo
     from interp.organism.store import load_organism
@@ -386,7 +387,8 @@ def test_cli_writes_report_json_and_png(fake_zoo, tmp_path, monkeypatch, capsys)
     assert main(argv) == 0
     printed = capsys.readouterr().out
     data = json.loads((out / "damage.json").read_text())
-    assert data["scorer"] == "fact_recall" and data["base"] == "organism:base"
+    # the default on organism models is the organism's fact recall, resolved as a task by name
+    assert data["scorer"] == "organism:fact_recall_accuracy" and data["base"] == "organism:base"
     assert data["damaged_layers"] == [1]  # random models recall nothing: the weight change decides
     assert (out / "damage.png").read_bytes()[:4] == b"\x89PNG"
     assert "blocks.1.hook_mlp_out" in printed and str(out / "damage.json") in printed

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from interp.models import Model
+from interp.organism.probing import organism_reference
 from interp.organism.tokenizer import WordTokenizer, organism_vocab
-from probes.info_gain import InfoGainConfig, info_gain, organism_reference, split_organism_trace
+from probes.info_gain import InfoGainConfig, info_gain, split_organism_trace
 
 TOK = WordTokenizer(organism_vocab(4))
 SEMI, ANS = TOK.token_id(";"), TOK.token_id("n3")

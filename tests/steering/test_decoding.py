@@ -238,7 +238,9 @@ def test_cli_proxy_on_organism(mini_zoo, tmp_path, monkeypatch):
     same = ["--expert", "organism:small-base", "--antiexpert", "organism:small-base"]
     assert main([*common, *same, "--out", str(tmp_path / "same")]) == 0
     report = json.loads((tmp_path / "same" / "proxy.json").read_text())
-    assert report["scores"]["proxy"] == report["scores"]["base"] and report["changed_share"] == 0.0
+    # the default on organism models is the organism's task (organism:solve for --format cot)
+    assert report["task"]["name"] == "organism:solve" and report["task"]["n_examples"] == 6
+    assert report["accuracy"]["proxy"] == report["accuracy"]["base"] and report["changed_share"] == 0.0
     assert (tmp_path / "same" / "proxy.png").is_file()
     tuned = [
         "--expert",
@@ -250,9 +252,9 @@ def test_cli_proxy_on_organism(mini_zoo, tmp_path, monkeypatch):
     ]
     assert main([*common, *tuned, "--alpha", "2", "--out", str(tmp_path / "t")]) == 0
     report = json.loads((tmp_path / "t" / "proxy.json").read_text())
-    assert set(report["scores"]) == {"proxy", "base", "expert", "tuned"}
+    assert set(report["accuracy"]) == {"proxy", "base", "expert", "tuned"}
     assert report["gap_closed"] is None  # tuned == base: no gap to close
-    assert report["problems"] == 6 and len(report["tokens"]["tokens"]) == 6
+    assert len(report["proxy_texts"]) == 6 and len(report["tokens"]["tokens"]) == 6
     assert main([*common, *same, "--split", "nope", "--out", str(tmp_path / "x")]) == 2
 
 
@@ -274,9 +276,10 @@ def test_cli_cot_on_organism(mini_zoo, tmp_path, monkeypatch):
     argv = ["decode", "cot", "--model", "organism:base", "--k", "3", "--n", "5", "--max-new-tokens", "12"]
     assert main([*argv, "-q", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "cot.json").read_text())
-    scores = report["scores"]
-    assert scores["any of 3"]["answer_accuracy"] >= scores["cot-decoding"]["answer_accuracy"]
-    assert scores["any of 3"]["answer_accuracy"] >= scores["greedy"]["answer_accuracy"]
+    # the default on organism models is organism:solve (--format cot), first --n of the split
+    acc = report["accuracy"]
+    assert report["task"]["name"] == "organism:solve" and report["task"]["n_examples"] == 5
+    assert acc["any of 3"] >= acc["cot-decoding"] and acc["any of 3"] >= acc["greedy"]
     assert [len(b) for b in report["branches"]["branches"]] == [3] * 5
     assert (tmp_path / "cot.png").is_file()
     assert main([*argv[:4], "--k", "0", "--out", str(tmp_path)]) == 2

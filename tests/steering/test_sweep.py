@@ -8,13 +8,13 @@ import torch
 
 from interp.cli import main
 from interp.models import as_model
+from interp.organism.steering import organism_metrics
 from steering.sweep import (
     SweepConfig,
     SweepResult,
     dose_response,
     generate_steered,
     kl_cost,
-    organism_metrics,
 )
 from steering.vectors import SteeringVector
 
@@ -84,7 +84,7 @@ def organism(tiny_zoo):
 def test_organism_sweep_scale_zero_equals_unsteered(organism, tmp_path):
     model, tok, world = organism
     vec = _vector(model.d_model, norm=20.0)
-    targets, costs = organism_metrics(model, tok, world, max_problems=8, max_new_tokens=40)
+    targets, costs = organism_metrics(model, tok, world, max_problems=8, max_new_tokens=40, kl_cost=kl_cost)
     result = dose_response(model, vec, targets, costs, SweepConfig(scales=(0.0, 1.0)))
     unsteered = {k: v for fn in [*targets, *costs] for k, v in fn(model).items()}
     assert result.at(0.0) == unsteered
@@ -155,9 +155,13 @@ def test_cli_vector_and_sweep_on_organism(tiny_zoo, tmp_path, monkeypatch, capsy
     ]
     assert main(args) == 0
     data = json.loads((sdir / "sweep.json").read_text())
-    assert data["scales"] == [0.0, 2.0] and data["costs"]["kl_to_unsteered"][0] == 0.0
+    assert data["scales"] == [0.0, 2.0] and data["costs"]["kl_task_solutions"][0] == 0.0
     assert (sdir / "sweep.png").is_file()
-    assert "solve_rate_id" in capsys.readouterr().out
+    # the default on organism models is --task organism:solve (its test split), like any task
+    task = data["meta"]["task"]
+    assert task["name"] == "organism:solve" and set(task["splits"]) == {"test"}
+    assert set(data["targets"]) == {"accuracy", "self_checks_per_response"}
+    assert "self_checks_per_response" in capsys.readouterr().out
     # bad input: a clear error and exit code 2, nothing written
     bad = ["steer", "vector", "--model", "organism:base", "--out", str(tmp_path / "bad")]
     assert main(bad) == 2

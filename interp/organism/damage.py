@@ -1,10 +1,18 @@
-"""The model organism's scorers and probe task for :func:`probes.damage.localise_damage`."""
+"""The organism's scorers and probe rows for :func:`probes.damage.localise_damage`.
 
+``probes`` knows no world: an experiment picks these for the organism and hands them in::
+
+    from probes.damage import ProbeTask, localise_damage
+    report = localise_damage(base, tuned, organism_scorer("fact_recall"),
+                             probe_task=ProbeTask(*organism_probe_rows()))
+"""
+
+import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from interp.models import Model
-from probes.damage.config import ProbeTask, Scorer
 
 
 def organism_scorer(
@@ -13,7 +21,7 @@ def organism_scorer(
     split: str = "test_id",
     max_problems: int | None = None,
     max_new_tokens: int = 120,
-) -> Scorer:
+) -> Callable[[Model], float]:
     """A scorer for organism models: greedy fact recall over every fact of the world (one
     batched generation), or the solve rate (valid trace and right answer) on a split.
 
@@ -23,6 +31,9 @@ def organism_scorer(
         split: problems for ``solve_rate``.
         max_problems: most problems (``None``: the whole split).
         max_new_tokens: generation budget per response for ``solve_rate``.
+
+    Returns:
+        ``scorer(model) -> float``, higher is better.
 
     Raises:
         ValueError: an unknown task; SpecError: no zoo.
@@ -46,9 +57,9 @@ def organism_scorer(
     return score
 
 
-def organism_probe_task(
+def organism_probe_rows(
     zoo_dir: str | Path | None = None, max_problems: int = 200, seed: int = 0
-) -> ProbeTask:
+) -> tuple[str, tuple[tuple[int, ...], ...], tuple[int, ...], tuple[int, ...]]:
     """Is this edge a fact? Labelled at the fact-recall position, in two contexts.
 
     Rows are a fact prompt ``F x : y`` and the start of a trace ``Q s g T s : y``; the label,
@@ -57,9 +68,14 @@ def organism_probe_task(
     node / problem gets its true neighbours and as many seeded non-neighbours, so the classes
     are balanced. A binary label keeps the probe fit fast at any ``d_model`` (a probe over
     every node name would need ``n_nodes`` classes, one or two examples each).
-    """
-    import random
 
+    Returns:
+        ``(name, tokens, positions, labels)``, the fields of a :class:`probes.damage.ProbeTask`
+        (``ProbeTask(*organism_probe_rows())``).
+
+    Raises:
+        SpecError: no zoo at ``zoo_dir``.
+    """
     from interp.organism.store import load_world
     from interp.organism.traces import cot_prompt, fact_prompt
 
@@ -77,6 +93,4 @@ def organism_probe_task(
         for y, label in [(v, 1) for v in good] + [(v, 0) for v in bad]:
             rows.append(tuple(tok.encode(f"{text} n{y}")))
             labels.append(label)
-    return ProbeTask(
-        "edge is a fact (at the recalled neighbour)", tuple(rows), (-1,) * len(rows), tuple(labels)
-    )
+    return "edge is a fact (at the recalled neighbour)", tuple(rows), (-1,) * len(rows), tuple(labels)
