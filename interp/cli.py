@@ -37,8 +37,14 @@ BOS_CHOICES = {"auto": None, "on": True, "off": False}
 
 
 def _load_options(args) -> dict:
-    """Keyword arguments for ``load_model`` from ``--device``, ``--model-dtype`` and ``--bos``."""
-    options: dict = {"device": args.device, "dtype": args.model_dtype}
+    """Keyword arguments for ``load_model`` from ``--device``, ``--model-dtype`` and ``--bos``.
+
+    Under ``torchrun`` the process group is initialised here (before any model loads), and plain
+    ``cuda`` becomes this rank's GPU.
+    """
+    from interp.cache.distributed import current_world, rank_device
+
+    options: dict = {"device": rank_device(args.device, current_world()), "dtype": args.model_dtype}
     if BOS_CHOICES[args.bos] is not None:  # auto: the checkpoint's own tokenizer decides
         options["prepend_bos"] = BOS_CHOICES[args.bos]
     return options
@@ -68,9 +74,17 @@ def _cache_build(args) -> int:
     source = resolve_prompts(args.prompts, field=args.prompt_field)  # fail before loading
     model = load_model(args.model, **_load_options(args))
     cache = build_cache(model, source, args.out, config, progress=not args.quiet)
-    print(cache.id)
-    print(f"{cache.n_rows} rows, {cache.n_positions} positions, {len(cache.hooks)} hooks -> {args.out}")
+    if _lead():
+        print(cache.id)
+        print(f"{cache.n_rows} rows, {cache.n_positions} positions, {len(cache.hooks)} hooks -> {args.out}")
     return 0
+
+
+def _lead() -> bool:
+    """Whether this process prints a command's output: always, except ranks 1.. under torchrun."""
+    from interp.cache.distributed import current_world
+
+    return current_world().lead
 
 
 def _cache_verify(args) -> int:
@@ -86,9 +100,10 @@ def _cache_verify(args) -> int:
         args.dir, model=model, recompute=args.recompute, progress=not args.quiet,
         load_options=options,
     )
-    print(report)
-    if args.json:
-        report.save(args.json)
+    if _lead():
+        print(report)
+        if args.json:
+            report.save(args.json)
     return 0 if report.ok else 1
 
 

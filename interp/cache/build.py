@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from interp.architecture import architecture_of
 from interp.atomic import atomic_write_json
 from interp.cache.capture import capture_rows, check_per_position
 from interp.cache.config import CacheConfig
+from interp.cache.distributed import World, current_world
 from interp.cache.format import (
     DTYPES,
     FORMAT,
@@ -37,6 +39,15 @@ from interp.models import as_model
 from interp.prompts import resolve_prompts
 
 log = logging.getLogger(__name__)
+
+# A rank other than 0 of a distributed build records its shards here (rank 0 uses PARTIAL), so
+# each file has one writer; the next build, on any number of ranks, merges them.
+RANK_PARTIAL = re.compile(r"manifest\.partial\.rank[0-9]+\.json(\.tmp)?")
+
+
+def partial_name(rank: int) -> str:
+    """The partial manifest that ``rank`` writes: ``PARTIAL`` for rank 0 (and a single process)."""
+    return PARTIAL if rank == 0 else f"manifest.partial.rank{rank}.json"
 
 
 @dataclass
@@ -175,6 +186,12 @@ def build_cache(
     manifest is written while a shard it names is missing. The build holds ``build.lock`` in
     the directory for its whole lifetime, so a second build into it fails at once.
 
+    When ``torch.distributed`` is initialised (``torchrun``, or ``init_process_group`` before
+    the call), every rank must call this with the same arguments: the shards (the same ones a
+    single process cuts) are dealt round robin to the ranks, each rank computes and writes its
+    own, and rank 0, which holds the lock, checks them all and writes the manifest. The cache
+    ID is the single-process build's. See :mod:`interp.cache.ranks`.
+
     Args:
         model: a :class:`interp.models.Model` or TransformerLens model.
         prompts: any prompt source :func:`interp.prompts.resolve_prompts` accepts.
@@ -190,41 +207,22 @@ def build_cache(
         HookNameError: an unknown hook, before anything is written.
         CacheError: ``out_dir`` is a file, holds something else, a cache or partial build with
             other settings, or another build's lock; the prompts give no tokens or the
-            positions keep none; writing failed (disk full, read-only). Nothing is left behind
-            unless complete shards were written, which a rerun resumes.
+            positions keep none; writing failed (disk full, read-only); ranks were given
+            different settings. Nothing is left behind unless complete shards were written,
+            which a rerun resumes.
     """
-    from interp.cache.reader import open_cache
+    world = current_world()
+    if world.distributed:
+        from interp.cache.ranks import build_across_ranks
 
-    model = as_model(model)
-    hooks = resolve_hook_names(model, config.hooks)
-    check_per_position(hooks)
-    source = resolve_prompts(prompts)
-    header = _header(model, hooks, source, config)
+        return build_across_ranks(world, model, prompts, Path(out_dir), config, progress)
+
+    model, hooks, source, header = prepare_build(model, prompts, Path(out_dir), config)
     root = Path(out_dir)
-    if root.exists() and not root.is_dir():
-        raise CacheError(f"output directory {str(root)!r} is a file; give a directory for the cache")
-
-    if (root / MANIFEST).is_file():
-        cache = open_cache(root)
-        existing = cache.manifest
-        recorded = {k: existing.get(k) for k in header}
-        recorded["prompts"] = {"source": existing["prompts"].get("source")}
-        diff = _diff_keys(recorded, header)
-        if diff:
-            raise CacheError(
-                f"{str(root)!r} already holds a complete cache with other settings ("
-                + "; ".join(diff[:5]) + "); choose another output directory"
-            )
-        cache.check_model(model)
+    cache = existing_cache(root, header, model)
+    if cache is not None:
         return cache
-
-    # A build killed before its first partial manifest leaves an empty shards/ and maybe the
-    # manifest's temporary file: those are its own, and a rerun must resume over them.
-    own = {SHARD_DIR, PARTIAL, PARTIAL + ".tmp", LOCK}
-    if root.exists() and any(
-        p.name not in own or (p.name == SHARD_DIR and not p.is_dir()) for p in root.iterdir()
-    ):
-        raise CacheError(f"{str(root)!r} exists and is not an activation cache; refusing to write there")
+    check_not_foreign(root)
     created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     with build_lock(root):
@@ -236,18 +234,85 @@ def build_cache(
             raise
 
 
-def _build_locked(root: Path, model, hooks, source, header, config: CacheConfig, progress: bool):
+def prepare_build(model, prompts, root: Path, config: CacheConfig):
+    """``(model, hooks, source, header)``: everything checked before the directory is touched."""
+    model = as_model(model)
+    hooks = resolve_hook_names(model, config.hooks)
+    check_per_position(hooks)
+    source = resolve_prompts(prompts)
+    header = _header(model, hooks, source, config)
+    if root.exists() and not root.is_dir():
+        raise CacheError(f"output directory {str(root)!r} is a file; give a directory for the cache")
+    return model, hooks, source, header
+
+
+def existing_cache(root: Path, header: dict[str, Any], model):
+    """The complete cache in ``root`` if it has these settings, ``None`` if there is none.
+
+    Raises:
+        CacheError: a complete cache with other settings (or of another model).
+    """
     from interp.cache.reader import open_cache
 
+    if not (root / MANIFEST).is_file():
+        return None
+    cache = open_cache(root)
+    existing = cache.manifest
+    recorded = {k: existing.get(k) for k in header}
+    recorded["prompts"] = {"source": existing["prompts"].get("source")}
+    diff = _diff_keys(recorded, header)
+    if diff:
+        raise CacheError(
+            f"{str(root)!r} already holds a complete cache with other settings ("
+            + "; ".join(diff[:5]) + "); choose another output directory"
+        )
+    cache.check_model(model)
+    return cache
+
+
+def check_not_foreign(root: Path) -> None:
+    """Refuse a directory that holds anything but a (partial) build's own files."""
+    # A build killed before its first partial manifest leaves an empty shards/ and maybe the
+    # manifest's temporary file: those are its own, and a rerun must resume over them.
+    own = {SHARD_DIR, PARTIAL, PARTIAL + ".tmp", LOCK}
+    if root.exists() and any(
+        (p.name not in own and not RANK_PARTIAL.fullmatch(p.name))
+        or (p.name == SHARD_DIR and not p.is_dir())
+        for p in root.iterdir()
+    ):
+        raise CacheError(f"{str(root)!r} exists and is not an activation cache; refusing to write there")
+
+
+def load_state(root: Path, header: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The partial build to resume (every rank's record merged), checked and re-hashed.
+
+    Returns ``(state, merged)``: ``merged`` names the ranks' own partial manifests that
+    :func:`save_state` removes once the merged state is written.
+
+    Raises:
+        CacheError: a partial build with other settings, or a damaged partial manifest.
+    """
     partial_path = root / PARTIAL
-    if partial_path.is_file():
-        state = read_partial(root)
-        diff = _diff_keys(state["header"], header)
+    state = None
+    sources = [PARTIAL] if partial_path.is_file() else []
+    sources += sorted(p.name for p in root.iterdir() if RANK_PARTIAL.fullmatch(p.name) and p.is_file()
+                      and not p.name.endswith(".tmp"))
+    for name in sources:
+        other = read_partial(root, name)
+        diff = _diff_keys(other["header"], header)
         if diff:
             raise CacheError(
                 f"{str(root)!r} holds a partial build with other settings ("
                 + "; ".join(diff[:5]) + "); rerun the original command or delete the directory"
             )
+        if state is None:
+            state = other
+            continue
+        for i, entry in enumerate(other["shards"]):
+            if entry is not None:
+                _set_entry(state["shards"], i, entry, replace=False)
+        state["shapes"] = state["shapes"] or other["shapes"]
+    if state is not None:
         _drop_bad_shards(root, state["shards"])
         log.info("resuming %s after %d complete shards", root, sum(e is not None for e in state["shards"]))
     else:
@@ -255,10 +320,31 @@ def _build_locked(root: Path, model, hooks, source, header, config: CacheConfig,
     (root / SHARD_DIR).mkdir(exist_ok=True)
     for tmp in (root / SHARD_DIR).glob("*.tmp"):
         tmp.unlink()  # a shard whose write was interrupted
+    return state, [name for name in sources if name != PARTIAL]
+
+
+def save_state(root: Path, state: dict[str, Any], merged: list[str]) -> None:
+    """Write ``state`` as ``PARTIAL``, then remove the ranks' partial manifests merged into it."""
+    atomic_write_json(root / PARTIAL, state)
+    for name in merged:
+        (root / name).unlink(missing_ok=True)
+
+
+def _set_entry(entries: list, index: int, entry, replace: bool = True) -> None:
+    while len(entries) <= index:
+        entries.append(None)
+    if replace or entries[index] is None:
+        entries[index] = entry
+
+
+def _build_locked(root: Path, model, hooks, source, header, config: CacheConfig, progress: bool):
+    from interp.cache.reader import open_cache
+
+    state, merged = load_state(root, header)
     resumed = any(e is not None for e in state["shards"])
     stats = _RowStats()
     try:
-        atomic_write_json(partial_path, state)
+        save_state(root, state, merged)
         for _ in range(3):
             stats = _RowStats()
             row, n_shards = _stream_shards(root, state, model, hooks, source, config, progress, stats)
@@ -273,15 +359,27 @@ def _build_locked(root: Path, model, hooks, source, header, config: CacheConfig,
         if not kept and not resumed:
             _discard(root)
         if isinstance(exc, OSError):
-            where = f": {exc.filename!r}" if exc.filename else ""
-            hint = (
-                f"; the {len(kept)} complete shards are kept: fix that and rerun the same command "
-                "to resume" if kept else "; nothing was written"
-            )
-            raise CacheError(
-                f"cannot write the cache in {str(root)!r}: {exc.strerror or exc}{where}{hint}"
-            ) from exc
+            raise write_error(root, exc, len(kept)) from exc
         raise
+    finish(root, model, header, state, row, n_shards, stats, config)
+    return open_cache(root, model=model)
+
+
+def write_error(root: Path, exc: OSError, kept: int) -> CacheError:
+    """One line for a failed write, saying what a rerun will resume."""
+    where = f": {exc.filename!r}" if exc.filename else ""
+    hint = (
+        f"; the {kept} complete shards are kept: fix that and rerun the same command "
+        "to resume" if kept else "; nothing was written"
+    )
+    return CacheError(f"cannot write the cache in {str(root)!r}: {exc.strerror or exc}{where}{hint}")
+
+
+def finish(
+    root: Path, model, header: dict[str, Any], state: dict[str, Any], row: int, n_shards: int,
+    stats: _RowStats, config: CacheConfig,
+) -> str:
+    """Write the manifest over the complete shards of ``state``; return the cache ID."""
     done = state["shards"]
     if not done:
         _discard(root)
@@ -314,9 +412,12 @@ def _build_locked(root: Path, model, hooks, source, header, config: CacheConfig,
     manifest["locator"] = {"model_spec": model.spec}
     manifest["id"] = cache_id(manifest)
     atomic_write_json(root / MANIFEST, manifest)
-    partial_path.unlink()
+    (root / PARTIAL).unlink()
+    for p in root.iterdir():
+        if RANK_PARTIAL.fullmatch(p.name):
+            p.unlink(missing_ok=True)
     log.info("cache %s complete: %s", root, manifest["id"])
-    return open_cache(root, model=model)
+    return manifest["id"]
 
 
 def _discard(root: Path) -> None:
@@ -324,6 +425,10 @@ def _discard(root: Path) -> None:
     shutil.rmtree(root / SHARD_DIR, ignore_errors=True)
     for name in (PARTIAL, PARTIAL + ".tmp"):
         (root / name).unlink(missing_ok=True)
+    if root.is_dir():
+        for p in root.iterdir():
+            if RANK_PARTIAL.fullmatch(p.name):
+                p.unlink(missing_ok=True)
 
 
 def _drop_bad_shards(root: Path, entries: list[dict[str, Any] | None], rehash: bool = True) -> bool:
@@ -352,25 +457,35 @@ def _drop_bad_shards(root: Path, entries: list[dict[str, Any] | None], rehash: b
     return dropped
 
 
+def shard_layout(index: int, rows: list[list[int]], row_start: int, config: CacheConfig) -> dict[str, Any]:
+    """What a shard's manifest entry must say about its rows (all but the file's own bytes)."""
+    return {
+        "file": shard_name(index),
+        "rows": [row_start, row_start + len(rows)],
+        "n_positions": sum(len(config.kept_positions(len(r))) for r in rows),
+        "tokens_sha256": hash_token_rows(rows),
+    }
+
+
 def _stream_shards(
     root: Path, state: dict[str, Any], model, hooks: list[str], source, config: CacheConfig,
-    progress: bool, stats: _RowStats,
+    progress: bool, stats: _RowStats, world: World | None = None, layout: list | None = None,
 ) -> tuple[int, int]:
     """Compute and write every shard not yet in ``state``; return (rows seen, shards seen).
 
     ``state["shards"]`` may hold ``None`` for a shard dropped on resume: it is recomputed in
-    its place.
+    its place. Under several ranks only this rank's shards (``world.mine``) are computed, and
+    recorded in this rank's partial manifest; ``layout``, if given, receives every shard's
+    :func:`shard_layout`.
     """
+    world = world or World()
     torch.manual_seed(config.seed)
-    partial_path = root / PARTIAL
+    partial_path = root / partial_name(world.rank)
     done = state["shards"]
     row = n_shards = 0
 
     def commit(index: int, entry: dict[str, Any], shapes: dict[str, list[int]]) -> None:
-        if index < len(done):
-            done[index] = entry
-        else:
-            done.append(entry)
+        _set_entry(done, index, entry)
         state["shapes"] = state["shapes"] or shapes
         atomic_write_json(partial_path, state)
 
@@ -381,7 +496,11 @@ def _stream_shards(
     ) as bar:
         pending = None
         for index, rows in enumerate(_shards(_token_rows(model, source, config, stats), config)):
-            if index < len(done) and done[index] is not None:
+            if layout is not None:
+                layout.append(shard_layout(index, rows, row, config))
+            if not world.mine(index):
+                pass
+            elif index < len(done) and done[index] is not None:
                 if hash_token_rows(rows) != done[index]["tokens_sha256"]:
                     raise CacheError(
                         f"the prompts no longer match shard {index} of the partial build in "
@@ -402,13 +521,13 @@ def _stream_shards(
     return row, n_shards
 
 
-def read_partial(root: Path) -> dict[str, Any]:
-    """Load and check ``manifest.partial.json``; ``None`` entries are shards to recompute."""
+def read_partial(root: Path, name: str = PARTIAL) -> dict[str, Any]:
+    """Load and check a partial manifest; ``None`` entries are shards to recompute."""
     try:
-        state = json.loads((root / PARTIAL).read_text())
+        state = json.loads((root / name).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         state = exc
-    damaged = f"{root / PARTIAL} is damaged"
+    damaged = f"{root / name} is damaged"
     if not isinstance(state, dict) or not {"header", "shards", "shapes"} <= set(state):
         raise CacheError(f"{damaged}; delete {str(root)!r} and rebuild")
     if not isinstance(state["header"], dict) or not isinstance(state["shapes"], dict) or not isinstance(

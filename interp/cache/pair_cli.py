@@ -98,7 +98,7 @@ def _check_spec(item: str, spec: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from interp.cache import CacheConfig, build_paired_cache
-    from interp.cli import _load_options
+    from interp.cli import _lead, _load_options
     from interp.commands import output_dir
     from interp.prompts import resolve_prompts
 
@@ -119,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         models, source, out, config, progress=not args.quiet,
         load_options={**_load_options(args), "dtype": args.model_dtype},
     )
+    if not _lead():
+        return 0
     width = max(len(label) for label in pair.labels)
     for label in pair.labels:
         print(f"{label:<{width}}  {pair[label].id}")  # noqa: T201 (a command's output)

@@ -12,6 +12,7 @@ from torch import Tensor
 from interp.atomic import atomic_write_json
 from interp.cache.build import build_cache
 from interp.cache.config import CacheConfig
+from interp.cache.distributed import current_world, settle
 from interp.cache.format import safe_member
 from interp.cache.reader import Cache, open_cache
 from interp.errors import CacheError
@@ -101,7 +102,8 @@ def build_paired_cache(
     model whose vocabulary lacks a token of the rows is refused before it runs). Models given
     as specs are loaded one at a time. ``pair.json`` is written last: a build that fails part
     way leaves complete caches (and resumable partial ones) but no pair, and rerunning the same
-    call reuses them.
+    call reuses them. Under ``torchrun`` every rank makes the same call: each cache is built
+    across the ranks (see :func:`build_cache`) and rank 0 writes ``pair.json``.
 
     Args:
         models: label -> model or spec, e.g. ``{"base": ..., "tuned": ...}``; each label names
@@ -135,15 +137,14 @@ def build_paired_cache(
         caches[label] = build_cache(model, source, root / label, config, progress)
         del model  # one model in memory at a time
     _check_aligned(caches)
-    atomic_write_json(
-        root / PAIR_FILE,
-        {
-            "format": PAIR_FORMAT,
-            "labels": list(caches),
-            "caches": {k: {"dir": k, "id": c.id} for k, c in caches.items()},
-            "rows_sha256": next(iter(caches.values())).manifest["prompts"]["sha256"],
-        },
-    )
+    pair = {
+        "format": PAIR_FORMAT,
+        "labels": list(caches),
+        "caches": {k: {"dir": k, "id": c.id} for k, c in caches.items()},
+        "rows_sha256": next(iter(caches.values())).manifest["prompts"]["sha256"],
+    }
+    world = current_world()  # under torchrun each cache above was built by every rank
+    settle(world, (lambda: atomic_write_json(root / PAIR_FILE, pair)) if world.lead else None)
     return PairedCache(root, caches)
 
 

@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.cache.capture import capture_rows
+from interp.cache.distributed import World, current_world, settle
 from interp.cache.format import DTYPES, cache_id, mmap_tensors, read_header, read_manifest, safe_member
 from interp.cache.integrity import header_problem, manifest_problem, shard_rows_sha256
 from interp.cache.reader import Cache
@@ -69,6 +70,11 @@ def verify_cache(
     cache's model and compared within the stored dtype's tolerance. Row ranges are checked
     against each shard's header before any is used, and rows are sampled without listing them.
 
+    When ``torch.distributed`` is initialised (``torchrun``), every rank must make the same
+    call: the shards' checksums and the recomputed rows (whole batches of the same sample) are
+    split round robin over the ranks, and every rank returns the same report, which is the one
+    a single process would give.
+
     Args:
         root: the cache directory.
         model: the model to recompute rows with; default: the model the manifest's locator
@@ -89,56 +95,81 @@ def verify_cache(
     if not isinstance(recompute, int) or recompute < 0:
         raise ValueError(f"recompute must be a non-negative number of rows, got {recompute!r}")
     root = Path(root)
-    manifest = read_manifest(root)
+    world = current_world()
+    read: dict = {}
+
+    def head() -> str | None:
+        read["manifest"] = manifest = read_manifest(root)
+        computed = cache_id(manifest)
+        if manifest.get("id") != computed:
+            return (
+                f"ID mismatch: manifest records {manifest.get('id')!r} but its content hashes to "
+                f"{computed!r} (edited after the build); nothing else was checked"
+            )
+        structural = manifest_problem(manifest)
+        return f"malformed manifest: {structural}; nothing else was checked" if structural else None
+
+    problem = settle(world, head)[world.rank]
+    manifest = read["manifest"]
     recorded_id = manifest.get("id") if isinstance(manifest.get("id"), str) else None
-    computed = cache_id(manifest)
-    if manifest.get("id") != computed:
-        problem = (
-            f"ID mismatch: manifest records {manifest.get('id')!r} but its content hashes to "
-            f"{computed!r} (edited after the build); nothing else was checked"
-        )
-        return VerifyReport(str(root), recorded_id, 0, 0, {}, (problem,))
-    structural = manifest_problem(manifest)
-    if structural:
-        problem = f"malformed manifest: {structural}; nothing else was checked"
+    if problem:
         return VerifyReport(str(root), recorded_id, 0, 0, {}, (problem,))
 
-    problems: list[str] = []
-    good: dict[int, Path] = {}
     shards = manifest["shards"]
-    for i, entry in enumerate(tqdm(shards, desc="checksums", unit="shard", disable=not progress)):
-        try:
-            path = safe_member(root, entry["file"])
-        except CacheError as exc:
-            problems.append(str(exc))
-            continue
-        if not path.is_file():
-            problems.append(f"shard {entry['file']!r} is missing")
-        elif (digest := sha256_file(path)) != entry["sha256"]:
-            problems.append(
-                f"shard {entry['file']!r}: checksum {digest} does not match the manifest's "
-                f"{entry['sha256']}"
-            )
-        else:
-            try:
-                infos, base = read_header(path)
-                mismatch = header_problem(infos, entry, manifest)
-                if not mismatch and shard_rows_sha256(path, infos, base) != entry["tokens_sha256"]:
-                    mismatch = "holds other token rows than the manifest records"
-            except CacheError as exc:
-                problems.append(str(exc))
-                continue
-            if mismatch:
-                problems.append(f"shard {entry['file']!r} {mismatch}")
-            else:
-                good[i] = path
+    found: dict[str, str | None] = {}
+    for part in settle(world, lambda: _check_shards(root, manifest, world, progress)):
+        found.update(part)
+    problems = [found[str(i)] for i in range(len(shards)) if found[str(i)]]
+    good = {i: safe_member(root, e["file"]) for i, e in enumerate(shards) if found[str(i)] is None}
 
     errors: dict[str, float] = {}
     n_rows = 0
     if recompute > 0 and good:
         cache = Cache(root, manifest)
-        n_rows = _recompute(cache, good, model, recompute, seed, problems, errors, load_options or {})
+        parts = settle(
+            world,
+            lambda: _recompute(cache, good, model, recompute, seed, load_options or {}, world),
+        )
+        n_rows = parts[0]["rows"]
+        for part in parts:
+            problems += [p for p in part["problems"] if p not in problems]
+        for h in manifest["hooks"]:
+            worst = [part["errors"][h] for part in parts if h in part["errors"]]
+            if worst:
+                errors[h] = max(worst)
+        problems += _tolerance_problems(errors, manifest["config"]["dtype"])
     return VerifyReport(str(root), recorded_id, len(shards), n_rows, errors, tuple(problems))
+
+
+def _check_shards(root: Path, manifest, world: World, progress: bool) -> dict[str, str | None]:
+    """This rank's shards (round robin): index -> the problem found, or ``None`` for a good one."""
+    found: dict[str, str | None] = {}
+    mine = [(i, e) for i, e in enumerate(manifest["shards"]) if world.mine(i)]
+    for i, entry in tqdm(mine, desc="checksums", unit="shard", disable=not progress):
+        found[str(i)] = _shard_problem(root, entry, manifest)
+    return found
+
+
+def _shard_problem(root: Path, entry, manifest) -> str | None:
+    try:
+        path = safe_member(root, entry["file"])
+    except CacheError as exc:
+        return str(exc)
+    if not path.is_file():
+        return f"shard {entry['file']!r} is missing"
+    if (digest := sha256_file(path)) != entry["sha256"]:
+        return (
+            f"shard {entry['file']!r}: checksum {digest} does not match the manifest's "
+            f"{entry['sha256']}"
+        )
+    try:
+        infos, base = read_header(path)
+        mismatch = header_problem(infos, entry, manifest)
+        if not mismatch and shard_rows_sha256(path, infos, base) != entry["tokens_sha256"]:
+            mismatch = "holds other token rows than the manifest records"
+    except CacheError as exc:
+        return str(exc)
+    return f"shard {entry['file']!r} {mismatch}" if mismatch else None
 
 
 def _choose_rows(manifest, good: dict[int, Path], n: int, seed: int) -> list[tuple[int, int]]:
@@ -155,22 +186,34 @@ def _choose_rows(manifest, good: dict[int, Path], n: int, seed: int) -> list[tup
     return chosen
 
 
-def _recompute(cache: Cache, good, model, n, seed, problems, errors, load_options) -> int:
+def _recompute(cache: Cache, good, model, n, seed, load_options, world: World) -> dict:
+    """Recompute this rank's batches of the sample: ``{"rows", "problems", "errors"}``."""
+    problems: list[str] = []
+    errors: dict[str, float] = {}
     manifest = cache.manifest
+    chosen = _choose_rows(manifest, good, n, seed)
+    batch = manifest["config"]["batch_size"]
+    starts = [s for k, s in enumerate(range(0, len(chosen), batch)) if world.mine(k)]
+    if not starts:
+        return {"rows": len(chosen), "problems": problems, "errors": errors}
     try:
         model = cache.load_model(model, **load_options)
     except ModelMismatchError as exc:
         problems.append(f"model mismatch: {exc}")
-        return 0
+        return {"rows": 0, "problems": problems, "errors": errors}
     except InterpError as exc:
         problems.append(f"cannot load the cache's model {cache.model_locator!r} to recompute rows: {exc}")
-        return 0
+        return {"rows": 0, "problems": problems, "errors": errors}
+    _compare(manifest, good, model, chosen, starts, problems, errors)
+    return {"rows": len(chosen), "problems": problems, "errors": errors}
+
+
+def _compare(manifest, good, model, chosen, starts, problems, errors) -> None:
     hooks = manifest["hooks"]
     dtype = manifest["config"]["dtype"]
-    chosen = _choose_rows(manifest, good, n, seed)
     batch = manifest["config"]["batch_size"]
     mapped: dict[int, dict[str, torch.Tensor]] = {}
-    for start in range(0, len(chosen), batch):
+    for start in starts:
         group = chosen[start : start + batch]
         rows, kept, stored = [], [], {h: [] for h in hooks}
         for shard_i, row in group:
@@ -187,7 +230,7 @@ def _recompute(cache: Cache, good, model, n, seed, problems, errors, load_option
                     f"shard {manifest['shards'][shard_i]['file']!r}: row {row} keeps positions "
                     f"{kept[-1]} outside its {len(rows[-1])} tokens"
                 )
-                return len(chosen)
+                return
             for h in hooks:
                 stored[h].append(t[h][sel])
         fresh = capture_rows(model, rows, kept, hooks)
@@ -199,17 +242,18 @@ def _recompute(cache: Cache, good, model, n, seed, problems, errors, load_option
                     f"hook {h!r}: recomputed activations have shape {tuple(got.shape)}, the stored "
                     f"ones {tuple(want.shape)}"
                 )
-                return len(chosen)
+                return
             if not want.numel():
                 continue
             scale = want.abs().max().clamp_min(1e-6)
             rel = float((got - want).abs().max() / scale)
             errors[h] = max(errors.get(h, 0.0), rel)
+
+
+def _tolerance_problems(errors: dict[str, float], dtype: str) -> list[str]:
     rtol = RTOL[dtype]
-    for h, rel in errors.items():
-        if rel > rtol:
-            problems.append(
-                f"hook {h!r}: recomputed activations differ from the stored ones by {rel:.2e} "
-                f"of their scale (tolerance {rtol:.0e} for {dtype})"
-            )
-    return len(chosen)
+    return [
+        f"hook {h!r}: recomputed activations differ from the stored ones by {rel:.2e} "
+        f"of their scale (tolerance {rtol:.0e} for {dtype})"
+        for h, rel in errors.items() if rel > rtol
+    ]
