@@ -5,8 +5,9 @@ ranks the branches by answer confidence, the mean over the answer tokens of ``p(
 (Wang & Zhou 2024). The answer span is found by a pluggable ``answer_span(tokens) -> (start, end)
 | None``; :func:`organism_answer_span` is the organism's.
 
-Prompts are batched by equal length (:func:`interp.generation.length_batches`, no padding), so
-the top-1 branch is exactly the model's own greedy decoding.
+Prompts of different lengths share a left-padded batch (:func:`interp.batching.padded_batches`,
+masked, positions from the mask), so the top-1 branch is the model's own greedy decoding up to
+float rounding of padded attention; without any pad id they are batched by equal length.
 """
 
 import math
@@ -20,7 +21,8 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from interp.generation import IncrementalDecoder, length_batches, resolve_pad_id, trim_at_stop
+from interp.batching import length_batches, padded_batches, trim_at_stop
+from interp.generation import IncrementalDecoder, resolve_pad_id
 from interp.models import Model, as_model, portable_spec
 from interp.results import format_table, save_figure, save_json
 
@@ -270,7 +272,10 @@ def cot_decode(
     branches: list = [None] * n
     ranks: list = [None] * n
     confs: list = [None] * n
-    batches = list(length_batches(prompts, cfg.batch_size))
+    if resolve_pad_id(m, cfg.pad_id, cfg.stop_id) is None:  # nothing to pad with: equal lengths only
+        batches = list(length_batches(prompts, cfg.batch_size))
+    else:  # left-padded; a row never loses context to a wider batch
+        batches = list(padded_batches(prompts, cfg.batch_size, [cfg.max_new_tokens] * n, m.n_ctx))
     for chunk in tqdm(batches, desc="CoT-decoding", unit="batch", disable=not progress):
         rows = _cot_batch(m, [list(prompts[i]) for i in chunk], answer_span, cfg)
         for i, (b, r, c) in zip(chunk, rows, strict=True):
@@ -293,7 +298,7 @@ def _cot_batch(
     done = torch.zeros(len(branch_prompts), dtype=torch.bool, device=starts.device)
     if cfg.stop_id is not None:
         done |= starts == cfg.stop_id
-    fits = len(prompts[0]) < model.n_ctx
+    fits = max(map(len, prompts)) < model.n_ctx
     if cfg.max_new_tokens > 1 and fits and not bool(done.all()):
         dec = IncrementalDecoder(model, branch_prompts, pad_id=pad)
         steps = min(cfg.max_new_tokens - 1, dec.remaining)

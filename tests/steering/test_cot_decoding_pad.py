@@ -54,3 +54,18 @@ def test_a_stopped_branch_is_fed_the_tokenizers_pad_by_default(hooked):
 def test_a_bad_pad_id_is_refused_naming_it(bad):
     with pytest.raises(ValueError, match=f"pad_id={bad!r}; expected a token id >= 0, or None"):
         CotConfig(pad_id=bad)
+
+
+def test_prompts_of_different_lengths_share_a_batch_and_equal_each_prompt_alone(hooked):
+    model = Model(hooked, tokenizer_with_pad(pad=7), "tiny-with-pad")
+    span = lambda tokens: (0, len(tokens))  # noqa: E731
+    prompts = [[10, 30, 2], [11, 12], [5, 6, 8, 9, 13], [20]]
+    cfg = CotConfig(k=3, max_new_tokens=5, batch_size=8)
+    with fed_tokens(hooked) as seen:
+        together = cot_decode(model, prompts, span, cfg)
+    first_passes = [s for s in seen if len(s) == len(prompts)]
+    assert first_passes, "the four prompts never shared a forward pass"
+    for i, p in enumerate(prompts):
+        alone = cot_decode(model, [p], span, cfg)
+        assert together.branches[i] == alone.branches[0], i
+        assert together.first_rank[i] == alone.first_rank[0], i
