@@ -7,7 +7,12 @@ from experiments.real.common import fmt_iv
 FINDINGS = {
     "a": ("knowledge damage (PAPERS.md 5, localisation hypothesis)", "e5_damage_proxy"),
     "b": ("epistemic verbalisation (PAPERS.md 4)", "e4_markers"),
+    "b-features": ("SAE features before self-check phrases (PAPERS.md 4)", "e4_markers"),
     "c": ("latent reasoning, pass@k (PAPERS.md 6)", "e6_elicitation"),
+    "c-reasoning": (
+        "Information Gain, early-answering AOC, CoT-decoding (PAPERS.md 1, 2, 6)",
+        "e1_info_gain",
+    ),
     "d": ("steering self-checks back (PAPERS.md 6, methods)", "e6_elicitation"),
 }
 
@@ -47,7 +52,8 @@ def render_real(real: dict[str, Any], organism: dict[str, Any] | None = None) ->
         lines += ["Failed stages:", ""] + [f"- `{k}`: {v}" for k, v in real["failures"].items()] + [""]
     lines += _claims(real, organism or {})
     lines += _models(st) + _knowledge(st.get("knowledge")) + _verbal(st.get("verbalisation"))
-    lines += _latent(st.get("latent")) + _steering(st.get("steering"))
+    lines += _features(st.get("features")) + _latent(st.get("latent"))
+    lines += _reasoning(st.get("reasoning")) + _steering(st.get("steering"))
     return lines
 
 
@@ -227,4 +233,62 @@ def _steering(s: dict[str, Any] | None) -> list[str]:
                 f"{fmt_iv(m['self_checks_diff'], 2)} | {fmt_iv(m['accuracy_diff'], 2)} | "
                 f"{fmt_iv(m['kl_neutral'])} |"
             )
+    return out + [""]
+
+
+def _features(r: dict[str, Any] | None) -> list[str]:
+    if not r:
+        return []
+    out = ["### (b) SAE features before self-check phrases", ""]
+    sae = r.get("sae")
+    if not sae:
+        return out + [r["claim"]["why"], ""]
+    out += [
+        f"A paired cache of every model over the parent's {r['n_rows']} responses at `{r['hook']}`; "
+        f"a top-k SAE ({sae['d_sae']} features, k={sae['k']}) trained on the parent: explained "
+        f"variance {sae['explained_variance']:.3f}, dead {sae['dead_fraction']:.3f}, on "
+        f"{sae['n_positions']} real-token positions. {r['n_before_positions']} positions just before a "
+        f"self-check phrase vs {r.get('n_other_positions')} other response positions.",
+        "",
+        "| feature | mean before phrase | mean elsewhere | top contexts (parent) |",
+        "|---|---|---|---|",
+    ]
+    for f in r.get("features", []):
+        ctx = " / ".join(f"`{c['text']}`" for c in f.get("contexts", [])[:2])
+        ctx = ctx.replace("|", "\\|").replace("\n", " ")
+        out.append(f"| {f['feature']} | {f['mean_before']:.3f} | {f['mean_other']:.3f} | {ctx} |")
+    out += [
+        "",
+        "| model - parent | chosen features before phrases | matched control | chosen beyond control |",
+        "|---|---|---|---|",
+    ]
+    for m, d in r.get("diffs", {}).items():
+        out.append(
+            f"| {m} | {fmt_iv(d['diff'])} | {fmt_iv(d.get('control_diff'))} | "
+            f"{fmt_iv(d.get('diff_minus_control'))} |"
+        )
+    return out + [""]
+
+
+def _reasoning(r: dict[str, Any] | None) -> list[str]:
+    if not r:
+        return []
+    out = [
+        "### (c) Information Gain, early answering, CoT-decoding on the models' own solutions",
+        "",
+        f"IG scored by `{r['scorer']}` (the base; one fixed scorer for every model).",
+        "",
+        "| model | IG total (nats) | IG normalised | IG per-step PPL form | traces | AOC | "
+        "greedy acc. | CoT-decoding acc. (gain) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m in ("parent", *r["tunes"]):
+        ig, ea, cot = r["info_gain"].get(m, {}), r["early_answering"].get(m, {}), r["cot_decoding"].get(m, {})
+        out.append(
+            f"| {m} | {fmt_iv(ig.get('total_interval'))} | {fmt_iv(ig.get('normalised_interval'))} | "
+            f"{fmt_iv(ig.get('ppl_info_gain_interval'))} | {ig.get('n_traces', 0)} | "
+            f"{fmt_iv(ea.get('aoc_interval'))} | {_f(cot.get('accuracy_greedy'))} | "
+            f"{_f(cot.get('accuracy_cot'))} ({fmt_iv(cot.get('gain'))}) |"
+        )
+    out += [""] + [f"- {name}: **{c['verdict']}**: {c['why']}" for name, c in r["claims"].items()]
     return out + [""]

