@@ -98,7 +98,7 @@ def current_world() -> World:
     return World(torch.distributed.get_rank(), torch.distributed.get_world_size(), distributed=True)
 
 
-def rank_device(device: str, world: World) -> str:
+def rank_device(device: str | None, world: World) -> str | None:
     """The device a rank loads its model on: plain ``cuda`` means this rank's GPU under torchrun.
 
     Example:
