@@ -20,6 +20,7 @@ from experiments.real.profile import PARENT_THRESHOLD, RealProfile
 log = logging.getLogger(__name__)
 
 MAX_LEN = 256  # a prompt with the chat template's system turn is ~85 tokens; a checked solution ~120
+SELF_MAX_LEN = 200  # sft-self samples up to this length: a checked solution fits, rambling stops early
 
 
 @dataclass
@@ -111,7 +112,7 @@ def _finetune(state: State, parent: str, method: str, steps: int, doses: tuple[i
         batch_size=p.batch_size,
         steps=steps,
         doses=doses,
-        max_len=MAX_LEN,
+        max_len=SELF_MAX_LEN if method == "sft-self" else MAX_LEN,
         n_train=p.n_train,
         rehearse_facts=p.rehearse_facts,
         self_samples=p.self_samples,
