@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.real.common import paired, verdict
+from experiments.real.profile import require_positive_ints, sizes_of
 from experiments.real.tunes import State
 
 log = logging.getLogger(__name__)
@@ -66,19 +67,19 @@ class FeatureSizes:
     contexts: int
 
     def __post_init__(self) -> None:
-        for name in (
-            "top_features",
-            "expansion_factor",
-            "sae_k",
-            "sae_steps",
-            "sae_batch",
-            "min_positions",
-            "control_pool",
-            "contexts",
-        ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}={v!r}; expected an integer >= 1")
+        require_positive_ints(
+            self,
+            (
+                "top_features",
+                "expansion_factor",
+                "sae_k",
+                "sae_steps",
+                "sae_batch",
+                "min_positions",
+                "control_pool",
+                "contexts",
+            ),
+        )
         if not self.lr > 0:
             raise ValueError(f"lr={self.lr!r}; expected > 0")
 
@@ -100,9 +101,7 @@ def feature_sizes(profile: str) -> FeatureSizes:
         >>> feature_sizes("tiny").top_features
         4
     """
-    if profile not in FEATURE_SIZES:
-        raise ValueError(f"profile={profile!r}; expected one of {sorted(FEATURE_SIZES)}")
-    return FEATURE_SIZES[profile]
+    return sizes_of(FEATURE_SIZES, profile)
 
 
 def cache_label(label: str) -> str:

@@ -1,6 +1,7 @@
 """How much the real-model suite measures, per profile, and the self-check phrases it counts."""
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 SELF_CHECK = ("wait", "check", "verify", "hmm", "actually")
 """Self-check phrases, counted case-insensitively as whole words (:func:`probes.markers.count_markers`).
@@ -8,6 +9,25 @@ SELF_CHECK = ("wait", "check", "verify", "hmm", "actually")
 
 PARENT_THRESHOLD = 0.2
 """Below this many self-check phrases per base response, a verbalising parent is made first."""
+
+
+def require_positive_ints(obj: object, names: "tuple[str, ...] | list[str]") -> None:
+    """Refuse any of ``obj``'s fields ``names`` that is not an integer >= 1, naming it.
+
+    Raises:
+        ValueError: ``name=value; expected an integer >= 1``.
+    """
+    for name in names:
+        v = getattr(obj, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}={v!r}; expected an integer >= 1")
+
+
+def sizes_of(table: "dict[str, Any]", profile: str) -> Any:
+    """``table[profile]``, or a ValueError naming the known profiles."""
+    if profile not in table:
+        raise ValueError(f"profile={profile!r}; expected one of {sorted(table)}")
+    return table[profile]
 
 
 @dataclass(frozen=True)
@@ -61,23 +81,23 @@ class RealProfile:
     resamples: int = 2000
 
     def __post_init__(self) -> None:
-        for name in (
-            "n_facts",
-            "n_eval_facts",
-            "n_scorer_facts",
-            "n_problems",
-            "max_new_tokens",
-            "n_train",
-            "batch_size",
-            "verbalise_steps",
-            "passk_problems",
-            "passk_samples",
-            "steer_problems",
-            "self_samples",
-        ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}={v!r}; expected an integer >= 1")
+        require_positive_ints(
+            self,
+            (
+                "n_facts",
+                "n_eval_facts",
+                "n_scorer_facts",
+                "n_problems",
+                "max_new_tokens",
+                "n_train",
+                "batch_size",
+                "verbalise_steps",
+                "passk_problems",
+                "passk_samples",
+                "steer_problems",
+                "self_samples",
+            ),
+        )
         if (
             not self.answer_doses
             or any(d < 1 for d in self.answer_doses)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from experiments.real.common import correct_list, interval, load, mean, paired, verdict
+from experiments.real.profile import require_positive_ints, sizes_of
 from experiments.real.tunes import State
 
 log = logging.getLogger(__name__)
@@ -64,17 +65,17 @@ class ReasoningSizes:
     ig_batch: int
 
     def __post_init__(self) -> None:
-        for name in (
-            "cot_k",
-            "cot_problems",
-            "trace_problems",
-            "max_answer_tokens",
-            "min_traces",
-            "ig_batch",
-        ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}={v!r}; expected an integer >= 1")
+        require_positive_ints(
+            self,
+            (
+                "cot_k",
+                "cot_problems",
+                "trace_problems",
+                "max_answer_tokens",
+                "min_traces",
+                "ig_batch",
+            ),
+        )
         f = tuple(self.fractions)
         if len(f) < 2 or f[0] != 0 or f[-1] != 1 or any(b <= a for a, b in zip(f, f[1:], strict=False)):
             raise ValueError(
@@ -100,9 +101,7 @@ def reasoning_sizes(profile: str) -> ReasoningSizes:
         >>> reasoning_sizes("quick").cot_k
         4
     """
-    if profile not in REASONING_SIZES:
-        raise ValueError(f"profile={profile!r}; expected one of {sorted(REASONING_SIZES)}")
-    return REASONING_SIZES[profile]
+    return sizes_of(REASONING_SIZES, profile)
 
 
 def number_span(decode: Callable[[list[int]], str], cue: str) -> Callable[[list[int]], Any]:

@@ -1,4 +1,5 @@
-"""CotConfig's pad id comes from the model's tokenizer when unset, never a made-up 0."""
+"""CoT-decoding and proxy-tuning: the pad id comes from the model's tokenizer when unset (never a
+made-up 0), and prompts of different lengths share left-padded batches."""
 
 from contextlib import contextmanager
 
@@ -7,6 +8,7 @@ import pytest
 from interp.models import Model
 from interp.tokenizers import HFTokenizer
 from steering.cot_decoding import CotConfig, cot_decode
+from steering.proxy_tuning import ProxyConfig, proxy_tune
 
 
 def tokenizer_with_pad(pad: int, size: int = 64) -> HFTokenizer:
@@ -50,10 +52,11 @@ def test_a_stopped_branch_is_fed_the_tokenizers_pad_by_default(hooked):
     assert [s[0][0] for s in steps] == [7, 7]
 
 
+@pytest.mark.parametrize("config", [CotConfig, ProxyConfig])
 @pytest.mark.parametrize("bad", [-1, True])
-def test_a_bad_pad_id_is_refused_naming_it(bad):
+def test_a_bad_pad_id_is_refused_naming_it(config, bad):
     with pytest.raises(ValueError, match=f"pad_id={bad!r}; expected a token id >= 0, or None"):
-        CotConfig(pad_id=bad)
+        config(pad_id=bad)
 
 
 def test_prompts_of_different_lengths_share_a_batch_and_equal_each_prompt_alone(hooked):
@@ -69,3 +72,23 @@ def test_prompts_of_different_lengths_share_a_batch_and_equal_each_prompt_alone(
         alone = cot_decode(model, [p], span, cfg)
         assert together.branches[i] == alone.branches[0], i
         assert together.first_rank[i] == alone.first_rank[0], i
+
+
+def test_a_stopped_row_is_fed_the_tokenizers_pad_by_default(hooked):
+    model = Model(hooked, tokenizer_with_pad(pad=7), "tiny-with-pad")
+    prompts = [[2, 5, 7], [3, 9, 11]]
+    free = proxy_tune(model, model, model, prompts, ProxyConfig(max_new_tokens=4)).tokens
+    stop = free[0][0]
+    assert stop not in free[1] and stop not in (0, 7), "fixture: pick another stop"
+    assert ProxyConfig().pad_id is None
+    with fed_tokens(hooked) as seen:
+        res = proxy_tune(model, model, model, prompts, ProxyConfig(max_new_tokens=4, stop_id=stop))
+    assert res.tokens[0] == [stop] and res.tokens[1] == free[1]
+    # three models (one module) per step: row 0 is fed its stop token, then the tokenizer's pad
+    row0 = [s[0][0] for s in seen if len(s[0]) == 1]
+    assert row0 == [stop] * 3 + [7] * 6
+
+
+def test_without_a_pad_or_stop_nothing_is_padded_and_nothing_fails(hooked):
+    res = proxy_tune(hooked, hooked, hooked, [[2, 5], [3, 9]], ProxyConfig(max_new_tokens=3))
+    assert [len(t) for t in res.tokens] == [3, 3]
