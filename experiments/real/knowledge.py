@@ -7,13 +7,19 @@ held-out log-probability fell: :func:`probes.damage.localise_damage` (weight tra
 the parent, per layer and per attention / MLP; restoration direction) with the scorer "mean
 log-probability of the held-out facts". Its control would also pass a hollow test: the parent
 with random noise of the same Frobenius norm as the tune's whole weight change, put into one
-known MLP; the localiser must name that layer.
+known MLP; the localiser must name that layer, else the localisation is reported as untrusted.
+
+The damage itself must survive a hollow-test control too: the parent with a random weight change
+of the same norm as the tune's, tensor by tensor (:func:`matched_noise`), scored on the same
+held-out facts. Damage is "reproduced" only where the tune lost more held-out log-probability
+than that noise did (paired interval of tune minus noise below 0): a fine-tune that moved the
+weights as far in a random direction would otherwise pass.
 """
 
 import logging
 from typing import Any
 
-from experiments.real.common import load, paired, verdict
+from experiments.real.common import fmt_iv, load, paired, verdict
 from experiments.real.tunes import State
 
 log = logging.getLogger(__name__)
@@ -74,6 +80,42 @@ def _noisy_parent(state: State, norm: float) -> tuple[Any, int]:
     return control, layer
 
 
+def matched_noise(state: State, label: str, seed: int = 0) -> Any:
+    """The parent plus Gaussian noise with, in every weight tensor, the norm of ``label``'s change."""
+    import torch
+
+    from interp.models import Model
+
+    parent, tuned = load(state.parent), load(state.spec_of(label))
+    other = dict(tuned.module.named_parameters())
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in parent.module.named_parameters():
+            norm = float((other[name].float() - p.float()).norm())
+            if norm > 0:
+                z = torch.randn(p.shape, generator=gen)
+                p.add_((z * (norm / float(z.norm()))).to(p.dtype))
+    control = Model(parent.module, parent.tokenizer, f"{state.parent} + noise matched to {label}")
+    control.refresh_fingerprint()
+    return control
+
+
+def noise_control(state: State, label: str) -> dict[str, Any]:
+    """Held-out log-probability of the matched-noise parent: its drop, and the tune's beyond it."""
+    from interp.tasks.facts import fact_logprob
+
+    facts = state.facts_eval.split("heldout")
+    noisy = [float(x) for x in fact_logprob(matched_noise(state, label), facts)]
+    parent = state.evals["parent"]["facts"]["heldout"]["logprob"]
+    tune = state.evals[label]["facts"]["heldout"]["logprob"]
+    r = state.profile.resamples
+    return {
+        "mean_logprob": sum(noisy) / len(noisy),
+        "noise_minus_parent": paired(noisy, parent, r),
+        "tune_minus_noise": paired(tune, noisy, r),
+    }
+
+
 def _change_norm(parent: Any, tuned: Any) -> float:
     import torch
 
@@ -115,6 +157,9 @@ def stage_knowledge(state: State) -> dict[str, Any]:
         "localisation": None,
         "control": None,
     }
+    for label, row in table.items():
+        if row.get("heldout", {}).get("damaged"):
+            row["heldout"]["noise_control"] = noise_control(state, label)
     if not strongest or not strongest["damaged"]:
         out["localisation_status"] = (
             "not testable: no held-out log-probability damage measured at the strongest dose"
@@ -137,7 +182,8 @@ def stage_knowledge(state: State) -> dict[str, Any]:
 
 def _claim(r: dict[str, Any]) -> dict[str, Any]:
     rows = r["table"]
-    damaged = [t for t, row in rows.items() if row.get("heldout", {}).get("damaged")]
+    lost = [t for t, row in rows.items() if row.get("heldout", {}).get("damaged")]
+    damaged = [t for t in lost if _beyond_noise(rows[t]["heldout"])]
     lost_em = [
         t
         for t, row in rows.items()
@@ -153,27 +199,42 @@ def _claim(r: dict[str, Any]) -> dict[str, Any]:
         for t, row in rows.items()
         if "heldout" in row
     )
+    noise = "; ".join(
+        f"{t}: tune - matched noise {fmt_iv(rows[t]['heldout']['noise_control']['tune_minus_noise'])}, "
+        f"noise - parent {fmt_iv(rows[t]['heldout']['noise_control']['noise_minus_parent'])}"
+        for t in lost
+    )
     if not damaged:
-        return verdict(
-            "not reproduced",
-            f"no tune lost held-out log-probability with an interval excluding 0 ({numbers})",
-            damaged=damaged,
-            lost_exact_match=lost_em,
-        )
+        why = f"no tune lost held-out log-probability with an interval excluding 0 ({numbers})"
+        if lost:
+            why = (
+                f"{', '.join(lost)} lost held-out log-probability, but not beyond a random weight change "
+                f"of the same norm per tensor ({noise}); ({numbers})"
+            )
+        return verdict("not reproduced", why, damaged=damaged, lost_exact_match=lost_em)
     loc, ctl = r.get("localisation"), r.get("control")
     where = ""
     if loc is not None and ctl is not None:
         found = ctl["top_layer"] == ctl["layer"]  # by restoration only: weight change alone is hollow
+        trust = "" if found else "; localisation NOT trusted: its planted control was not found"
         where = (
             f"; patching from the parent restores most at {loc['best_site']} "
             f"({loc['best_restoration']:.0%}); layers named {loc['damaged_layers']}; the control "
             f"(noise in blocks.{ctl['layer']}.mlp) is {'found' if found else 'NOT found'} "
             f"(restoration peaks at layer {ctl['top_layer']}; score {ctl['score_parent']:.3f} -> "
-            f"{ctl['score_tuned']:.3f})"
+            f"{ctl['score_tuned']:.3f}){trust}"
         )
     return verdict(
         "reproduced",
-        f"held-out knowledge lost in {', '.join(damaged)} ({numbers}){where}",
+        f"held-out knowledge lost in {', '.join(damaged)} beyond a matched random weight change "
+        f"({noise}); ({numbers}){where}",
         damaged=damaged,
         lost_exact_match=lost_em,
+        localisation_trusted=bool(loc and ctl and ctl["top_layer"] == ctl["layer"]),
     )
+
+
+def _beyond_noise(row: dict[str, Any]) -> bool:
+    """Whether the tune lost more held-out log-probability than the matched noise (interval < 0)."""
+    iv = (row.get("noise_control") or {}).get("tune_minus_noise")
+    return bool(iv) and iv["excludes_0"] and iv["estimate"] < 0

@@ -162,7 +162,7 @@ PROFILES: dict[str, RealProfile] = {
         passk_samples=5,
         temperature=0.8,
         top_p=0.95,
-        steer_scales=(4.0, 8.0),
+        steer_scales=(0.25, 0.5, 1.0, 2.0),
         steer_problems=12,
     ),
     # more of everything, for a longer run or a GPU
@@ -185,7 +185,7 @@ PROFILES: dict[str, RealProfile] = {
         passk_samples=16,
         temperature=0.8,
         top_p=0.95,
-        steer_scales=(2.0, 4.0, 8.0),
+        steer_scales=(0.25, 0.5, 1.0, 2.0, 4.0),
         steer_problems=40,
     ),
 }

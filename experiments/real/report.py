@@ -221,7 +221,7 @@ def _steering(s: dict[str, Any] | None) -> list[str]:
         f"before a self-check phrase vs {s['n_other']} other response positions; applied to {s['tune']} "
         f"on {s['n_problems']} problems (unsteered: {u['self_checks_per_response']:.2f} self-checks per "
         "response, "
-        f"accuracy {u['accuracy']:.3f}).",
+        f"accuracy {u['accuracy']:.3f}). Why this tune: {s.get('tune_why', '-')}.",
         "",
         "| vector | scale | self-checks diff | accuracy diff | KL on neutral text |",
         "|---|---|---|---|---|",

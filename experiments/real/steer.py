@@ -3,11 +3,11 @@
 The vector: difference of means of the parent's residual stream at a middle layer, between the
 positions just before a self-check phrase and every other response position, over the
 parent's own greedy answers to the test problems (Venhoff et al.; Ward et al.: the token before
-the behaviour). It is added at every position of the strongest tune at a few multiples of its
-own length; the control is a random direction of the same norm at the same multiples. Measured
-against the unsteered tune on the same problems (paired): self-check phrases per response and
-accuracy; the cost is the KL divergence of the next-token distribution from the unsteered
-tune's on neutral text.
+the behaviour). It is added at every position of the tune that lost the most self-check
+phrases (:func:`steering_target`) at a few multiples of its own length; the control is a random
+direction of the same norm at the same multiples. Measured against the unsteered tune on the
+same problems (paired): self-check phrases per response and accuracy; the cost is the KL
+divergence of the next-token distribution from the unsteered tune's on neutral text.
 """
 
 import logging
@@ -130,12 +130,13 @@ def stage_steering(state: State, verbalisation: dict[str, Any]) -> dict[str, Any
     from steering.vectors import SteeringVector
 
     p = state.profile
-    tune = state.focus or state.strongest
+    tune, why = steering_target(state)
     model = load(state.spec_of(tune))
     hook = f"blocks.{model.n_layers // 2}.hook_resid_post"
     vec, n_pos, n_neg = self_check_vector(state, hook)
     out: dict[str, Any] = {
         "tune": tune,
+        "tune_why": why,
         "hook": hook,
         "n_before_phrase": n_pos,
         "n_other": n_neg,
@@ -171,6 +172,18 @@ def stage_steering(state: State, verbalisation: dict[str, Any]) -> dict[str, Any
         out["random"][str(s)] = _measure(state, model, problems, rand, s, base)
     out["claim"] = _claim(out, verbalisation)
     return out
+
+
+def steering_target(state: State) -> tuple[str, str]:
+    """The tune to bring self-checks back into: the one that lost the most phrases per response
+    against the parent (the focus tune when none lost any), and why."""
+    parent = state.evals["parent"]["self_checks_per_response"]
+    lost = {t: parent - state.evals[t]["self_checks_per_response"] for t in state.tunes}
+    focus = state.focus or state.strongest
+    best = max(lost, key=lambda t: (lost[t], t == focus)) if lost else focus
+    if not lost or lost[best] <= 0:
+        return focus, f"no tune lost self-check phrases; {focus} is the focus tune"
+    return best, f"{best} lost the most self-check phrases per response ({lost[best]:.2f})"
 
 
 def _claim(r: dict[str, Any], verbalisation: dict[str, Any]) -> dict[str, Any]:

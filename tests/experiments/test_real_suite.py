@@ -59,7 +59,7 @@ def test_stages_keep_their_numbers(suite):
     focus = st["tunes"]["focus"]
     assert focus in st["tunes"]["tunes"] and st["tunes"]["focus_why"]
     assert set(passk) == {"parent", focus} and set(passk["parent"]) == {"1", "2"}
-    assert st["steering"]["tune"] == focus
+    assert st["steering"]["tune"] in st["tunes"]["tunes"] and st["steering"]["tune_why"]
     assert st["steering"]["hook"] == "blocks.1.hook_resid_post"
 
 
@@ -86,6 +86,20 @@ def test_the_focus_is_the_largest_raise_else_the_self_distilled_else_the_stronge
     )
     del tunes["sft-self@8"]
     assert choose_focus(tunes, "sft-answer@24")[0] == "sft-answer@24"
+
+
+def test_steering_targets_the_tune_that_lost_the_most_self_checks():
+    from experiments.real import PROFILES
+    from experiments.real.steer import steering_target
+    from experiments.real.tunes import State
+
+    evals = {k: {"self_checks_per_response": v} for k, v in {"parent": 2.5, "a": 0.0, "b": 2.0}.items()}
+    state = State(
+        "x", PROFILES["tiny"], Path("."), evals=evals, tunes={"a": "", "b": ""}, focus="b", strongest="a"
+    )
+    assert steering_target(state) == ("a", "a lost the most self-check phrases per response (2.50)")
+    evals["a"]["self_checks_per_response"] = evals["b"]["self_checks_per_response"] = 3.0
+    assert steering_target(state) == ("b", "no tune lost self-check phrases; b is the focus tune")
 
 
 def test_report_section_and_results_key(suite, tmp_path):
@@ -147,9 +161,11 @@ def test_measured_damage_is_localised_with_a_planted_control(state):
 
     # plant a held-out log-probability loss in the strongest tune's numbers: localisation must run
     held = state.evals[state.strongest]["facts"]["heldout"]
-    held["logprob"] = [x - 1.0 for x in state.evals["parent"]["facts"]["heldout"]["logprob"]]
+    held["logprob"] = [x - 100.0 for x in state.evals["parent"]["facts"]["heldout"]["logprob"]]
     out = stage_knowledge(state)
     assert out["localisation_status"] == "run" and out["table"][state.strongest]["heldout"]["damaged"]
+    noise = out["table"][state.strongest]["heldout"]["noise_control"]
+    assert noise["tune_minus_noise"]["high"] < 0  # 100 nats lost: far beyond a random change
     loc, ctl = out["localisation"], out["control"]
     assert len(loc["restoration_by_layer"]) == 2 and ctl["layer"] == 1
     assert ctl["noise_norm"] > 0 and ctl["score_tuned"] != ctl["score_parent"]
@@ -160,12 +176,48 @@ def test_a_control_named_by_weight_change_alone_is_not_found():
     from experiments.real.knowledge import _claim
 
     iv = {"estimate": -0.5, "low": -0.7, "high": -0.3, "excludes_0": True}
-    row = {"heldout": {"damaged": True, "logprob_diff": iv, "recall_diff": {**iv, "estimate": 0.0}}}
+    noise = {"tune_minus_noise": iv, "noise_minus_parent": {**iv, "estimate": -0.1}}
+    row = {
+        "heldout": {
+            "damaged": True,
+            "logprob_diff": iv,
+            "recall_diff": {**iv, "estimate": 0.0},
+            "noise_control": noise,
+        }
+    }
     loc = {"best_site": "blocks.0.hook_mlp_out", "best_restoration": 0.5, "damaged_layers": [0]}
     # no score lost by the control: no restoration measured, only weight change names its layer
     ctl = {"layer": 1, "top_layer": None, "damaged_layers": [1], "score_parent": -2.0, "score_tuned": -2.0}
     claim = _claim({"table": {"t": row}, "localisation": loc, "control": ctl})
-    assert "NOT found" in claim["why"]
+    assert "NOT found" in claim["why"] and "NOT trusted" in claim["why"]
+    assert claim["verdict"] == "reproduced" and claim["localisation_trusted"] is False
+
+
+def test_damage_no_larger_than_a_matched_random_change_is_not_reproduced():
+    from experiments.real.knowledge import _claim
+
+    iv = {"estimate": -0.5, "low": -0.7, "high": -0.3, "excludes_0": True}
+    level = {"estimate": -0.05, "low": -0.2, "high": 0.1, "excludes_0": False}
+    noise = {"tune_minus_noise": level, "noise_minus_parent": iv}
+    row = {"heldout": {"damaged": True, "logprob_diff": iv, "recall_diff": level, "noise_control": noise}}
+    claim = _claim({"table": {"t": row}, "localisation": None, "control": None})
+    assert claim["verdict"] == "not reproduced" and "random weight change of the same norm" in claim["why"]
+
+
+def test_matched_noise_moves_every_tensor_as_far_as_the_tune(state):
+    import torch
+
+    from experiments.real.knowledge import matched_noise
+
+    parent, tune = state.model("parent"), state.model(state.strongest)
+    noisy = matched_noise(state, state.strongest)
+    other, moved = dict(tune.module.named_parameters()), dict(noisy.module.named_parameters())
+    for name, p in parent.module.named_parameters():
+        want = float((other[name] - p).norm())
+        got = float((moved[name] - p).norm())
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-6), name
+        if want > 0:
+            assert not torch.allclose(moved[name], other[name]), name  # another direction
 
 
 def test_steering_runs_against_a_random_vector_of_the_same_norm(state):
