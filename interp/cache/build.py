@@ -1,8 +1,6 @@
 """Streaming, resumable, atomic construction of an activation cache."""
 
-import json
 import logging
-import re
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,28 +24,29 @@ from interp.cache.format import (
     PARTIAL,
     SHARD_DIR,
     cache_id,
-    safe_member,
     shard_name,
 )
-from interp.cache.integrity import rows_sha256, shard_entry_problem
-from interp.cache.lock import LOCK, build_lock
+from interp.cache.integrity import rows_sha256
+from interp.cache.lock import build_lock
+from interp.cache.resume import (
+    RANK_PARTIAL,
+    check_not_foreign,
+    diff_keys,
+    discard,
+    drop_bad_shards,
+    load_state,
+    partial_name,
+    save_state,
+    set_entry,
+)
 from interp.cache.shardio import write_shard
 from interp.errors import CacheError, InterpError
-from interp.fingerprint import hash_token_rows, sha256_file
+from interp.fingerprint import hash_token_rows
 from interp.hooks import resolve_hook_names
 from interp.models import as_model
 from interp.prompts import resolve_prompts
 
 log = logging.getLogger(__name__)
-
-# A rank other than 0 of a distributed build records its shards here (rank 0 uses PARTIAL), so
-# each file has one writer; the next build, on any number of ranks, merges them.
-RANK_PARTIAL = re.compile(r"manifest\.partial\.rank[0-9]+\.json(\.tmp)?")
-
-
-def partial_name(rank: int) -> str:
-    """The partial manifest that ``rank`` writes: ``PARTIAL`` for rank 0 (and a single process)."""
-    return PARTIAL if rank == 0 else f"manifest.partial.rank{rank}.json"
 
 
 @dataclass
@@ -113,17 +112,6 @@ def _header(model, hooks: list[str], source, config: CacheConfig) -> dict[str, A
     }
 
 
-def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            keys += _diff_keys(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            keys.append(f"{prefix}{k}: {va!r} -> {vb!r}")
-    return keys
-
-
 def _compute_shard(
     rows: list[list[int]], model, hooks: list[str], config: CacheConfig, row_start: int, bar
 ) -> dict[str, torch.Tensor]:
@@ -144,12 +132,8 @@ def _compute_shard(
         offset += n
         bar.update(sum(len(r) for r in batch))
     return {
-        "tokens": torch.tensor(
-            [r[p] for r, k in zip(rows, kept, strict=True) for p in k], dtype=torch.int32
-        ),
-        "row": torch.tensor(
-            [row_start + i for i, k in enumerate(kept) for _ in k], dtype=torch.int64
-        ),
+        "tokens": torch.tensor([r[p] for r, k in zip(rows, kept, strict=True) for p in k], dtype=torch.int32),
+        "row": torch.tensor([row_start + i for i, k in enumerate(kept) for _ in k], dtype=torch.int64),
         "pos": torch.tensor([p for k in kept for p in k], dtype=torch.int32),
         "row_tokens": torch.tensor([t for r in rows for t in r], dtype=torch.int32),
         "row_offsets": torch.tensor([0, *torch.tensor([len(r) for r in rows]).cumsum(0).tolist()]),
@@ -173,9 +157,7 @@ def _write_shard(
     }
 
 
-def build_cache(
-    model, prompts, out_dir: str | Path, config: CacheConfig, progress: bool = True
-):
+def build_cache(model, prompts, out_dir: str | Path, config: CacheConfig, progress: bool = True):
     """Stream activations into a cache directory; rerunning on a partial one resumes it.
 
     Memory stays bounded by two shards (one being computed, one being hashed and written on a
@@ -260,81 +242,15 @@ def existing_cache(root: Path, header: dict[str, Any], model):
     existing = cache.manifest
     recorded = {k: existing.get(k) for k in header}
     recorded["prompts"] = {"source": existing["prompts"].get("source")}
-    diff = _diff_keys(recorded, header)
+    diff = diff_keys(recorded, header)
     if diff:
         raise CacheError(
             f"{str(root)!r} already holds a complete cache with other settings ("
-            + "; ".join(diff[:5]) + "); choose another output directory"
+            + "; ".join(diff[:5])
+            + "); choose another output directory"
         )
     cache.check_model(model)
     return cache
-
-
-def check_not_foreign(root: Path) -> None:
-    """Refuse a directory that holds anything but a (partial) build's own files."""
-    # A build killed before its first partial manifest leaves an empty shards/ and maybe the
-    # manifest's temporary file: those are its own, and a rerun must resume over them.
-    own = {SHARD_DIR, PARTIAL, PARTIAL + ".tmp", LOCK}
-    if root.exists() and any(
-        (p.name not in own and not RANK_PARTIAL.fullmatch(p.name))
-        or (p.name == SHARD_DIR and not p.is_dir())
-        for p in root.iterdir()
-    ):
-        raise CacheError(f"{str(root)!r} exists and is not an activation cache; refusing to write there")
-
-
-def load_state(root: Path, header: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The partial build to resume (every rank's record merged), checked and re-hashed.
-
-    Returns ``(state, merged)``: ``merged`` names the ranks' own partial manifests that
-    :func:`save_state` removes once the merged state is written.
-
-    Raises:
-        CacheError: a partial build with other settings, or a damaged partial manifest.
-    """
-    partial_path = root / PARTIAL
-    state = None
-    sources = [PARTIAL] if partial_path.is_file() else []
-    sources += sorted(p.name for p in root.iterdir() if RANK_PARTIAL.fullmatch(p.name) and p.is_file()
-                      and not p.name.endswith(".tmp"))
-    for name in sources:
-        other = read_partial(root, name)
-        diff = _diff_keys(other["header"], header)
-        if diff:
-            raise CacheError(
-                f"{str(root)!r} holds a partial build with other settings ("
-                + "; ".join(diff[:5]) + "); rerun the original command or delete the directory"
-            )
-        if state is None:
-            state = other
-            continue
-        for i, entry in enumerate(other["shards"]):
-            if entry is not None:
-                _set_entry(state["shards"], i, entry, replace=False)
-        state["shapes"] = state["shapes"] or other["shapes"]
-    if state is not None:
-        _drop_bad_shards(root, state["shards"])
-        log.info("resuming %s after %d complete shards", root, sum(e is not None for e in state["shards"]))
-    else:
-        state = {"header": header, "shards": [], "shapes": {}}
-    (root / SHARD_DIR).mkdir(exist_ok=True)
-    for tmp in (root / SHARD_DIR).glob("*.tmp"):
-        tmp.unlink()  # a shard whose write was interrupted
-    return state, [name for name in sources if name != PARTIAL]
-
-
-def save_state(root: Path, state: dict[str, Any], merged: list[str]) -> None:
-    """Write ``state`` as ``PARTIAL``, then remove the ranks' partial manifests merged into it."""
-    atomic_write_json(root / PARTIAL, state)
-    for name in merged:
-        (root / name).unlink(missing_ok=True)
-
-
-def _set_entry(entries: list, index: int, entry, replace: bool = True) -> None:
-    while len(entries) <= index:
-        entries.append(None)
-    if replace or entries[index] is None:
-        entries[index] = entry
 
 
 def _build_locked(root: Path, model, hooks, source, header, config: CacheConfig, progress: bool):
@@ -348,7 +264,7 @@ def _build_locked(root: Path, model, hooks, source, header, config: CacheConfig,
         for _ in range(3):
             stats = _RowStats()
             row, n_shards = _stream_shards(root, state, model, hooks, source, config, progress, stats)
-            if not _drop_bad_shards(root, state["shards"], rehash=False):
+            if not drop_bad_shards(root, state["shards"], rehash=False):
                 break  # every shard named is on disk
         else:
             raise CacheError(f"shards in {str(root)!r} keep disappearing while the build runs")
@@ -357,7 +273,7 @@ def _build_locked(root: Path, model, hooks, source, header, config: CacheConfig,
         # write: leave nothing half-written. Complete shards stay for a rerun to resume.
         kept = [e for e in state["shards"] if e is not None]
         if not kept and not resumed:
-            _discard(root)
+            discard(root)
         if isinstance(exc, OSError):
             raise write_error(root, exc, len(kept)) from exc
         raise
@@ -369,20 +285,27 @@ def write_error(root: Path, exc: OSError, kept: int) -> CacheError:
     """One line for a failed write, saying what a rerun will resume."""
     where = f": {exc.filename!r}" if exc.filename else ""
     hint = (
-        f"; the {kept} complete shards are kept: fix that and rerun the same command "
-        "to resume" if kept else "; nothing was written"
+        f"; the {kept} complete shards are kept: fix that and rerun the same command to resume"
+        if kept
+        else "; nothing was written"
     )
     return CacheError(f"cannot write the cache in {str(root)!r}: {exc.strerror or exc}{where}{hint}")
 
 
 def finish(
-    root: Path, model, header: dict[str, Any], state: dict[str, Any], row: int, n_shards: int,
-    stats: _RowStats, config: CacheConfig,
+    root: Path,
+    model,
+    header: dict[str, Any],
+    state: dict[str, Any],
+    row: int,
+    n_shards: int,
+    stats: _RowStats,
+    config: CacheConfig,
 ) -> str:
     """Write the manifest over the complete shards of ``state``; return the cache ID."""
     done = state["shards"]
     if not done:
-        _discard(root)
+        discard(root)
         raise CacheError("the prompt source gave no tokens; nothing to cache (nothing was written)")
     if len(done) > n_shards:
         raise CacheError(f"the partial build in {str(root)!r} has more shards than the prompts give")
@@ -390,12 +313,14 @@ def finish(
         limit = config.max_seq_len or model.n_ctx
         (log.info if config.max_seq_len else log.warning)(
             "%d of %d rows were longer than %d tokens (%s) and were cut to that length",
-            stats.cut, stats.rows, limit,
+            stats.cut,
+            stats.rows,
+            limit,
             "--max-seq-len" if config.max_seq_len else "the model's context length",
         )
     n_positions = sum(s["n_positions"] for s in done)
     if n_positions == 0:
-        _discard(root)
+        discard(root)
         raise CacheError(
             f"positions {config.recipe()['positions']} keep no position of any of the {row} rows "
             f"(the longest has {stats.longest} tokens); nothing was cached"
@@ -420,43 +345,6 @@ def finish(
     return manifest["id"]
 
 
-def _discard(root: Path) -> None:
-    """Remove everything a build writes (not the directory, which may be the user's)."""
-    shutil.rmtree(root / SHARD_DIR, ignore_errors=True)
-    for name in (PARTIAL, PARTIAL + ".tmp"):
-        (root / name).unlink(missing_ok=True)
-    if root.is_dir():
-        for p in root.iterdir():
-            if RANK_PARTIAL.fullmatch(p.name):
-                p.unlink(missing_ok=True)
-
-
-def _drop_bad_shards(root: Path, entries: list[dict[str, Any] | None], rehash: bool = True) -> bool:
-    """Forget (so that the build recomputes) every shard that is missing or altered on disk.
-
-    With ``rehash`` every shard is read and hashed against its recorded sha256; without it
-    only existence and size are checked. Returns whether any shard was dropped.
-    """
-    dropped = False
-    for i, entry in enumerate(entries):
-        if entry is None:
-            continue
-        path = safe_member(root, entry["file"])
-        if not path.is_file():
-            why = "is missing"
-        elif path.stat().st_size != entry["bytes"]:
-            why = "has the wrong size"
-        elif rehash and sha256_file(path) != entry["sha256"]:
-            why = "does not match its checksum"
-        else:
-            continue
-        log.warning("shard %s in %s %s; recomputing it", entry["file"], root, why)
-        path.unlink(missing_ok=True)
-        entries[i] = None
-        dropped = True
-    return dropped
-
-
 def shard_layout(index: int, rows: list[list[int]], row_start: int, config: CacheConfig) -> dict[str, Any]:
     """What a shard's manifest entry must say about its rows (all but the file's own bytes)."""
     return {
@@ -468,8 +356,16 @@ def shard_layout(index: int, rows: list[list[int]], row_start: int, config: Cach
 
 
 def _stream_shards(
-    root: Path, state: dict[str, Any], model, hooks: list[str], source, config: CacheConfig,
-    progress: bool, stats: _RowStats, world: World | None = None, layout: list | None = None,
+    root: Path,
+    state: dict[str, Any],
+    model,
+    hooks: list[str],
+    source,
+    config: CacheConfig,
+    progress: bool,
+    stats: _RowStats,
+    world: World | None = None,
+    layout: list | None = None,
 ) -> tuple[int, int]:
     """Compute and write every shard not yet in ``state``; return (rows seen, shards seen).
 
@@ -485,15 +381,16 @@ def _stream_shards(
     row = n_shards = 0
 
     def commit(index: int, entry: dict[str, Any], shapes: dict[str, list[int]]) -> None:
-        _set_entry(done, index, entry)
+        set_entry(done, index, entry)
         state["shapes"] = state["shapes"] or shapes
         atomic_write_json(partial_path, state)
 
     # One writer thread hashes and writes shard k while the model computes shard k+1; waiting
     # for it before queueing the next keeps at most two shards in memory.
-    with ThreadPoolExecutor(max_workers=1) as writer, tqdm(
-        desc=f"cache {root.name}", unit="tok", disable=not progress
-    ) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=1) as writer,
+        tqdm(desc=f"cache {root.name}", unit="tok", disable=not progress) as bar,
+    ):
         pending = None
         for index, rows in enumerate(_shards(_token_rows(model, source, config, stats), config)):
             if layout is not None:
@@ -519,27 +416,3 @@ def _stream_shards(
         if pending is not None:
             commit(pending[0], pending[1].result(), pending[2])
     return row, n_shards
-
-
-def read_partial(root: Path, name: str = PARTIAL) -> dict[str, Any]:
-    """Load and check a partial manifest; ``None`` entries are shards to recompute."""
-    try:
-        state = json.loads((root / name).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        state = exc
-    damaged = f"{root / name} is damaged"
-    if not isinstance(state, dict) or not {"header", "shards", "shapes"} <= set(state):
-        raise CacheError(f"{damaged}; delete {str(root)!r} and rebuild")
-    if not isinstance(state["header"], dict) or not isinstance(state["shapes"], dict) or not isinstance(
-        state["shards"], list
-    ):
-        raise CacheError(f"{damaged} (wrong types); delete {str(root)!r} and rebuild")
-    for i, entry in enumerate(state["shards"]):
-        if entry is None:
-            continue
-        problem = shard_entry_problem(entry, i)
-        if problem is None and entry["file"] != shard_name(i):
-            problem = f"shard entry {i} names {entry['file']!r}, not {shard_name(i)!r}"
-        if problem:
-            raise CacheError(f"{damaged}: {problem}; delete {str(root)!r} and rebuild")
-    return state

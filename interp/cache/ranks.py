@@ -30,25 +30,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from interp.cache.build import (
-    _diff_keys,
-    _discard,
-    _RowStats,
-    _set_entry,
-    _stream_shards,
-    check_not_foreign,
-    existing_cache,
-    finish,
-    load_state,
-    prepare_build,
-    save_state,
-    write_error,
-)
+from interp.cache.build import _RowStats, _stream_shards, existing_cache, finish, prepare_build, write_error
 from interp.cache.config import CacheConfig
 from interp.cache.distributed import World, settle
 from interp.cache.format import SHARD_DIR, read_header, safe_member
 from interp.cache.integrity import header_problem, shard_rows_sha256
 from interp.cache.lock import build_lock, describe, read_lock
+from interp.cache.resume import check_not_foreign, diff_keys, discard, load_state, save_state, set_entry
 from interp.errors import CacheError
 
 log = logging.getLogger(__name__)
@@ -91,10 +79,11 @@ def build_across_ranks(world: World, model, prompts, root: Path, config: CacheCo
 def _agree(world: World, settings: list[dict[str, Any]]) -> None:
     for rank, other in enumerate(settings[1:], 1):
         if other != settings[0]:
-            diff = _diff_keys(settings[0], other)
+            diff = diff_keys(settings[0], other)
             raise CacheError(
                 f"rank {rank} of {world.size} was given other build settings than rank 0 ("
-                + "; ".join(diff[:3]) + "); every rank must run the same command on the same inputs"
+                + "; ".join(diff[:3])
+                + "); every rank must run the same command on the same inputs"
             )
 
 
@@ -106,7 +95,9 @@ def _warn_shared_devices(world: World, places: list[list[str]]) -> None:
         if world.lead and device.startswith("cuda") and len(ranks) > 1:
             log.warning(
                 "ranks %s all run on %s of %s; give each rank its own GPU (cuda:LOCAL_RANK)",
-                ranks, device, host,
+                ranks,
+                device,
+                host,
             )
 
 
@@ -135,13 +126,19 @@ class _Lead:
         return {"complete": False, "state": state, "lock": read_lock(root)}
 
     def check_and_finish(
-        self, world: World, results: list[dict[str, Any]], state: dict[str, Any], layout: list,
-        hooks: list[str], config: CacheConfig, stats: _RowStats,
+        self,
+        world: World,
+        results: list[dict[str, Any]],
+        state: dict[str, Any],
+        layout: list,
+        hooks: list[str],
+        config: CacheConfig,
+        stats: _RowStats,
     ) -> dict[str, Any]:
         """Merge the ranks' entries, check every shard, and write the manifest if all are there."""
         for result in results:
             for index, entry in result["entries"].items():
-                _set_entry(state["shards"], int(index), entry)
+                set_entry(state["shards"], int(index), entry)
             state["shapes"] = state["shapes"] or result["shapes"]
         dropped = False
         for index, want in enumerate(layout):
@@ -174,7 +171,7 @@ class _Lead:
         if self.created:
             shutil.rmtree(self.root, ignore_errors=True)
         else:
-            _discard(self.root)
+            discard(self.root)
 
 
 def _shard_problem(root: Path, entry: dict[str, Any], hooks, shapes, dtype: str) -> str | None:
@@ -215,8 +212,15 @@ def _rounds(world: World, root: Path, parts, config: CacheConfig, progress: bool
 
 
 def _stream_mine(
-    world: World, root: Path, state, parts, config: CacheConfig, progress: bool, stats: _RowStats,
-    layout: list, lock,
+    world: World,
+    root: Path,
+    state,
+    parts,
+    config: CacheConfig,
+    progress: bool,
+    stats: _RowStats,
+    layout: list,
+    lock,
 ) -> dict[str, Any]:
     """Step 3 on this rank: compute and write its missing shards; return what it recorded."""
     if not world.lead and read_lock(root) != lock:
@@ -226,8 +230,16 @@ def _stream_mine(
         )
     try:
         row, n_shards = _stream_shards(
-            root, state, parts["model"], parts["hooks"], parts["source"], config,
-            progress and world.lead, stats, world, layout if world.lead else None,
+            root,
+            state,
+            parts["model"],
+            parts["hooks"],
+            parts["source"],
+            config,
+            progress and world.lead,
+            stats,
+            world,
+            layout if world.lead else None,
         )
     except OSError as exc:
         raise write_error(root, exc, sum(e is not None for e in state["shards"])) from exc

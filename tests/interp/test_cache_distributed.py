@@ -20,9 +20,9 @@ import torch.multiprocessing as mp
 
 import interp.cache.build as build_mod
 from interp.cache import CacheConfig, build_cache, build_paired_cache, open_cache, verify_cache
-from interp.cache.build import RANK_PARTIAL, partial_name, read_partial
 from interp.cache.format import MANIFEST, PARTIAL, SHARD_DIR
 from interp.cache.lock import LOCK
+from interp.cache.resume import RANK_PARTIAL, partial_name, read_partial
 from interp.errors import CacheError
 from interp.fingerprint import sha256_file
 

@@ -21,6 +21,7 @@ import pytest
 import safetensors.torch
 
 import interp.cache.build as build_mod
+import interp.cache.resume as resume_mod
 from interp.cache import CacheConfig, build_cache, open_cache, verify_cache
 from interp.cache.format import MANIFEST, PARTIAL, SHARD_DIR
 from interp.errors import CacheError
@@ -246,10 +247,13 @@ def test_crash_before_the_first_partial_manifest(gpt2, make_prompts, small_ref, 
         Path(str(path) + ".tmp").write_text("{")
         raise _Crash
 
-    monkeypatch.setattr(build_mod, "atomic_write_json", crash_first)
+    # the first partial manifest is written by the resume state (interp.cache.resume)
+    for module in (build_mod, resume_mod):
+        monkeypatch.setattr(module, "atomic_write_json", crash_first)
     with pytest.raises(_Crash):
         build_cache(gpt2, _small(make_prompts), root, cfg, progress=False)
-    monkeypatch.setattr(build_mod, "atomic_write_json", real)
+    for module in (build_mod, resume_mod):
+        monkeypatch.setattr(module, "atomic_write_json", real)
     assert not (root / PARTIAL).exists()
     cache = build_cache(gpt2, _small(make_prompts), root, cfg, progress=False)
     assert cache.id == ref.id
