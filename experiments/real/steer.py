@@ -20,6 +20,11 @@ from experiments.real.tunes import State
 
 log = logging.getLogger(__name__)
 
+DEGENERATE = 3.0
+"""A steered response with more than this many times the parent's self-check phrases per
+response repeats them: degenerate text, not self-checking (measured: "check check check ...",
+72 per response at 1x on SmolLM2 against the parent's 2.6)."""
+
 NEUTRAL = (
     "The river runs through the old town and under three stone bridges.",
     "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
@@ -163,6 +168,7 @@ def stage_steering(state: State, verbalisation: dict[str, Any]) -> dict[str, Any
         for k in ("self_checks", "correct")
     }
     out.update(
+        parent_self_checks_per_response=state.evals["parent"]["self_checks_per_response"],
         vector_norm=norm,
         n_problems=len(problems),
         unsteered={"self_checks_per_response": mean(base["self_checks"]), "accuracy": mean(base["correct"])},
@@ -187,17 +193,28 @@ def steering_target(state: State) -> tuple[str, str]:
 
 
 def _claim(r: dict[str, Any], verbalisation: dict[str, Any]) -> dict[str, Any]:
+    """Reproduced only where the vector raises self-checks beyond the random control while the
+    responses stay functional: no more than ``DEGENERATE`` times the parent's phrases per response
+    (repeating "check" is not a self-check) and no accuracy lost with an interval below 0."""
+
     def up(d: dict) -> bool:
         return d["excludes_0"] and d["estimate"] > 0
 
-    back = [
+    def down(d: dict) -> bool:
+        return d["excludes_0"] and d["estimate"] < 0
+
+    raised = [
         s
         for s, m in r["scales"].items()
         if up(m["self_checks_diff"]) and not up(r["random"][s]["self_checks_diff"])
     ]
+    cap = DEGENERATE * r.get("parent_self_checks_per_response", 0.0)
+    spam = [s for s in raised if r["scales"][s]["self_checks_per_response"] > cap]
+    worse = [s for s in raised if down(r["scales"][s]["accuracy_diff"])]
+    back = [s for s in raised if s not in spam and s not in worse]
     numbers = "; ".join(
         f"x{s}: self-checks {m['self_checks_diff']['estimate']:+.2f} [{m['self_checks_diff']['low']:+.2f}, "
-        f"{m['self_checks_diff']['high']:+.2f}] "
+        f"{m['self_checks_diff']['high']:+.2f}] ({m['self_checks_per_response']:.2f} per response) "
         f"(random {r['random'][s]['self_checks_diff']['estimate']:+.2f}), "
         f"accuracy {m['accuracy_diff']['estimate']:+.2f}, KL {m['kl_neutral']['estimate']:.3f}"
         for s, m in r["scales"].items()
@@ -215,6 +232,17 @@ def _claim(r: dict[str, Any], verbalisation: dict[str, Any]) -> dict[str, Any]:
             f"the parent's vector brings self-check phrases back at scales {back} where "
             f"a random vector of its norm does not: {numbers}",
             scales=back,
+        )
+    if raised:
+        return verdict(
+            "not reproduced",
+            f"self-check phrases rose beyond the random control only where the responses broke: "
+            f"scales {spam} repeat the phrases (more than {DEGENERATE}x the parent's "
+            f"{r.get('parent_self_checks_per_response', 0.0):.2f} per response), scales {worse} lose "
+            f"accuracy: {numbers}",
+            scales=[],
+            degenerate=spam,
+            lost_accuracy=worse,
         )
     return verdict(
         "not reproduced",

@@ -275,3 +275,31 @@ def test_smollm2_base_stage_smoke(smollm2_dir, tmp_path):
     out = stage_base(st)
     assert out["model"]["n_layers"] == 30 and out["known_facts"]["known"] >= 3
     assert all(r.strip() for r in st.evals["base"]["responses"])
+
+
+def _scale(per_response: float, checks: tuple, accuracy: tuple) -> dict:
+    iv = lambda e, lo, hi: {"estimate": e, "low": lo, "high": hi, "excludes_0": lo > 0 or hi < 0}  # noqa: E731
+    return {
+        "self_checks_per_response": per_response,
+        "self_checks_diff": iv(*checks),
+        "accuracy_diff": iv(*accuracy),
+        "kl_neutral": iv(1.0, 0.5, 1.5),
+    }
+
+
+@pytest.mark.parametrize(
+    "steered, verdict, why",
+    [
+        (_scale(72.0, (72.0, 71.0, 73.0), (0.0, 0.0, 0.0)), "not reproduced", "repeat the phrases"),
+        (_scale(2.0, (2.0, 1.5, 2.5), (-0.3, -0.5, -0.1)), "not reproduced", "lose accuracy"),
+        (_scale(2.0, (2.0, 1.5, 2.5), (0.0, -0.2, 0.2)), "reproduced", "brings self-check phrases back"),
+    ],
+)
+def test_steering_counts_only_functional_self_checks(steered, verdict, why):
+    from experiments.real.steer import _claim
+
+    flat = _scale(0.0, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
+    r = {"tune": "t", "parent_self_checks_per_response": 2.6}
+    r |= {"scales": {"1.0": steered}, "random": {"1.0": flat}}
+    claim = _claim(r, {"tunes": {"t": {"suppressed": True}}})
+    assert claim["verdict"] == verdict and why in claim["why"]
