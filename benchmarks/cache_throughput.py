@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_common import make_setup
+
 MODEL_METHODS = (
     "bare", "fwd_to_hook", "rwc_save", "saelens", "interp", "interp_small", "saelens_all", "interp_all"
 )
@@ -89,25 +91,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------- parent: set-up and report
-
-
-def make_setup(args: argparse.Namespace, root: Path) -> None:
-    """Random model weights and random token rows, both as safetensors, plus their config."""
-    import torch
-    from safetensors.torch import save_file
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    cfg = dict(
-        n_layers=args.layers, d_model=args.d_model, n_heads=args.n_heads,
-        d_head=args.d_model // args.n_heads, d_mlp=4 * args.d_model, n_ctx=args.seq_len,
-        d_vocab=args.d_vocab, act_fn="gelu", seed=0,
-    )
-    model = HookedTransformer(HookedTransformerConfig(**cfg))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, root / "model.safetensors")
-    gen = torch.Generator().manual_seed(0)
-    tokens = torch.randint(0, args.d_vocab, (args.rows, args.seq_len), generator=gen)
-    save_file({"tokens": tokens}, root / "tokens.safetensors")
-    (root / "model_config.json").write_text(json.dumps(cfg))
 
 
 def _busy_cpu_s() -> float:

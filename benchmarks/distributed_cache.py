@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_common import make_setup
+
 HOOK = "blocks.*.hook_resid_post"
 
 
@@ -57,24 +59,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.rows < 1 or any(n < 1 for n in args.rank_counts):
         p.error(f"--tokens {args.tokens} must hold one row of --seq-len, --ranks {args.ranks} be >= 1")
     return args
-
-
-def make_setup(args: argparse.Namespace, root: Path) -> None:
-    import torch
-    from safetensors.torch import save_file
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    cfg = dict(
-        n_layers=args.layers, d_model=args.d_model, n_heads=args.n_heads,
-        d_head=args.d_model // args.n_heads, d_mlp=4 * args.d_model, n_ctx=args.seq_len,
-        d_vocab=args.d_vocab, act_fn="gelu", seed=0,
-    )
-    model = HookedTransformer(HookedTransformerConfig(**cfg))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, root / "model.safetensors")
-    gen = torch.Generator().manual_seed(0)
-    save_file({"tokens": torch.randint(0, args.d_vocab, (args.rows, args.seq_len), generator=gen)},
-              root / "tokens.safetensors")
-    (root / "model_config.json").write_text(json.dumps(cfg))
 
 
 def child_main(args: argparse.Namespace) -> None:

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_common import interleaved
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -111,19 +113,6 @@ class _ResidualAdd:
         return output + self.vec
 
 
-def _timed(fns: dict, repeats: int) -> dict:
-    """Warm each up, then time them in turns, best of ``repeats`` (wall and CPU seconds)."""
-    outs = {name: fn() for name, fn in fns.items()}
-    best = {name: [float("inf"), float("inf")] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            w, c = time.perf_counter(), time.process_time()
-            outs[name] = fn()
-            best[name][0] = min(best[name][0], time.perf_counter() - w)
-            best[name][1] = min(best[name][1], time.process_time() - c)
-    return {name: {"wall": best[name][0], "cpu": best[name][1], "tokens": outs[name]} for name in fns}
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = _arg_parser().parse_args(argv)
     import torch
@@ -175,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
             for steer, (ours, theirs) in {
                 "no": (toolkit, hf_run), "yes": (toolkit_steered, hf_steered)
             }.items():
-                got = _timed({"toolkit": ours, "hf": theirs}, args.repeats)
+                got = interleaved({"toolkit": ours, "hf": theirs}, args.repeats)
                 new_tokens = batch * n
                 same = sum(a == b for a, b in zip(got["toolkit"]["tokens"], got["hf"]["tokens"], strict=True))
                 row = {

@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_common import interleaved
+
 ROOT = Path(__file__).resolve().parents[1]
 PEER_VENV = ROOT / ".bench" / "peers-steering"
 PEER_PY = PEER_VENV / "bin" / "python"
@@ -92,19 +94,6 @@ def _make_inputs(args, work: Path) -> None:
 # ---- children ---------------------------------------------------------------------------------
 
 
-def _interleaved(fns: dict, repeats: int) -> dict:
-    """Warm each up, then time them in turns (A, B, A, B, ...): load changes hit both alike."""
-    outs = {name: fn() for name, fn in fns.items()}
-    best = {name: [float("inf"), float("inf")] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            w, c = time.perf_counter(), time.process_time()
-            outs[name] = fn()
-            best[name][0] = min(best[name][0], time.perf_counter() - w)
-            best[name][1] = min(best[name][1], time.process_time() - c)
-    return {name: {"wall": best[name][0], "cpu": best[name][1], "tokens": outs[name]} for name in fns}
-
-
 def _child_interp(args, work: Path, kind: str) -> dict:
     import torch
     from safetensors.torch import load_file
@@ -144,7 +133,7 @@ def _child_interp(args, work: Path, kind: str) -> dict:
         with vec.apply(model, scale=1.0):
             return generate(model, prompts, args.new_tokens, batch_size=len(prompts))
 
-    return _interleaved({"unsteered": plain, "steered": steered}, args.repeats)
+    return interleaved({"unsteered": plain, "steered": steered}, args.repeats)
 
 
 def _child_peer(args, work: Path) -> dict:
@@ -177,7 +166,7 @@ def _child_peer(args, work: Path) -> dict:
         with vec.apply(model, multiplier=1.0):
             return run()
 
-    return _interleaved({"unsteered": run, "steered": steered}, args.repeats)
+    return interleaved({"unsteered": run, "steered": steered}, args.repeats)
 
 
 # ---- orchestration ----------------------------------------------------------------------------
