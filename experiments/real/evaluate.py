@@ -4,13 +4,58 @@ Every later stage compares checkpoints example by example, so everything is kept
 ``correct`` and ``self_checks`` per arithmetic problem, ``exact`` and ``logprob`` per fact.
 """
 
+import hashlib
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from experiments.real.common import correct_list, mean, proportion, respond, self_checks
 from experiments.real.profile import RealProfile
 
 log = logging.getLogger(__name__)
+
+
+EVAL_VERSION = 1
+"""Bumped whenever what :func:`evaluate` measures changes: older stored evaluations are then ignored."""
+
+
+def eval_key(model: Any, problems: Any, facts: Any, profile: RealProfile) -> str:
+    """What an evaluation depends on: the weights (fingerprint), the examples, the budget."""
+    what = {
+        "version": EVAL_VERSION,
+        "model": model.fingerprint,
+        "problems": [[ex.id, ex.prompt, ex.answer] for ex in problems.examples],
+        "facts": [[ex.id, ex.split, ex.prompt, ex.answer] for ex in facts.examples],
+        "max_new_tokens": profile.max_new_tokens,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def evaluate_stored(
+    model: Any, problems: Any, facts: Any, profile: RealProfile, store: "Path | None"
+) -> dict[str, Any]:
+    """:func:`evaluate`, read back from ``store`` when the same weights were measured on the same
+    examples before (a rerun), else measured and stored there (atomically) for the next run."""
+    from interp.atomic import atomic_write_json
+
+    if store is None:
+        return evaluate(model, problems, facts, profile)
+    key = eval_key(model, problems, facts, profile)
+    path = Path(store) / f"eval-{key[:24]}.json"
+    if path.is_file():
+        try:
+            kept = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            kept = None
+        if isinstance(kept, dict) and kept.get("key") == key:
+            log.info("evaluation of %s reused from %s", model.spec, path)
+            return kept["evaluation"]
+        log.warning("%s is damaged or stale; measuring again", path)
+    out = evaluate(model, problems, facts, profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"key": key, "evaluation": out})
+    return out
 
 
 def evaluate(model: Any, problems: Any, facts: Any, profile: RealProfile) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.real.common import load, paired
-from experiments.real.evaluate import evaluate, summary
+from experiments.real.evaluate import evaluate_stored, summary
 from experiments.real.profile import PARENT_THRESHOLD, RealProfile
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,11 @@ class State:
     evals: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> evaluate(...)
     strongest: str = ""  # the label of the strongest sft-answer dose (knowledge damage)
     focus: str = ""  # the accuracy tune that findings (b)-(d) study: see choose_focus
+
+    @property
+    def evals_dir(self) -> Path:
+        """Where each checkpoint's evaluation is kept for a rerun (keyed by its fingerprint)."""
+        return self.out / "evals"
 
     def model(self, label: str) -> Any:
         return load(self.spec_of(label))
@@ -89,7 +94,7 @@ def stage_base(state: State) -> dict[str, Any]:
     ]
     state.facts_eval = state.facts.with_examples(parts)
     state.problems = arithmetic_task(n=p.n_problems, seed=0, splits=("test",))
-    state.evals["base"] = evaluate(model, state.problems, state.facts_eval, p)
+    state.evals["base"] = evaluate_stored(model, state.problems, state.facts_eval, p, state.evals_dir)
     return {
         "model": {
             "spec": model.spec,
@@ -155,7 +160,9 @@ def stage_parent(state: State) -> dict[str, Any]:
     dirs, info = _finetune(state, state.spec, "sft-verbalise", steps, (), "verbalise")
     state.parent = f"hf:{dirs[-1]}"
     model = load(state.parent)
-    state.evals["parent"] = evaluate(model, state.problems, state.facts_eval, state.profile)
+    state.evals["parent"] = evaluate_stored(
+        model, state.problems, state.facts_eval, state.profile, state.evals_dir
+    )
     return {
         "made": True,
         "why": f"base says {rate:.2f} self-check phrases per response (< {PARENT_THRESHOLD}): a "
@@ -183,7 +190,7 @@ def stage_tunes(state: State) -> dict[str, Any]:
     tunes: dict[str, Any] = {}
     parent = state.evals["parent"]
     for label, spec in state.tunes.items():
-        state.evals[label] = evaluate(load(spec), state.problems, state.facts_eval, p)
+        state.evals[label] = evaluate_stored(load(spec), state.problems, state.facts_eval, p, state.evals_dir)
         ev = state.evals[label]
         gain = paired(ev["correct"], parent["correct"], p.resamples)
         raised = gain["excludes_0"] and gain["estimate"] > 0

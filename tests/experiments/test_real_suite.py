@@ -132,6 +132,34 @@ def test_rerun_reuses_checkpoints(suite, chat_llama):
     assert json.dumps(again["stages"]["knowledge"]["table"]) == json.dumps(
         first["stages"]["knowledge"]["table"]
     )
+    # one stored evaluation per checkpoint (base, parent, every tune), read back on the rerun
+    assert len(list(Path(out).glob("evals/eval-*.json"))) == 2 + len(first["stages"]["tunes"]["tunes"])
+
+
+def test_a_stored_evaluation_is_reused_only_for_the_same_weights_and_examples(_state, tmp_path, monkeypatch):
+    import experiments.real.evaluate as ev
+
+    st = _state
+    model = st.model("parent")
+    calls = []
+    real = ev.evaluate
+    monkeypatch.setattr(ev, "evaluate", lambda *a: calls.append(1) or real(*a))
+    first = ev.evaluate_stored(model, st.problems, st.facts_eval, st.profile, tmp_path)
+    again = ev.evaluate_stored(model, st.problems, st.facts_eval, st.profile, tmp_path)
+    assert len(calls) == 1 and again == json.loads(json.dumps(first))
+    fewer = st.problems.subset(len(st.problems) - 1)  # other examples: measured again
+    ev.evaluate_stored(model, fewer, st.facts_eval, st.profile, tmp_path)
+    other = st.model(st.strongest)  # other weights: measured again
+    ev.evaluate_stored(other, st.problems, st.facts_eval, st.profile, tmp_path)
+    assert len(calls) == 3
+    (path,) = [
+        p
+        for p in tmp_path.glob("eval-*.json")
+        if ev.eval_key(model, st.problems, st.facts_eval, st.profile)[:24] in p.name
+    ]
+    path.write_text("{")  # damaged: measured again, not trusted
+    ev.evaluate_stored(model, st.problems, st.facts_eval, st.profile, tmp_path)
+    assert len(calls) == 4
 
 
 @pytest.fixture(scope="module")
