@@ -178,6 +178,7 @@ def test_a_read_only_directory_is_one_line_naming_the_path(
     import os
 
     import interp.cache.build as build_mod
+    import interp.cache.resume as resume_mod
 
     parent = tmp_path / "ro"
     parent.mkdir()
@@ -193,7 +194,8 @@ def test_a_read_only_directory_is_one_line_naming_the_path(
     def refuse(path, obj):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(build_mod, "atomic_write_json", refuse)
+    for module in (build_mod, resume_mod):  # every write fails, as in a read-only directory
+        monkeypatch.setattr(module, "atomic_write_json", refuse)
     out = parent / "c2"
     assert main(_build_args(gpt2_dir, prompts_file, out)) == 2
     last = _last_err(capsys)
