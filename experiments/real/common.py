@@ -68,31 +68,21 @@ def respond(
     seed: int = 0,
     batch_size: int = 32,
 ) -> list[list[str]]:
-    """Responses of ``model`` to every example of ``task`` (chat template, stop at the end of the turn).
+    """Responses of ``model`` to every example of ``task`` (:func:`probes.task_metrics.respond`:
+    chat template, stop at the end of the turn), as one list of ``samples`` texts per example."""
+    from probes.task_metrics import respond as task_respond
 
-    Returns one list of ``samples`` texts per example (the stop token removed).
-    """
-    import torch
-
-    from interp.generation import generate
-    from interp.tasks.render import render_prompt, stop_token_id
-
-    stop = stop_token_id(model, task.stop)
-    prompts = [render_prompt(model, ex.prompt) for ex in task.examples]
-    rows = [p for p in prompts for _ in range(samples)]
-    gen = torch.Generator().manual_seed(seed) if temperature > 0 else None
-    outs = generate(
+    out = task_respond(
         model,
-        rows,
+        task,
         max_new_tokens,
+        samples=samples,
         temperature=temperature,
         top_p=top_p,
-        stop_id=stop,
-        generator=gen,
+        seed=seed,
         batch_size=batch_size,
     )
-    texts = [model.decode([t for t in o if t != stop]) for o in outs]
-    return [texts[i * samples : (i + 1) * samples] for i in range(len(prompts))]
+    return [list(t) for t in out.texts]
 
 
 def correct_list(task: Any, responses: Sequence[str]) -> list[int]:

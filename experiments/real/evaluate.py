@@ -16,7 +16,7 @@ from experiments.real.profile import RealProfile
 log = logging.getLogger(__name__)
 
 
-EVAL_VERSION = 1
+EVAL_VERSION = 2
 """Bumped whenever what :func:`evaluate` measures changes: older stored evaluations are then ignored."""
 
 

@@ -168,7 +168,9 @@ def test_stage_measures_every_model_on_one_paired_cache(measured, _state):
     assert math.isfinite(sae["explained_variance"]) and 0 <= sae["dead_fraction"] <= 1
     assert sae["positions"].startswith("real tokens only")
     chosen = [f["feature"] for f in out["features"]]
-    assert 1 <= len(chosen) <= 4
+    excess = [f["mean_before"] - f["mean_other"] for f in out["features"]]
+    assert chosen and len(chosen) <= 4 and len(set(chosen)) == len(chosen)  # top_features=4, distinct
+    assert excess == sorted(excess, reverse=True)  # ranked by excess before phrases
     assert all(f["mean_before"] > f["mean_other"] and f["contexts"] for f in out["features"])
     assert all("[[" in c["text"] for f in out["features"] for c in f["contexts"])
     control = [c["feature"] for c in out["control"]]
