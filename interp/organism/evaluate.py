@@ -8,26 +8,20 @@ from transformer_lens import HookedTransformer
 
 from interp.organism.generate import generate
 from interp.organism.tokenizer import MARKERS, WordTokenizer
-from interp.organism.traces import answer_prompt, cot_prompt, count_markers, fact_prompt
+from interp.organism.traces import (
+    answer_prompt,
+    attr_prompt,
+    cot_prompt,
+    count_markers,
+    fact_prompt,
+)
 from interp.organism.validator import TraceCheck, extract_answer, validate_trace
-from interp.organism.world import World
+from interp.organism.world import World, colour_name
 
 Format = Literal["cot", "answer"]
-# What :func:`evaluate_model` returns; every card carries these at its top level.
-EVAL_METRICS: tuple[str, ...] = (
-    "fact_recall",
-    "solve_rate_id",
-    "solve_rate_ood",
-    "answer_accuracy_id",
-    "answer_accuracy_ood",
-    "cot_answer_accuracy_id",
-    "cot_answer_accuracy_ood",
-    "answer_only_accuracy",
-    "answer_only_accuracy_ood",
-    "trace_validity",
-    "trace_validity_ood",
-    "markers_per_response",
-    "markers_per_response_ood",
+# The held-out splits a card measures, and the tag each one's metrics carry.
+SPLIT_TAGS: dict[str, str] = {"test_id": "id", "test_ood": "ood", "test_comp": "comp"}
+_ID_ONLY = (
     "solve_rate_id_no_markers",
     "answer_accuracy_id_no_markers",
     "solve_rate_id_sampled",
@@ -36,29 +30,72 @@ EVAL_METRICS: tuple[str, ...] = (
 )
 
 
+def _split_metrics(tag: str) -> tuple[str, ...]:
+    suffix = "" if tag == "id" else f"_{tag}"
+    return (
+        f"solve_rate_{tag}",
+        f"answer_accuracy_{tag}",
+        f"cot_answer_accuracy_{tag}",
+        f"answer_only_accuracy{suffix}",
+        f"trace_validity{suffix}",
+        f"markers_per_response{suffix}",
+    )
+
+
+# What :func:`evaluate_model` returns with the default :class:`EvalConfig`; every card carries these.
+EVAL_METRICS: tuple[str, ...] = (
+    "fact_recall",
+    "attr_recall",
+    *(m for tag in SPLIT_TAGS.values() for m in _split_metrics(tag)),
+    *_ID_ONLY,
+)
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """How a model is measured.
 
     Args:
-        max_problems: most problems per split (``None``: all of them), taken in split order.
+        max_problems: most problems per split (``None``: all of them), taken in split order
+            (each split is stored in a seeded random order, so this is a random sample).
         max_new_tokens: generation budget per response.
-        samples: responses sampled at temperature 1 per problem, for the sampled metrics.
+        samples: responses sampled at temperature 1 per problem, for the sampled metrics
+            (0: none, and no marker ablation either).
         sample_seed: seed of those samples.
+        splits: the held-out splits measured (some of ``test_id``, ``test_ood``, ``test_comp``).
+        marker_ablation: also decode ``test_id`` with every marker forbidden (greedy, and
+            sampled when ``samples > 0``).
     """
 
     max_problems: int | None = None
     max_new_tokens: int = 120
     samples: int = 4
     sample_seed: int = 0
+    splits: tuple[str, ...] = ("test_id", "test_ood", "test_comp")
+    marker_ablation: bool = True
 
     def __post_init__(self) -> None:
         if self.max_problems is not None and self.max_problems < 1:
             raise ValueError(f"max_problems={self.max_problems!r}; expected None or >= 1")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens={self.max_new_tokens!r}; expected >= 1")
-        if self.samples < 1:
-            raise ValueError(f"samples={self.samples!r}; expected >= 1")
+        if self.samples < 0:
+            raise ValueError(f"samples={self.samples!r}; expected >= 0")
+        unknown = sorted(set(self.splits) - set(SPLIT_TAGS))
+        if unknown or not self.splits:
+            raise ValueError(f"splits={self.splits!r}; expected some of {tuple(SPLIT_TAGS)}")
+
+    def metric_names(self) -> tuple[str, ...]:
+        """The keys :func:`evaluate_model` returns under this configuration."""
+        names = ["fact_recall", "attr_recall"]
+        for split in self.splits:
+            names += _split_metrics(SPLIT_TAGS[split])
+        if "test_id" in self.splits and self.marker_ablation:
+            names += ["solve_rate_id_no_markers", "answer_accuracy_id_no_markers"]
+            if self.samples > 0:
+                names += ["solve_rate_id_sampled", "solve_rate_id_sampled_no_markers"]
+                names += ["markers_per_response_sampled"]
+        return tuple(names)
 
 
 def respond(
@@ -101,6 +138,13 @@ def fact_recall(model: HookedTransformer, tok: WordTokenizer, world: World) -> f
     return sum(ok) / len(ok)
 
 
+def attr_recall(model: HookedTransformer, tok: WordTokenizer, world: World) -> float:
+    """Share of attribute facts ``F n C`` | ``c E`` completed exactly, greedily."""
+    outs = respond(model, tok, [attr_prompt(n) for n in range(world.n_nodes)], max_new_tokens=3)
+    ok = [o == [colour_name(world.colour(n)), "E"] for n, o in enumerate(outs)]
+    return sum(ok) / len(ok)
+
+
 def check_responses(
     world: World, problems: list[tuple[int, int]], responses: list[list[str]]
 ) -> list[TraceCheck]:
@@ -117,13 +161,20 @@ def trace_validity(checks: list[TraceCheck]) -> float:
     return _mean([c.steps_valid for c in checks])
 
 
-def answer_accuracy(world: World, problems: list[tuple[int, int]], responses: list[list[str]]) -> float:
-    """Share of responses whose final answer (after the last ``A``) is a shortest path."""
+def answers_correct(
+    world: World, problems: list[tuple[int, int]], responses: list[list[str]]
+) -> list[bool]:
+    """Per response: is its final answer (after the last ``A``) a shortest path?"""
     ok = []
     for (s, g), r in zip(problems, responses, strict=True):
         ans = extract_answer(r if "A" in r else ["A", *r], world.n_nodes)
         ok.append(ans is not None and world.is_shortest_path(ans, s, g))
-    return _mean(ok)
+    return ok
+
+
+def answer_accuracy(world: World, problems: list[tuple[int, int]], responses: list[list[str]]) -> float:
+    """Share of responses whose final answer (after the last ``A``) is a shortest path."""
+    return _mean(answers_correct(world, problems, responses))
 
 
 def markers_per_response(responses: list[list[str]]) -> float:
@@ -141,6 +192,7 @@ def evaluate_model(
     world: World,
     fmt: Format = "cot",
     config: EvalConfig | None = None,
+    details: dict[str, list] | None = None,
 ) -> dict[str, float]:
     """Every card metric of a model, measured greedily on held-out problems.
 
@@ -149,38 +201,52 @@ def evaluate_model(
         tok: its tokenizer.
         world: the world it was trained on.
         fmt: the model's own answer format: ``cot`` (``Q s g T``) or ``answer`` (``Q s g A``);
-            ``answer_accuracy_id`` and ``_ood`` are measured in it.
-        config: how many problems and tokens.
+            ``answer_accuracy_<split>`` is measured in it.
+        config: which splits, how many problems, samples and tokens.
+        details: when given, filled with per-problem lists (for intervals over problems):
+            ``problems_<tag>``, ``solved_<tag>`` (valid trace and right answer, greedy),
+            ``answer_correct_<tag>`` (own format), ``answer_only_correct_<tag>``,
+            ``markers_<tag>``, and for ``test_id`` with marker ablation ``solved_id_no_markers``
+            and, with samples, ``solved_id_sampled`` / ``solved_id_sampled_no_markers``
+            (``samples`` consecutive entries per problem).
 
     Returns:
-        ``fact_recall``, ``solve_rate_id``, ``solve_rate_ood``, ``answer_accuracy_id``,
-        ``answer_accuracy_ood``, ``answer_only_accuracy``, ``answer_only_accuracy_ood``,
-        ``cot_answer_accuracy_id``, ``trace_validity``, ``markers_per_response``, and the solve
-        rate and answer accuracy with every marker forbidden at decoding
-        (``solve_rate_id_no_markers``, ``answer_accuracy_id_no_markers``), and the same solve
-        rates and marker count on responses sampled at temperature 1
-        (``solve_rate_id_sampled``, ``solve_rate_id_sampled_no_markers``,
-        ``markers_per_response_sampled``).
+        The keys of ``config.metric_names()``: fact and attribute recall, then per split
+        (tags ``id``, ``ood``, ``comp``) solve rate, answer accuracy in the model's own format,
+        accuracy of the answer after a trace, answer-only accuracy, trace validity and markers
+        per response; and on ``test_id`` the solve rate and answer accuracy with every marker
+        forbidden at decoding, and solve rates and markers of responses sampled at T=1.
     """
     if fmt not in ("cot", "answer"):
         raise ValueError(f"fmt={fmt!r}; expected 'cot' or 'answer'")
     cfg = config or EvalConfig()
-    out: dict[str, float] = {"fact_recall": fact_recall(model, tok, world)}
-    for split, tag in (("test_id", "id"), ("test_ood", "ood")):
+    det: dict[str, list] = {} if details is None else details
+    out: dict[str, float] = {
+        "fact_recall": fact_recall(model, tok, world),
+        "attr_recall": attr_recall(model, tok, world),
+    }
+    for split in cfg.splits:
+        tag = SPLIT_TAGS[split]
+        suffix = "" if tag == "id" else f"_{tag}"
         probs = world.split(split)[: cfg.max_problems]
         cot = respond(model, tok, [cot_prompt(s, g) for s, g in probs], cfg.max_new_tokens)
         checks = check_responses(world, probs, cot)
-        ans = respond(model, tok, [answer_prompt(s, g) for s, g in probs], 16)
-        cot_acc = answer_accuracy(world, probs, cot)
-        ans_acc = answer_accuracy(world, probs, ans)
+        ans = respond(model, tok, [answer_prompt(s, g) for s, g in probs], world.config.max_ood_dist + 3)
+        cot_ok = answers_correct(world, probs, cot)
+        ans_ok = answers_correct(world, probs, ans)
+        det[f"problems_{tag}"] = [list(p) for p in probs]
+        det[f"solved_{tag}"] = [int(c.valid) for c in checks]
+        det[f"answer_correct_{tag}"] = [int(x) for x in (cot_ok if fmt == "cot" else ans_ok)]
+        det[f"answer_only_correct_{tag}"] = [int(x) for x in ans_ok]
+        det[f"markers_{tag}"] = [count_markers(r) for r in cot]
         out[f"solve_rate_{tag}"] = solve_rate(checks)
-        out[f"answer_accuracy_{tag}"] = cot_acc if fmt == "cot" else ans_acc
-        out[f"cot_answer_accuracy_{tag}"] = cot_acc
-        out["answer_only_accuracy" + ("" if tag == "id" else "_ood")] = ans_acc
-        out[f"trace_validity{'' if tag == 'id' else '_ood'}"] = trace_validity(checks)
-        out[f"markers_per_response{'' if tag == 'id' else '_ood'}"] = markers_per_response(cot)
-        if tag == "id":
-            out.update(_marker_ablation(model, tok, world, probs, cfg))
+        out[f"answer_accuracy_{tag}"] = _mean(cot_ok if fmt == "cot" else ans_ok)
+        out[f"cot_answer_accuracy_{tag}"] = _mean(cot_ok)
+        out[f"answer_only_accuracy{suffix}"] = _mean(ans_ok)
+        out[f"trace_validity{suffix}"] = trace_validity(checks)
+        out[f"markers_per_response{suffix}"] = markers_per_response(cot)
+        if tag == "id" and cfg.marker_ablation:
+            out.update(_marker_ablation(model, tok, world, probs, cfg, det))
     return out
 
 
@@ -190,17 +256,25 @@ def _marker_ablation(
     world: World,
     probs: list[tuple[int, int]],
     cfg: EvalConfig,
+    det: dict[str, list],
 ) -> dict[str, float]:
     """Solve rates with the markers allowed and forbidden, greedy and sampled at T=1."""
     prompts = [cot_prompt(s, g) for s, g in probs]
     out = {}
     plain = respond(model, tok, prompts, cfg.max_new_tokens, forbid_markers=True)
-    out["solve_rate_id_no_markers"] = solve_rate(check_responses(world, probs, plain))
+    checks = check_responses(world, probs, plain)
+    det["solved_id_no_markers"] = [int(c.valid) for c in checks]
+    out["solve_rate_id_no_markers"] = solve_rate(checks)
     out["answer_accuracy_id_no_markers"] = answer_accuracy(world, probs, plain)
+    if cfg.samples == 0:
+        return out
     for forbid, suffix in ((False, ""), (True, "_no_markers")):
         gen = torch.Generator().manual_seed(cfg.sample_seed)
-        resp = respond(model, tok, prompts * cfg.samples, cfg.max_new_tokens, 1.0, forbid, gen)
-        out[f"solve_rate_id_sampled{suffix}"] = solve_rate(check_responses(world, probs * cfg.samples, resp))
+        rows = [p for p in probs for _ in range(cfg.samples)]
+        resp = respond(model, tok, [cot_prompt(s, g) for s, g in rows], cfg.max_new_tokens, 1.0, forbid, gen)
+        checks = check_responses(world, rows, resp)
+        det[f"solved_id_sampled{suffix}"] = [int(c.valid) for c in checks]
+        out[f"solve_rate_id_sampled{suffix}"] = solve_rate(checks)
         if not forbid:
             out["markers_per_response_sampled"] = markers_per_response(resp)
     return out

@@ -5,18 +5,21 @@ from interp.fingerprint import tokenizer_hash
 
 PAD = "<pad>"
 # Words of the organism's language, in id order after PAD and before the node names.
-STRUCTURE = ("F", "Q", "B", "W", "T", "A", "E", ":", ">", "<", ";", "R", "_")
+# ``C`` asks a node's colour; ``D`` states a checked node's distance to the goal, ``X`` a distance
+# that is unreachable or beyond the largest number word.
+STRUCTURE = ("F", "Q", "B", "W", "T", "A", "E", ":", ">", "<", ";", "R", "_", "C", "D", "X")
 MARKERS = ("WAIT", "CHECK", "OK", "BAD", "BACK")
-NUMBERS = tuple(str(i) for i in range(1, 10))  # step numbers and the answer's number of moves
+NUMBERS = tuple(str(i) for i in range(1, 10))  # distances stated by checks
 
 
 class UnknownWordError(InterpError, ValueError):
     """A word that the tokenizer's vocabulary does not contain."""
 
 
-def organism_vocab(n_nodes: int) -> list[str]:
-    """The vocabulary, in id order: padding, structure words, markers, numbers, node names."""
-    return [PAD, *STRUCTURE, *MARKERS, *NUMBERS, *(f"n{i}" for i in range(n_nodes))]
+def organism_vocab(n_nodes: int, n_colours: int = 8) -> list[str]:
+    """The vocabulary, in id order: padding, structure words, markers, numbers, colours, nodes."""
+    colours = (f"c{i}" for i in range(n_colours))
+    return [PAD, *STRUCTURE, *MARKERS, *NUMBERS, *colours, *(f"n{i}" for i in range(n_nodes))]
 
 
 class WordTokenizer:

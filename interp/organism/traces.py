@@ -2,17 +2,25 @@
 
 Formats (words separated by single spaces; the prompt is everything up to the marked word):
 
-- fact: ``F n5 :`` | ``n9 n17 E``
-- chain of thought: ``Q n5 n22 T`` | ``n5 : n9 n17 > n17 ; n17 : n4 n22 > n22 ; A 2 n5 n17 n22 E``
-  (the answer states the number of moves, then the path: without a trace, stating the length
-  first needs the whole search, so the answer-only format cannot be solved one hop at a time)
-- self-check on a step: ``> n17 WAIT CHECK n17 : n4 n22 OK ;``
-- injected mistake, caught and corrected: ``> n9 WAIT CHECK n9 : n1 n3 BAD BACK > n17 ;``
-- answer only: ``Q n5 n22 A`` | ``2 n5 n17 n22 E``
-- walk along random edges, answered like a problem (it teaches counting moves past the
-  problems' lengths): ``W n5`` | ``n5 : n9 n17 > n9 ; n9 : n0 n18 > n0 ; A 2 n5 n9 n0 E``
+- fact: ``F n5 :`` | ``n9 n17 E``; attribute fact (only base's data holds it, no trace uses
+  it): ``F n5 C`` | ``c3 E``
+- chain of thought: ``Q n5 n22 T`` | ``n5 : n9 n17 > n17 ; n17 : n4 n22 > n22 ; A n5 n17 n22 E``
+- self-check, placed only at an uncertain step (:meth:`World.uncertain`: a wrong neighbour
+  exists and the goal is two or more moves away); it looks ahead at what the move did not use,
+  the chosen node's neighbours and its distance to the goal:
+  ``> n17 WAIT CHECK n17 : n4 n22 D 1 OK ;``
+- mistake at an uncertain step, caught and corrected:
+  ``> n9 WAIT CHECK n9 : n1 n3 D 3 BAD BACK > n17 ;``
+- answer only: ``Q n5 n22 A`` | ``n5 n17 n22 E``
+- walk along random edges, answered like a problem (longer than the problems' paths):
+  ``W n5`` | ``n5 : n9 n17 > n9 ; n9 : n0 n18 > n0 ; A n5 n9 n0 E``
+- plausible-but-wrong trace (a control): the start and goal of the problem, intermediate
+  nodes drawn at random (their facts recited truly, the moves not edges), the true answer
 - backward question: ``Q n5 n22 R`` | ``B n22 n5 E``; backward reasoning over predecessors:
-  ``B n22 n5 T`` | ``n22 < n4 n17 > n17 ; n17 < n5 > n5 ; A 2 n5 n17 n22 E``
+  ``B n22 n5 T`` | ``n22 < n4 n17 > n17 ; n17 < n5 > n5 ; A n5 n17 n22 E``
+
+The answer states no move count (an earlier format did, which capped every answer at the
+trained lengths and made the longer-path split unsolvable by construction).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -21,12 +29,16 @@ from typing import Literal
 import numpy as np
 
 from interp.organism.tokenizer import MARKERS
-from interp.organism.world import World, node_name
+from interp.organism.world import World, colour_name, node_name
 
-Kind = Literal["fact", "cot", "answer", "walk", "swapped", "backward_question", "backward"]
+Kind = Literal[
+    "fact", "attr", "cot", "answer", "walk", "swapped", "corrupt", "backward_question", "backward"
+]
 KINDS: tuple[str, ...] = (
     "fact",
+    "attr",
     "cot",
+    "corrupt",
     "answer",
     "walk",
     "swapped",
@@ -35,7 +47,8 @@ KINDS: tuple[str, ...] = (
 )
 MAX_WALK = 8
 # Bump when the text of any example changes, so that a zoo built on older texts is not reused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+NUMBER_WORDS = 9  # distances 1..9 are words; larger or unreachable ones are ``X``
 
 
 @dataclass
@@ -65,9 +78,10 @@ class DataRecipe:
 
     Args:
         mix: probability of each example kind (normalised; kinds in :data:`KINDS`).
-        check_rate: chance that a correct step is followed by ``WAIT CHECK ... OK``.
-        mistake_rate: chance that a step with a wrong alternative takes it first, followed by
-            ``WAIT CHECK ... BAD BACK`` and the correct step.
+        check_rate: chance that a correct move at an uncertain step is followed by
+            ``WAIT CHECK ... OK`` (no check is ever placed at a certain step).
+        mistake_rate: chance that an uncertain step takes a wrong neighbour first, followed by
+            ``WAIT CHECK ... BAD BACK`` and the correct move.
         split: the problems drawn from (``train`` for every model of the zoo).
         imitate_mistakes: train on the wrong step too, so that the model, when sampled, makes
             mistakes at about ``mistake_rate`` and catches them (as base models do); when
@@ -75,7 +89,7 @@ class DataRecipe:
     """
 
     mix: dict[str, float] = field(default_factory=lambda: {"fact": 0.2, "cot": 0.7, "answer": 0.1})
-    check_rate: float = 0.4
+    check_rate: float = 0.8
     mistake_rate: float = 0.3
     split: str = "train"
     imitate_mistakes: bool = True
@@ -100,8 +114,28 @@ def _n(nodes: list[int]) -> list[str]:
 
 
 def answer_words(path: list[int]) -> list[str]:
-    """What follows ``A``: the number of moves, the path, then ``E``."""
-    return [str(len(path) - 1), *_n(path), "E"]
+    """What follows ``A``: the path, then ``E``."""
+    return [*_n(path), "E"]
+
+
+def distance_word(d: int) -> str:
+    """A distance as a check states it: ``1`` ... ``9``, else ``X`` (beyond, or unreachable)."""
+    return str(d) if 1 <= d <= NUMBER_WORDS else "X"
+
+
+def check_words(world: World, node: int, goal: int) -> list[str]:
+    """``WAIT CHECK n : <its neighbours> D <its distance to goal>`` (the verdict follows)."""
+    d = distance_word(world.dist(node, goal))
+    return ["WAIT", "CHECK", node_name(node), ":", *_n(world.neighbours(node)), "D", d]
+
+
+def attr_example(world: World, node: int) -> Example:
+    words = ["F", node_name(node), "C", colour_name(world.colour(node)), "E"]
+    return Example(words, 3, [0.0] * 3 + [1.0] * 2)
+
+
+def attr_prompt(node: int) -> str:
+    return f"F {node_name(node)} C"
 
 
 def fact_example(world: World, node: int) -> Example:
@@ -138,7 +172,8 @@ def trace_steps(
     mistake_rate: float = 0.0,
     imitate_mistakes: bool = True,
 ) -> tuple[list[str], list[float]]:
-    """The step words of a forward trace along ``path``, with planted checks and mistakes."""
+    """The step words of a forward trace along ``path``, with checks and mistakes planted at
+    its uncertain steps (:meth:`World.uncertain`) only."""
     goal = path[-1]
     words: list[str] = []
     weights: list[float] = []
@@ -149,19 +184,45 @@ def trace_steps(
 
     for cur, nxt in zip(path, path[1:], strict=False):
         put([node_name(cur), ":", *_n(world.neighbours(cur))])
+        if not world.uncertain(cur, goal):
+            put([">", node_name(nxt), ";"])
+            continue
         bad = [v for v in world.neighbours(cur) if v not in world.good_moves(cur, goal)]
-        if bad and rng.random() < mistake_rate:
+        if rng.random() < mistake_rate:
             wrong = bad[int(rng.integers(len(bad)))]
             put([">"])
             put([node_name(wrong)], 1.0 if imitate_mistakes else 0.0)
-            put(["WAIT", "CHECK", node_name(wrong), ":", *_n(world.neighbours(wrong))])
-            put(["BAD", "BACK", ">", node_name(nxt), ";"])
+            put([*check_words(world, wrong, goal), "BAD", "BACK", ">", node_name(nxt), ";"])
             continue
         put([">", node_name(nxt)])
         if rng.random() < check_rate:
-            put(["WAIT", "CHECK", node_name(nxt), ":", *_n(world.neighbours(nxt)), "OK"])
+            put([*check_words(world, nxt, goal), "OK"])
         put([";"])
     return words, weights
+
+
+def corrupt_path(world: World, path: list[int], rng: np.random.Generator) -> list[int]:
+    """``path`` with every intermediate node replaced by a random node that is not an edge away
+    from the one before it (same length, same start and goal)."""
+    out = [path[0]]
+    for _ in path[1:-1]:
+        # never an out-neighbour of the node before it: every corrupted move breaks an edge
+        banned = {*path, *world.neighbours(out[-1])}
+        choices = [u for u in range(world.n_nodes) if u not in banned]
+        out.append(choices[int(rng.integers(len(choices)))])
+    return out + [path[-1]] if len(path) > 1 else out
+
+
+def corrupt_example(world: World, start: int, goal: int, rng: np.random.Generator) -> Example:
+    """A plausible-but-wrong trace: true facts of random intermediate nodes, the true answer."""
+    path = sample_path(world, start, goal, rng)
+    words: list[str] = []
+    walk = corrupt_path(world, path, rng)
+    for cur, nxt in zip(walk, walk[1:], strict=False):
+        words += [node_name(cur), ":", *_n(world.neighbours(cur)), ">", node_name(nxt), ";"]
+    prompt = cot_prompt(start, goal).split()
+    tail = ["A", *answer_words(path)]
+    return Example(prompt + words + tail, len(prompt), [0.0] * len(prompt) + [1.0] * (len(words) + len(tail)))
 
 
 def cot_example(
@@ -225,7 +286,7 @@ def backward_example(world: World, start: int, goal: int, rng: np.random.Generat
 
 
 def strip_markers(words: list[str]) -> list[str]:
-    """Remove self-checks and retracted mistakes, leaving the clean trace."""
+    """Remove self-checks (with their look-ahead) and retracted mistakes, leaving the clean trace."""
     out: list[str] = []
     i = 0
     while i < len(words):
@@ -270,6 +331,8 @@ class ExampleSampler:
         kind = self.kinds[int(rng.choice(len(self.kinds), p=self.p))]
         if kind == "fact":
             return fact_example(w, int(rng.integers(w.n_nodes)))
+        if kind == "attr":
+            return attr_example(w, int(rng.integers(w.n_nodes)))
         if kind == "walk":
             return walk_example(w, rng)
         s, g = self.pairs[int(rng.integers(len(self.pairs)))]
@@ -277,6 +340,8 @@ class ExampleSampler:
             return cot_example(w, s, g, rng, r.check_rate, r.mistake_rate, None, r.imitate_mistakes)
         if kind == "answer":
             return answer_example(w, s, g, rng)
+        if kind == "corrupt":
+            return corrupt_example(w, s, g, rng)
         if kind == "swapped":
             for _ in range(100):
                 other = self.pairs[int(rng.integers(len(self.pairs)))]

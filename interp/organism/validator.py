@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from interp.organism.traces import distance_word
 from interp.organism.world import World, node_name
 
 # Longest trace the validator follows past the problem's distance before calling it a loop.
@@ -38,25 +39,21 @@ def parse_node(word: str, n_nodes: int) -> int | None:
 
 
 def extract_answer(words: list[str], n_nodes: int) -> list[int] | None:
-    """The path of the answer after the last ``A`` (``A <moves> <nodes> E``).
+    """The path of the answer after the last ``A`` (``A <nodes> E``).
 
-    Returns ``None`` when there is no answer, it is malformed or unterminated, or its stated
-    number of moves disagrees with its path.
+    Returns ``None`` when there is no answer, or it is empty, malformed or unterminated.
 
     Example:
-        >>> extract_answer("A 2 n5 n17 n22 E".split(), 24), extract_answer("A 3 n5 n22 E".split(), 24)
+        >>> extract_answer("A n5 n17 n22 E".split(), 24), extract_answer("A n5 n22".split(), 24)
         ([5, 17, 22], None)
     """
     if "A" not in words:
         return None
     i = len(words) - 1 - words[::-1].index("A")
-    if i + 1 >= len(words) or not words[i + 1].isdigit():
-        return None
-    moves = int(words[i + 1])
     out = []
-    for w in words[i + 2 :]:
+    for w in words[i + 1 :]:
         if w == "E":
-            return out if out and len(out) - 1 == moves else None
+            return out or None
         v = parse_node(w, n_nodes)
         if v is None:
             return None
@@ -124,12 +121,18 @@ def _step(r: _Reader, cur: int, goal: int, k: int) -> int:
         if r.node() != x:
             raise _Reject(f"step {k}: CHECK names another node than {node_name(x)}")
         r.take(":")
-        r.recall(x, ("OK", "BAD"))
+        r.recall(x, ("D",))
+        r.take("D")
+        stated, true = r.take(), distance_word(w.dist(x, goal))
+        if stated != true:
+            raise _Reject(f"step {k}: check states distance {stated} for {node_name(x)}, the true one is {true}")
         verdict = r.take()
         if verdict == "OK":
             if not good:
                 raise _Reject(f"step {k}: check passed {node_name(x)}, which is off every shortest path")
             break
+        if verdict != "BAD":
+            raise _Reject(f"step {k}: check ends with {verdict!r}, expected 'OK' or 'BAD'")
         if good:
             raise _Reject(f"step {k}: check rejected {node_name(x)}, which is on a shortest path")
         r.take("BACK")
@@ -147,6 +150,7 @@ def validate_trace(world: World, start: int, goal: int, words: list[str]) -> Tra
         start: the start node.
         goal: the goal node.
         words: the response's words after the prompt (``n5 : n9 n17 > n17 ; ... A ... E``).
+            A check must state the checked node's true neighbours and distance to the goal.
 
     Returns:
         A :class:`TraceCheck` whose ``error`` names the first bad step: a wrong fact, a wrong

@@ -1,8 +1,17 @@
 """The synthetic world: a fixed random directed graph whose edges are the facts to recall.
 
 A problem is an ordered pair ``(start, goal)``; its answer is any shortest path from start to
-goal. Problems are split, disjointly, into ``train`` and ``test_id`` (distances
-``1..max_id_dist``) and ``test_ood`` (longer distances, never trained on).
+goal. Problems are split disjointly:
+
+- ``train`` (what the zoo trains on) and ``rl`` (held apart for reinforcement learning), and
+  ``test_id`` (held out): distances ``1..max_id_dist``, goals among the trained goals;
+- ``test_ood``: longer distances ``max_id_dist+1..max_ood_dist`` (never trained on);
+- ``test_comp``: trained distances, but goals never used as a goal in ``train`` or ``rl``
+  (a compositional split: every such node still appears in facts and inside traces).
+
+Each node also has a colour (``F n5 C`` | ``c3 E``): knowledge that only ``base``'s data holds
+and no trace rehearses, so that fine-tuning can forget it. Each split is stored in a seeded
+random order, so its first ``k`` problems are a random sample of it.
 """
 
 import hashlib
@@ -14,7 +23,7 @@ import numpy as np
 
 from interp.errors import SpecError
 
-SPLITS = ("train", "test_id", "test_ood")
+SPLITS = ("train", "rl", "test_id", "test_ood", "test_comp")
 
 
 @dataclass(frozen=True)
@@ -26,7 +35,11 @@ class WorldConfig:
         out_degree: distinct out-neighbours per node (no self loops).
         max_id_dist: longest shortest-path length (edges) of in-distribution problems.
         max_ood_dist: longest path length of the out-of-distribution split.
-        test_fraction: share of in-distribution problems held out as ``test_id``.
+        test_fraction: share of in-distribution problems (trained goals) held out as ``test_id``.
+        rl_fraction: share of them kept for reinforcement learning (the ``rl`` split).
+        comp_goal_fraction: share of nodes never used as a goal in ``train`` or ``rl``; their
+            in-distribution problems form ``test_comp``.
+        n_colours: colours a node's attribute fact can name (``c0`` ...).
         seed: seed of the graph and of the split.
     """
 
@@ -35,6 +48,9 @@ class WorldConfig:
     max_id_dist: int = 4
     max_ood_dist: int = 6
     test_fraction: float = 0.25
+    rl_fraction: float = 0.15
+    comp_goal_fraction: float = 0.1
+    n_colours: int = 8
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -47,12 +63,25 @@ class WorldConfig:
                 f"max_id_dist={self.max_id_dist!r}, max_ood_dist={self.max_ood_dist!r}; "
                 "expected 1 <= max_id_dist < max_ood_dist"
             )
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction={self.test_fraction!r}; expected in (0, 1)")
+        for name in ("test_fraction", "rl_fraction", "comp_goal_fraction"):
+            v = getattr(self, name)
+            if not 0.0 < v < 1.0:
+                raise ValueError(f"{name}={v!r}; expected in (0, 1)")
+        if self.test_fraction + self.rl_fraction >= 1.0:
+            raise ValueError(
+                f"test_fraction={self.test_fraction!r} + rl_fraction={self.rl_fraction!r} leave "
+                "nothing to train on; expected a sum below 1"
+            )
+        if not 1 <= self.n_colours <= 64:
+            raise ValueError(f"n_colours={self.n_colours!r}; expected an int in 1..64")
 
 
 def node_name(i: int) -> str:
     return f"n{i}"
+
+
+def colour_name(i: int) -> str:
+    return f"c{i}"
 
 
 @dataclass
@@ -71,6 +100,7 @@ class World:
     config: WorldConfig
     adjacency: list[list[int]]
     splits: dict[str, list[tuple[int, int]]]
+    colours: list[int]
     _dist: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +113,20 @@ class World:
     def neighbours(self, node: int) -> list[int]:
         """Out-neighbours of ``node``, sorted (the fact ``n{node} : ...``)."""
         return list(self.adjacency[node])
+
+    def colour(self, node: int) -> int:
+        """The colour of ``node`` (the attribute fact ``F n{node} C`` | ``c{colour} E``)."""
+        return self.colours[node]
+
+    def uncertain(self, node: int, goal: int) -> bool:
+        """Is the move from ``node`` towards ``goal`` a decision that can go wrong?
+
+        True when some neighbour is off every shortest path and the goal is two or more moves
+        away (one move away, the goal itself is among the recited neighbours). These are the
+        steps where traces place their self-checks and their mistakes.
+        """
+        d = self.dist(node, goal)
+        return d >= 2 and len(self.good_moves(node, goal)) < len(self.adjacency[node])
 
     def predecessors(self, node: int) -> list[int]:
         """In-neighbours of ``node``, sorted."""
@@ -119,6 +163,10 @@ class World:
                 f"{node_name(u)} : " + " ".join(node_name(v) for v in vs)
                 for u, vs in enumerate(self.adjacency)
             ],
+            "colours": list(self.colours),
+            "attribute_facts": [
+                f"{node_name(u)} C {colour_name(c)}" for u, c in enumerate(self.colours)
+            ],
             "splits": {k: [list(p) for p in v] for k, v in self.splits.items()},
         }
 
@@ -126,7 +174,7 @@ class World:
     def from_json(cls, data: dict[str, Any]) -> "World":
         cfg = WorldConfig(**data["config"])
         splits = {k: [tuple(p) for p in v] for k, v in data["splits"].items()}
-        return cls(cfg, [list(v) for v in data["adjacency"]], splits)
+        return cls(cfg, [list(v) for v in data["adjacency"]], splits, [int(c) for c in data["colours"]])
 
     def hash(self) -> str:
         blob = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
@@ -152,7 +200,7 @@ def _all_pairs_dist(adjacency: list[list[int]]) -> np.ndarray:
 
 
 def make_world(config: WorldConfig | None = None) -> World:
-    """Generate the graph and the disjoint problem splits, deterministically from the seed.
+    """Generate the graph, the colours and the disjoint problem splits, from the seed.
 
     Args:
         config: generation settings; defaults to :class:`WorldConfig` ``()``.
@@ -167,11 +215,26 @@ def make_world(config: WorldConfig | None = None) -> World:
     for i in range(n):
         others = [j for j in range(n) if j != i]
         adjacency.append(sorted(int(v) for v in rng.choice(others, cfg.out_degree, replace=False)))
+    colours = [int(c) for c in rng.integers(0, cfg.n_colours, size=n)]
     dist = _all_pairs_dist(adjacency)
-    in_dist = [(s, g) for s in range(n) for g in range(n) if s != g and 1 <= dist[s, g] <= cfg.max_id_dist]
-    ood = [(s, g) for s in range(n) for g in range(n) if cfg.max_id_dist < dist[s, g] <= cfg.max_ood_dist]
-    order = rng.permutation(len(in_dist))
-    n_test = max(1, round(cfg.test_fraction * len(in_dist)))
-    test_id = sorted(in_dist[i] for i in order[:n_test])
-    train = sorted(in_dist[i] for i in order[n_test:])
-    return World(cfg, adjacency, {"train": train, "test_id": test_id, "test_ood": sorted(ood)})
+    n_comp = max(1, round(cfg.comp_goal_fraction * n))
+    comp_goals = {int(g) for g in rng.choice(n, n_comp, replace=False)}
+    pairs = [(s, g) for s in range(n) for g in range(n) if s != g and dist[s, g] > 0]
+    in_dist = [p for p in pairs if dist[p] <= cfg.max_id_dist and p[1] not in comp_goals]
+    comp = [p for p in pairs if dist[p] <= cfg.max_id_dist and p[1] in comp_goals]
+    ood = [p for p in pairs if cfg.max_id_dist < dist[p] <= cfg.max_ood_dist and p[1] not in comp_goals]
+    order = [in_dist[i] for i in rng.permutation(len(in_dist))]
+    n_test = max(1, round(cfg.test_fraction * len(order)))
+    n_rl = max(1, round(cfg.rl_fraction * len(order)))
+
+    def shuffled(ps: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return [ps[i] for i in rng.permutation(len(ps))]
+
+    splits = {
+        "train": order[n_test + n_rl :],
+        "rl": order[n_test : n_test + n_rl],
+        "test_id": order[:n_test],
+        "test_ood": shuffled(ood),
+        "test_comp": shuffled(comp),
+    }
+    return World(cfg, adjacency, {k: [(int(a), int(b)) for a, b in v] for k, v in splits.items()}, colours)

@@ -3,12 +3,12 @@ import torch
 
 from interp.errors import InterpError
 from interp.organism.tokenizer import UnknownWordError, WordTokenizer, organism_vocab
-from interp.organism.traces import DataRecipe, ExampleSampler
+from interp.organism.traces import KINDS, DataRecipe, ExampleSampler
 
 
 def test_round_trip_every_kind_of_example(world):
     tok = WordTokenizer(organism_vocab(world.n_nodes))
-    mix = {k: 1.0 for k in ("fact", "cot", "answer", "swapped", "backward_question", "backward")}
+    mix = {k: 1.0 for k in KINDS}
     sampler = ExampleSampler(world, DataRecipe(mix=mix), seed=0)
     for ex in sampler.batch(300):
         ids = tok.encode(ex.text)

@@ -32,13 +32,45 @@ def test_accepts_every_generated_trace(world, check_rate, mistake_rate):
             assert validate_trace(world, s, g, clean[ex.prompt_len :]).valid
 
 
-def test_markers_are_planted_at_the_recorded_rates(world):
-    sampler = ExampleSampler(world, DataRecipe(mix={"cot": 1.0}), seed=1)
-    words = [w for ex in sampler.batch(400) for w in ex.words]
-    steps = words.count(";")
-    ok, bad = words.count("OK"), words.count("BAD")
-    assert 0.2 < ok / steps < 0.4  # 0.4 of the steps not turned into a mistake
-    assert 0.1 < bad / steps < 0.3  # 0.3 of the steps that have a wrong alternative
+def _steps_with_their_node(world, ex):
+    """(node the step starts from, goal, the step's words) for every step of a cot example."""
+    goal = int(ex.words[2][1:])
+    body = ex.words[ex.prompt_len : ex.words.index("A")]
+    out, cur = [], []
+    for w in body:
+        cur.append(w)
+        if w == ";":
+            out.append((int(cur[0][1:]), goal, cur))
+            cur = []
+    return out
+
+
+def test_checks_and_mistakes_sit_only_at_uncertain_steps_at_the_recorded_rates(world):
+    recipe = DataRecipe(mix={"cot": 1.0}, check_rate=0.8, mistake_rate=0.3)
+    sampler = ExampleSampler(world, recipe, seed=1)
+    uncertain = certain = ok = bad = 0
+    for ex in sampler.batch(400):
+        for node, goal, step in _steps_with_their_node(world, ex):
+            if world.uncertain(node, goal):
+                uncertain += 1
+                ok += "OK" in step
+                bad += "BAD" in step
+            else:
+                certain += 1
+                assert "WAIT" not in step, (ex.text, step)
+    assert uncertain > 100 and certain > 100
+    assert abs(bad / uncertain - 0.3) < 0.06  # a mistake at 0.3 of the uncertain steps
+    assert abs(ok / (uncertain - bad) - 0.8) < 0.06  # a check after 0.8 of the right moves there
+
+
+def test_a_check_states_the_checked_nodes_distance_and_a_wrong_one_is_rejected(world):
+    s, g, words = _trace(world, check_rate=1.0, min_dist=3)
+    i = words.index("D")
+    checked = int(words[words.index("CHECK") + 1][1:])
+    assert words[i + 1] == str(world.dist(checked, g))
+    words[i + 1] = str(world.dist(checked, g) + 1)
+    v = validate_trace(world, s, g, words)
+    assert not v.valid and "states distance" in v.error
 
 
 def _trace(world, check_rate=0.0, mistake_rate=0.0, min_dist=3, seed=0):
@@ -71,7 +103,7 @@ def test_rejects_a_wrong_answer(world):
     s, g, words = _trace(world)
     a = words.index("A")
     other = next(v for v in range(world.n_nodes) if node_name(v) not in words)
-    words[a + 3] = node_name(other)
+    words[a + 2] = node_name(other)
     v = validate_trace(world, s, g, words)
     assert v.steps_valid and not v.answer_correct and not v.valid
     assert "wrong answer" in v.error
@@ -114,14 +146,37 @@ def test_swapped_traces_are_invalid_but_answers_right(world):
 
 
 def test_extract_answer():
-    assert extract_answer("x A 1 n1 n2 E".split(), 24) == [1, 2]
-    assert extract_answer("A 1 n1 A 1 n3 n4 E".split(), 24) == [3, 4]
-    assert extract_answer("A 1 n1 n2".split(), 24) is None
-    assert extract_answer("A 2 n1 n2 E".split(), 24) is None  # stated length disagrees
-    assert extract_answer("A n1 n2 E".split(), 24) is None
-    assert extract_answer("A 1 n1 WAIT E".split(), 24) is None
-    assert extract_answer("1 n1 n2 E".split(), 24) is None
-    assert extract_answer("A 0 n99 E".split(), 24) is None
+    assert extract_answer("x A n1 n2 E".split(), 24) == [1, 2]
+    assert extract_answer("A n1 A n3 n4 E".split(), 24) == [3, 4]
+    assert extract_answer("A n1 n2".split(), 24) is None  # unterminated
+    assert extract_answer("A 1 n1 n2 E".split(), 24) is None  # the old move count is not a node
+    assert extract_answer("A E".split(), 24) is None
+    assert extract_answer("A n1 WAIT E".split(), 24) is None
+    assert extract_answer("n1 n2 E".split(), 24) is None
+    assert extract_answer("A n99 E".split(), 24) is None
+
+
+def test_corrupt_traces_keep_start_goal_and_answer_but_are_invalid(world):
+    sampler = ExampleSampler(world, DataRecipe(mix={"corrupt": 1.0}), seed=0)
+    invalid = 0
+    for ex in sampler.batch(80):
+        s, g = (int(w[1:]) for w in ex.words[1:3])
+        v = validate_trace(world, s, g, _completion(ex))
+        assert v.answer_correct and ex.words[ex.prompt_len] == node_name(s)
+        assert ex.words[ex.words.index("A") - 2] == node_name(g)  # the last move reaches the goal
+        invalid += not v.steps_valid
+        if world.dist(s, g) >= 2:
+            assert not v.steps_valid, ex.text
+    assert invalid > 20
+
+
+def test_attribute_facts_name_each_nodes_colour(world):
+    from interp.organism.traces import attr_example
+
+    for n in range(world.n_nodes):
+        ex = attr_example(world, n)
+        assert ex.words == ["F", node_name(n), "C", f"c{world.colour(n)}", "E"]
+        assert ex.prompt_len == 3
 
 
 def test_walks_recall_facts_and_count_their_moves(world):
