@@ -128,7 +128,13 @@ class ForceConfig:
     Args:
         ks: numbers of forced extensions to measure.
         force: the words put in place of the stop word (or ``force(round) -> str``).
-        stop_word: the word that starts the answer (intercepted ``k`` times).
+        stop_word: the word that is intercepted ``k`` times (by default ``A``, the start of the
+            answer; ``;``, the end of a step, forces work inside the trace instead).
+        intercept: ``intercept(ids_so_far) -> bool`` over the response generated so far (the
+            stop word excluded): only where it is true is the stop word replaced; elsewhere it
+            is kept and generation goes on in the same round. ``None``: every occurrence.
+            It keeps a forced extension inside the trained format (e.g. only a step that
+            closed a move without a check gets one).
         end_word: the word that ends a response.
         max_new_tokens: generation budget of each segment.
         temperature: 0 for greedy.
@@ -142,6 +148,7 @@ class ForceConfig:
     max_new_tokens: int = 60
     temperature: float = 0.0
     seed: int = 0
+    intercept: Callable[[list[int]], bool] | None = None
 
     def __post_init__(self) -> None:
         if not self.ks or any(k < 0 for k in self.ks):
@@ -189,35 +196,45 @@ class ForcedResult:
 
 
 def force_thinking(model: Model, prompts: list[list[int]], k: int, config: ForceConfig) -> list[list[int]]:
-    """The continuation of each prompt with its answer start replaced ``k`` times by the forcing words."""
+    """The continuation of each prompt with the stop word replaced ``k`` times by the forcing
+    words (where ``config.intercept`` allows it); at most ``(k + 1) * max_new_tokens`` tokens."""
     stop, end = model.encode_plain(config.stop_word)[-1], model.encode_plain(config.end_word)[-1]
     gen = torch.Generator().manual_seed(config.seed)
     cur = [list(p) for p in prompts]
     out: list[list[int]] = [[] for _ in prompts]
+    budget = (k + 1) * config.max_new_tokens
     active = list(range(len(prompts)))
     for r in range(k + 1):
-        if not active:
-            break
         final = r == k
-        outs = generate_continuations(
-            model,
-            [cur[i] for i in active],
-            config.max_new_tokens,
-            config.temperature,
-            end if final else stop,
-            None,
-            gen,
-        )
-        still = []
-        for i, o in zip(active, outs, strict=True):
-            if not final and o and o[-1] == stop and end not in o:
-                text = config.force(r) if callable(config.force) else config.force
-                forced = model.encode(text)
-                if len(cur[i]) + len(o) + len(forced) < model.n_ctx:
-                    o = o[:-1] + forced
-                    still.append(i)
-            cur[i] += o
-            out[i] += o
+        pending, still = active, []
+        while pending:
+            outs = generate_continuations(
+                model,
+                [cur[i] for i in pending],
+                config.max_new_tokens,
+                config.temperature,
+                end if final else stop,
+                None,
+                gen,
+            )
+            again = []
+            for i, o in zip(pending, outs, strict=True):
+                if end in o:  # a response that ended inside a round keeps nothing after its end
+                    o = o[: o.index(end) + 1]
+                stopped = not final and o and o[-1] == stop and end not in o
+                if stopped and (config.intercept is None or config.intercept(out[i] + o[:-1])):
+                    text = config.force(r) if callable(config.force) else config.force
+                    forced = model.encode(text)
+                    if len(cur[i]) + len(o) + len(forced) < model.n_ctx:
+                        o = o[:-1] + forced
+                        still.append(i)
+                    stopped = False
+                cur[i] += o
+                out[i] += o
+                # a stop word the intercept let pass: keep generating in this round
+                if stopped and len(cur[i]) < model.n_ctx - 1 and len(out[i]) < budget:
+                    again.append(i)
+            pending = again
         active = still
     return out
 
@@ -266,7 +283,12 @@ def forced_accuracy(
         length.append(sum(map(len, outs)) / len(outs))
         log.info("forced k=%d: accuracy %.3f, mean length %.1f", k, acc[-1], length[-1])
     force = config.force if isinstance(config.force, str) else getattr(config.force, "__name__", "callable")
-    meta = {"model": model.spec, "force": force, "stop_word": config.stop_word}
+    meta = {
+        "model": model.spec,
+        "force": force,
+        "stop_word": config.stop_word,
+        "intercept": None if config.intercept is None else getattr(config.intercept, "__name__", "callable"),
+    }
     return ForcedResult(tuple(config.ks), tuple(acc), tuple(length), meta)
 
 

@@ -48,10 +48,8 @@ class ScriptLM(torch.nn.Module):
         return self.table[tokens]
 
 
-def test_forcing_replaces_the_stop_word(monkeypatch):
-    # T -> ; -> A -> 1 -> E ; CHECK -> OK -> ; : every forced "WAIT CHECK" is followed by "OK ;"
-    lm = ScriptLM({"T": ";", ";": "A", "A": "1", "1": "E", "CHECK": "OK", "OK": ";"})
-    model = Model(lm, TOK, "script")
+def _bigram_generate(lm):
+    """Greedy decoding of a ScriptLM's bigram table, standing in for generate_continuations."""
 
     def fake_generate(
         model,
@@ -73,7 +71,15 @@ def test_forcing_replaces_the_stop_word(monkeypatch):
             outs.append(o)
         return outs
 
-    monkeypatch.setattr("probes.cot_length.generate_continuations", fake_generate)
+    return fake_generate
+
+
+def test_forcing_replaces_the_stop_word(monkeypatch):
+    # T -> ; -> A -> 1 -> E ; CHECK -> OK -> ; : every forced "WAIT CHECK" is followed by "OK ;"
+    lm = ScriptLM({"T": ";", ";": "A", "A": "1", "1": "E", "CHECK": "OK", "OK": ";"})
+    model = Model(lm, TOK, "script")
+
+    monkeypatch.setattr("probes.cot_length.generate_continuations", _bigram_generate(lm))
     prompt = [TOK.encode("Q n0 n1 T")]
     cfg = ForceConfig(ks=(0, 2), max_new_tokens=10)
     assert TOK.decode(force_thinking(model, prompt, 0, cfg)[0]) == "; A 1 E"
@@ -82,6 +88,31 @@ def test_forcing_replaces_the_stop_word(monkeypatch):
     r = forced_accuracy(model, prompt, lambda i, ids: organism_steps(TOK.words(ids)) <= 1, cfg)
     assert r.accuracy == (1.0, 0.0) and r.mean_length == (4.0, 12.0)
     assert "forced k" in str(r)
+
+
+def test_an_intercept_forces_only_where_it_allows_and_keeps_the_format(monkeypatch):
+    # a two-step trace; ";" closes a move ("> n1 ;") or a check ("OK ;"); force a check only
+    # after a move that had none, as the organism's trained format places checks
+    lm = ScriptLM({"T": ">", ">": "n1", "n1": ";", ";": "n2", "n2": ":", ":": "A", "A": "E",
+                   "CHECK": "OK", "OK": ";"})
+    model = Model(lm, TOK, "script")
+    monkeypatch.setattr("probes.cot_length.generate_continuations", _bigram_generate(lm))
+    prompt = [TOK.encode("Q n0 n1 T")]
+
+    def after_a_move(ids):
+        words = TOK.words(ids)
+        return len(words) >= 2 and words[-2] == ">"
+
+    cfg = ForceConfig(ks=(0, 1, 2), max_new_tokens=10, stop_word=";", force="WAIT CHECK",
+                      intercept=after_a_move)
+    assert TOK.decode(force_thinking(model, prompt, 0, cfg)[0]) == "> n1 ; n2 : A E"
+    one = TOK.decode(force_thinking(model, prompt, 1, cfg)[0])
+    assert one == "> n1 WAIT CHECK OK ; n2 : A E"  # the ";" after OK was let through, not forced
+    # a second extension finds no other move to check: the response ends the same way
+    assert TOK.decode(force_thinking(model, prompt, 2, cfg)[0]) == one
+    # without the intercept every ";" is forced, the one after OK included (a format break)
+    free = ForceConfig(ks=(2,), max_new_tokens=10, stop_word=";", force="WAIT CHECK")
+    assert "OK WAIT CHECK" in TOK.decode(force_thinking(model, prompt, 2, free)[0])
 
 
 def test_forcing_on_a_transformer(hooked, tmp_path):
