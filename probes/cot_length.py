@@ -264,7 +264,7 @@ def forced_accuracy(
         >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
         >>> from interp.organism.tokenizer import WordTokenizer, organism_vocab
         >>> cfg = HookedTransformerConfig(
-        ...     n_layers=1, d_model=8, n_ctx=32, d_head=4, d_vocab=32, act_fn="relu"
+        ...     n_layers=1, d_model=8, n_ctx=32, d_head=4, d_vocab=35, act_fn="relu"
         ... )
         >>> m = Model(HookedTransformer(cfg), WordTokenizer(organism_vocab(4)), "tiny")
         >>> never = lambda i, ids: False
@@ -296,7 +296,7 @@ def organism_steps(words: Sequence[str]) -> int:
     """Committed steps of an organism response (its ``;`` words).
 
     Example:
-        >>> organism_steps("n0 : n1 > n1 ; n1 : n2 > n2 ; A 2 n0 n1 n2 E".split())
+        >>> organism_steps("n0 : n1 > n1 ; n1 : n2 > n2 ; A n0 n1 n2 E".split())
         2
     """
     return sum(w == ";" for w in words)

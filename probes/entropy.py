@@ -222,10 +222,10 @@ def entropy_profile(
         >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
         >>> from interp.organism.tokenizer import WordTokenizer, organism_vocab
         >>> cfg = HookedTransformerConfig(
-        ...     n_layers=1, d_model=8, n_ctx=16, d_head=4, d_vocab=32, act_fn="relu"
+        ...     n_layers=1, d_model=8, n_ctx=16, d_head=4, d_vocab=35, act_fn="relu"
         ... )
         >>> m = Model(HookedTransformer(cfg), WordTokenizer(organism_vocab(4)), "tiny")
-        >>> r = entropy_profile(m, ["Q n0 n2 T"] * 2, ["n0 : n1 > n1 ;", "A 1 n0 n2 E"])
+        >>> r = entropy_profile(m, ["Q n0 n2 T"] * 2, ["n0 : n1 > n1 ;", "A n0 n2 E"])
         >>> sum(v["count"] for v in r.by_type.values())
         11
     """

@@ -187,7 +187,7 @@ def info_gain(
         >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
         >>> from interp.organism.tokenizer import WordTokenizer, organism_vocab
         >>> cfg = HookedTransformerConfig(
-        ...     n_layers=1, d_model=8, n_ctx=32, d_head=4, d_vocab=33, act_fn="relu"
+        ...     n_layers=1, d_model=8, n_ctx=32, d_head=4, d_vocab=35, act_fn="relu"
         ... )
         >>> m = Model(HookedTransformer(cfg), WordTokenizer(organism_vocab(4)), "tiny")
         >>> r = info_gain(m, ["Q n0 n2 T"], [["n0 : n1 > n1 ;", "n1 : n2 > n2 ;"]], ["2 n0 n1 n2 E"])
@@ -268,8 +268,8 @@ def split_organism_trace(response: str | Sequence[str]) -> tuple[list[str], str 
         ``(steps, answer)``; ``answer`` is ``None`` when the response has no ``A``.
 
     Example:
-        >>> split_organism_trace("n5 : n9 n17 > n17 ; n17 : n4 n22 > n22 ; A 2 n5 n17 n22 E")
-        (['n5 : n9 n17 > n17 ;', 'n17 : n4 n22 > n22 ;'], '2 n5 n17 n22 E')
+        >>> split_organism_trace("n5 : n9 n17 > n17 ; n17 : n4 n22 > n22 ; A n5 n17 n22 E")
+        (['n5 : n9 n17 > n17 ;', 'n17 : n4 n22 > n22 ;'], 'n5 n17 n22 E')
     """
     words = response.split() if isinstance(response, str) else list(response)
     answer = None

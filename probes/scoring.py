@@ -102,10 +102,10 @@ def encode_pair(model: Model, prefix: str, continuation: str) -> tuple[list[int]
     Example:
         >>> from interp.organism.tokenizer import WordTokenizer, organism_vocab
         >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
-        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=8, d_head=4, d_vocab=33, act_fn="relu")
+        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=8, d_head=4, d_vocab=35, act_fn="relu")
         >>> m = Model(HookedTransformer(cfg), WordTokenizer(organism_vocab(4)), "tiny")
-        >>> encode_pair(m, "Q n1 n3 A", " 1 n1 n3 E")
-        ([2, 29, 31, 6], [19, 29, 31, 7])
+        >>> encode_pair(m, "Q n1 n3 A", " n1 n3 E")
+        ([2, 32, 34, 6], [32, 34, 7])
     """
     p = model.encode(prefix)
     whole = model.encode(prefix + continuation)

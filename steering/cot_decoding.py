@@ -110,8 +110,8 @@ def organism_answer_span(tok: Any, answer_in_prompt: bool = False) -> AnswerSpan
     Example:
         >>> from interp.organism.tokenizer import WordTokenizer, organism_vocab
         >>> tok = WordTokenizer(organism_vocab(4))
-        >>> organism_answer_span(tok)(tok.encode("n0 : n1 > n1 ; A 1 n0 n1 E"))
-        (7, 10)
+        >>> organism_answer_span(tok)(tok.encode("n0 : n1 > n1 ; A n0 n1 E"))
+        (7, 9)
     """
     a_id, e_id = tok.encode("A")[0], tok.encode("E")[0]
     return marker_answer_span(None if answer_in_prompt else a_id, e_id)

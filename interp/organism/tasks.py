@@ -2,13 +2,13 @@
 
 - ``fact_recall``: ``F n5 :`` continued by the node's neighbours, ``n9 n17 E``; answer ``n9 n17``.
 - ``answer``: the same problems asked for the answer alone, ``Q n5 n22 A`` continued by
-  ``2 n5 n17 n22 E`` (no steps, no mistake-maker or paraphraser).
+  ``n5 n17 n22 E`` (no steps, no mistake-maker or paraphraser).
 - ``solve``: ``Q n5 n22 T`` continued by a chain of thought whose steps end with ``;``
-  (``n5 : n9 n17 > n17 ;``), then ``A 2 n5 n17 n22 E``; the answer is ``2 n5 n17 n22`` (the
-  number of moves and the path) and any shortest path is correct. Splits ``train``, ``test``
-  (the world's ``test_id``) and ``ood`` (``test_ood``). Its mistake-maker moves one step to a
-  wrong node; its paraphraser toggles each step's self-check (``WAIT CHECK x : ... OK``); both
-  are checked against the organism's validator.
+  (``n5 : n9 n17 > n17 ;``), then ``A n5 n17 n22 E``; the answer is the path ``n5 n17 n22``
+  and any shortest path is correct. Splits ``train``, ``rl``, ``test`` (the world's
+  ``test_id``), ``ood`` (``test_ood``) and ``comp`` (``test_comp``). Its mistake-maker moves
+  one step to a wrong node; its paraphraser toggles the self-check of each uncertain step
+  (``WAIT CHECK x : ... D k OK``); both are checked against the organism's validator.
 
 Probes and steering take these tasks without importing anything organism-specific.
 """
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from interp.organism.traces import answer_prompt, cot_prompt, fact_prompt
+from interp.organism.traces import answer_prompt, check_words, cot_prompt, fact_prompt
 from interp.organism.validator import extract_answer, parse_node, validate_trace
 from interp.organism.world import World, node_name
 from interp.tasks.protocol import Example, Task, TaskError, answers_match
@@ -27,7 +27,7 @@ STOP = "E"
 MARKERS = ("WAIT", "CHECK", "OK", "BAD", "BACK")
 TASKS = ("fact_recall", "solve", "answer")
 # world split -> task split
-SOLVE_SPLITS = {"train": "train", "test_id": "test", "test_ood": "ood"}
+SOLVE_SPLITS = {"train": "train", "rl": "rl", "test_id": "test", "test_ood": "ood", "test_comp": "comp"}
 
 
 def _names(nodes: Sequence[int]) -> str:
@@ -51,7 +51,7 @@ def trace_step_texts(text: str) -> list[str]:
     A trailing unterminated step is kept as it is; a response with no words gives ``[]``.
 
     Example:
-        >>> trace_step_texts("n5 : n9 n17 > n17 ; n17 : n4 n22 > n22 ; A 2 n5 n17 n22 E")
+        >>> trace_step_texts("n5 : n9 n17 > n17 ; n17 : n4 n22 > n22 ; A n5 n17 n22 E")
         ['n5 : n9 n17 > n17 ;', 'n17 : n4 n22 > n22 ;']
     """
     steps, cur = [], []
@@ -86,13 +86,13 @@ def _steps_valid(world: World, problem: tuple[int, int], steps: Sequence[str]) -
 
 
 class PathAnswer:
-    """Extractor: ``<moves> <path>`` after the last ``A`` (or of a continuation after the cue),
-    ``None`` when malformed, unterminated or when the moves disagree with the path.
+    """Extractor: the path after the last ``A`` (or of a continuation after the cue),
+    ``None`` when malformed or unterminated.
 
     Example:
         >>> f = PathAnswer(24)
-        >>> f("n5 : n9 n17 > n17 ; A 1 n5 n17 E"), f(" 1 n5 n17 E"), f("A 2 n5 n17 E")
-        ('1 n5 n17', '1 n5 n17', None)
+        >>> f("n5 : n9 n17 > n17 ; A n5 n17 E"), f(" n5 n17 E"), f("A n5 n17")
+        ('n5 n17', 'n5 n17', None)
     """
 
     def __init__(self, n_nodes: int) -> None:
@@ -101,7 +101,7 @@ class PathAnswer:
     def __call__(self, text: str) -> str | None:
         words = text.split()
         path = extract_answer(words if ANSWER_CUE in words else [ANSWER_CUE, *words], self.n_nodes)
-        return None if path is None else f"{len(path) - 1} {_names(path)}"
+        return None if path is None else _names(path)
 
 
 class ShortestPath:
@@ -141,7 +141,7 @@ class WrongMove:
     Example:
         >>> from interp.organism.world import make_world
         >>> w = make_world()
-        >>> ex = Example("p", "Q n0 n22 T", "2 n0 n19 n22", meta={"start": 0, "goal": 22})
+        >>> ex = Example("p", "Q n0 n22 T", "n0 n19 n22", meta={"start": 0, "goal": 22})
         >>> WrongMove(w)(ex, ["n0 : n15 n19 > n19 ;", "n19 : n15 n22 > n22 ;"], 0)
         ['n0 : n15 n19 > n15 ;', 'n19 : n15 n22 > n22 ;']
     """
@@ -171,19 +171,14 @@ class WrongMove:
 
 
 class ToggleChecks:
-    """Paraphraser: every step with a self-check loses it, every step without gains a correct one.
+    """Paraphraser: every step with a self-check loses it; every uncertain step without one
+    (where the trained format places checks, :meth:`World.uncertain`) gains a correct one.
 
-    ``> x WAIT CHECK x : .. OK ;`` and a caught mistake ``> w WAIT CHECK w : .. BAD BACK > x ;``
-    both become ``> x ;``; ``> x ;`` becomes ``> x WAIT CHECK x : <x's neighbours> OK ;``. The
+    ``> x WAIT CHECK x : .. D k OK ;`` and a caught mistake
+    ``> w WAIT CHECK w : .. D k BAD BACK > x ;`` both become ``> x ;``; ``> x ;`` at an
+    uncertain step becomes ``> x WAIT CHECK x : <x's neighbours> D <x's distance> OK ;``. The
     path is unchanged. ``None`` when a step cannot be parsed, or when a valid trace would become
     invalid.
-
-    Example:
-        >>> from interp.organism.world import make_world
-        >>> w = make_world()
-        >>> ex = Example("p", "Q n0 n22 T", "2 n0 n19 n22", meta={"start": 0, "goal": 22})
-        >>> ToggleChecks(w)(ex, ["n0 : n15 n19 > n19 ;", "n19 : n15 n22 > n22 WAIT CHECK n22 : n12 n16 OK ;"])
-        ['n0 : n15 n19 > n19 WAIT CHECK n19 : n15 n22 OK ;', 'n19 : n15 n22 > n22 ;']
     """
 
     def __init__(self, world: World) -> None:
@@ -191,16 +186,17 @@ class ToggleChecks:
 
     def __call__(self, ex: Example, steps: list[str]) -> list[str] | None:
         out = []
+        goal = _problem(ex)[1]
         for step in steps:
             parsed = _parse_step(step, self.world.n_nodes)
             if parsed is None:
                 return None
             cur, nxt = parsed
             head = f"{node_name(cur)} : {_recall(self.world, cur)} > {node_name(nxt)}"
-            if any(m in step.split() for m in MARKERS):
+            if any(m in step.split() for m in MARKERS) or not self.world.uncertain(cur, goal):
                 out.append(f"{head} ;")
             else:
-                out.append(f"{head} WAIT CHECK {node_name(nxt)} : {_recall(self.world, nxt)} OK ;")
+                out.append(f"{head} {' '.join(check_words(self.world, nxt, goal))} OK ;")
         problem = _problem(ex)
         if _steps_valid(self.world, problem, steps) and not _steps_valid(self.world, problem, out):
             return None
@@ -209,21 +205,22 @@ class ToggleChecks:
 
 class TraceSolution:
     """Solution writer: the gold trace, ``A``, the answer and ``E``; with checks, every step
-    carries ``WAIT CHECK x : <x's neighbours> OK``."""
+    carries ``WAIT CHECK x : <x's neighbours> D <x's distance to the goal> OK``."""
 
     def __init__(self, world: World) -> None:
         self.world = world
 
     def __call__(self, ex: Example, with_checks: bool) -> str:
-        steps = [self._checked(s) for s in ex.steps] if with_checks else list(ex.steps)
+        goal = _problem(ex)[1]
+        steps = [self._checked(s, goal) for s in ex.steps] if with_checks else list(ex.steps)
         return " ".join([*steps, ANSWER_CUE, ex.answer, STOP])
 
-    def _checked(self, step: str) -> str:
+    def _checked(self, step: str, goal: int) -> str:
         parsed = _parse_step(step, self.world.n_nodes)
         if parsed is None or any(m in step.split() for m in MARKERS):
             return step
-        nxt = parsed[1]
-        return f"{step.removesuffix(' ;')} WAIT CHECK {node_name(nxt)} : {_recall(self.world, nxt)} OK ;"
+        check = " ".join(check_words(self.world, parsed[1], goal))
+        return f"{step.removesuffix(' ;')} {check} OK ;"
 
 
 def _gold_path(world: World, start: int, goal: int) -> list[int]:
@@ -264,7 +261,8 @@ def solve_task(world: World, splits: Sequence[str] = tuple(SOLVE_SPLITS)) -> Tas
 
     Args:
         world: the world.
-        splits: the world's splits to take (``train``, ``test_id``, ``test_ood``).
+        splits: the world's splits to take (``train``, ``rl``, ``test_id``, ``test_ood``,
+            ``test_comp``).
 
     Raises:
         TaskError: an unknown split.
@@ -293,7 +291,7 @@ def solve_task(world: World, splits: Sequence[str] = tuple(SOLVE_SPLITS)) -> Tas
             examples.append(Example(
                 id=f"organism-solve-{node_name(s)}-{node_name(g)}",
                 prompt=cot_prompt(s, g),
-                answer=f"{len(path) - 1} {_names(path)}",
+                answer=_names(path),
                 steps=steps,
                 split=SOLVE_SPLITS[split],
                 meta={"start": s, "goal": g},

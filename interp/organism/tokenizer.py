@@ -16,7 +16,7 @@ class UnknownWordError(InterpError, ValueError):
     """A word that the tokenizer's vocabulary does not contain."""
 
 
-def organism_vocab(n_nodes: int, n_colours: int = 8) -> list[str]:
+def organism_vocab(n_nodes: int, n_colours: int = 0) -> list[str]:
     """The vocabulary, in id order: padding, structure words, markers, numbers, colours, nodes."""
     colours = (f"c{i}" for i in range(n_colours))
     return [PAD, *STRUCTURE, *MARKERS, *NUMBERS, *colours, *(f"n{i}" for i in range(n_nodes))]

@@ -74,7 +74,7 @@ def organism():
 
     from interp.organism.tokenizer import WordTokenizer, organism_vocab
 
-    tok = WordTokenizer(organism_vocab(64 - 28))
+    tok = WordTokenizer(organism_vocab(64 - 31))
     cfg = HookedTransformerConfig(
         n_layers=2,
         d_model=32,

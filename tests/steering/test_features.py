@@ -24,7 +24,7 @@ from steering.features import (
 from steering.sae import SAEError, save_sae
 
 HOOK = "hook_embed"  # depends on the current token only: a feature can be planted exactly
-TOK = WordTokenizer(organism_vocab(36))  # 64 words, the tiny model's vocabulary size
+TOK = WordTokenizer(organism_vocab(33))  # 64 words, the tiny model's vocabulary size
 WAIT, CHECK = TOK.encode("WAIT")[0], TOK.encode("CHECK")[0]
 
 

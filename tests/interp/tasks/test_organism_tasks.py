@@ -34,7 +34,7 @@ def test_fact_recall_reads_the_neighbours():
 
 def test_solve_has_gold_traces_the_validator_accepts_in_every_split():
     t = solve_task(WORLD)
-    assert t.splits == ("train", "test", "ood")
+    assert t.splits == ("train", "rl", "test", "ood", "comp")
     assert len(t.split("test")) == len(WORLD.split("test_id"))
     for ex in t.examples[::9]:
         s, g = ex.meta["start"], ex.meta["goal"]
@@ -50,8 +50,9 @@ def test_solve_answers_any_shortest_path_and_reads_continuations():
     t = solve_task(WORLD, ["test_id"])
     ex = t.examples[0]
     assert t.extract_answer(f" {ex.answer} E") == ex.answer, "a continuation after the cue"
-    moves, *path = ex.answer.split()
-    assert not t.correct(ex, f"A {int(moves) + 1} {' '.join(path)} E"), "moves disagree with the path"
+    path = ex.answer.split()
+    assert not t.correct(ex, f"A {' '.join(path[:-1])} E"), "a path that stops short of the goal"
+    assert not t.correct(ex, f"A {len(path) - 1} {' '.join(path)} E"), "the old move count is no node"
     assert PathAnswer(WORLD.n_nodes)("no answer here") is None
     assert t.compose(list(ex.steps)).endswith("; A")
 
@@ -79,7 +80,10 @@ def test_the_paraphraser_toggles_checks_and_keeps_the_path():
     t = solve_task(WORLD, ["test_id"])
     for ex in t.examples[:20]:
         checked = t.paraphraser(ex, list(ex.steps))
-        assert all("WAIT CHECK" in s for s in checked)
+        s, g = ex.meta["start"], ex.meta["goal"]
+        for step, before in zip(checked, ex.steps, strict=True):
+            cur = int(before.split()[0][1:])
+            assert ("WAIT CHECK" in step) == WORLD.uncertain(cur, g), (before, step)
         assert t.paraphraser(ex, checked) == list(ex.steps)
         s, g = ex.meta["start"], ex.meta["goal"]
         assert validate_trace(WORLD, s, g, [*_words(checked), "A", *ex.answer.split(), "E"]).valid
