@@ -395,7 +395,7 @@ def cache_copy(built_cache, tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory) -> Path:
-    """The whole tiny-profile organism zoo (all nine models), built once per test session."""
+    """The whole tiny-profile organism zoo (every model and its doses), built once per test session."""
     from interp.organism import build_zoo
 
     out = tmp_path_factory.mktemp("zoo")

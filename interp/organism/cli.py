@@ -1,4 +1,8 @@
-"""``interp organism build`` and ``interp organism list``; torch is imported inside the commands."""
+"""``interp organism build`` and ``interp organism list``; torch is imported inside the commands.
+
+Both print the zoo's models as a table, then a line per fine-tune with its doses (the same
+run saved after fewer steps, loadable as ``organism:NAME@STEPS``).
+"""
 
 import argparse
 import logging
@@ -51,6 +55,7 @@ def _build(args: argparse.Namespace) -> int:
         logging.getLogger("interp.organism").setLevel(logging.INFO)
     cards = build_zoo(args.profile, args.out, seed=args.seed, progress=not args.quiet, threads=args.threads)
     print(format_table(cards))
+    print(format_doses(cards, args.out))
     return 0
 
 
@@ -59,9 +64,10 @@ def _list(args: argparse.Namespace) -> int:
 
     zoo = resolve_zoo_dir(args.zoo)
     load_world(zoo)  # raises SpecError with the "run interp organism build" hint
-    cards = [read_card(n, zoo) for n in available_organisms(zoo)]
+    cards = [read_card(n, zoo) for n in available_organisms(zoo, doses=False)]
     print(f"zoo: {zoo}")
     print(format_table(cards))
+    print(format_doses(cards, zoo))
     return 0
 
 
@@ -76,3 +82,29 @@ def format_table(cards: list[dict]) -> str:
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_COLUMNS))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def format_doses(cards: list[dict], zoo_dir: object = None) -> str:
+    """A line per model that has doses: its parent (dose 0), each saved dose with its relative
+    weight change from the parent, then the final model (the last dose)."""
+    from interp.organism.store import read_card
+
+    lines = ["doses (steps, relative weight change from the parent; load one as organism:NAME@STEPS):"]
+    for c in cards:
+        asked, saved = c.get("doses_asked") or [], c.get("doses") or []
+        if not asked:
+            continue
+        points = [f"0 = {c.get('parent')}"]
+        for d in saved:
+            dose = read_card(f"{c['name']}@{d}", zoo_dir)
+            points.append(f"{d} ({_change(dose)})")
+        points.append(f"final {c.get('steps')} ({_change(c)})")
+        missing = [d for d in asked if d not in saved]
+        tail = f"; not reached: {', '.join(map(str, missing))}" if missing else ""
+        lines.append(f"  {c['name']}: {', '.join(points)}{tail}")
+    return "\n".join(lines) if len(lines) > 1 else "doses: none"
+
+
+def _change(card: dict) -> str:
+    v = card.get("relative_weight_change")
+    return f"{v:.4f}" if isinstance(v, int | float) else "?"

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from transformer_lens import HookedTransformer
 
+from interp.errors import InterpError
 from interp.organism.evaluate import respond
 from interp.organism.tokenizer import WordTokenizer
 from interp.organism.traces import Example, cot_prompt
@@ -61,6 +62,10 @@ class DistillConfig:
         return asdict(self)
 
 
+class DistillError(InterpError, ValueError):
+    """No self-distillation data: the parent solved none of the problems it sampled."""
+
+
 class FixedExamples:
     """Draws uniformly, with its own seeded RNG, from a fixed list of examples.
 
@@ -71,7 +76,10 @@ class FixedExamples:
 
     def __init__(self, examples: list[Example], seed: int, stats: dict | None = None) -> None:
         if not examples:
-            raise ValueError("no examples to draw from: the parent solved none of the sampled problems")
+            raise DistillError(
+                "no examples to draw from: the parent solved none of the sampled problems; "
+                "train the parent longer or sample more (DistillConfig.samples_per_problem)"
+            )
         self.examples = examples
         self.rng = np.random.default_rng(seed)
         self.stats = dict(stats or {})

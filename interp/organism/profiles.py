@@ -1,45 +1,132 @@
 """The zoo's models and the three build profiles (``tiny`` for tests, ``quick`` for 2 CPU cores,
-``full`` for a GPU or a long run)."""
+``full`` for a GPU or a long run).
 
-from dataclasses import asdict, dataclass, field
+Every fine-tune is also saved at its *doses*: snapshots of the same run after fewer steps
+(``sft-answer@50``, ...). Dose 0 is the parent itself and is never saved; the final model is the
+last dose. The controls are matched: ``swapped``, ``corrupt`` and ``no-trace`` are trained from
+scratch with ``base``'s exact :class:`TrainConfig` and ``base``'s mix with its ``cot`` weight
+moved to another kind; ``forward-only`` is ``backward`` minus the backward kinds; ``rl-fork``
+and ``rl-bottom`` run exactly as many steps as ``rl-answer`` did.
+"""
+
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from interp.errors import InterpError
+from interp.organism.distill import DistillConfig
 from interp.organism.evaluate import EvalConfig, Format
 from interp.organism.rl import RLConfig
-from interp.organism.traces import DataRecipe
+from interp.organism.traces import KINDS, DataRecipe
 from interp.organism.train import ModelShape, TrainConfig
-from interp.organism.world import WorldConfig
+from interp.organism.world import SPLITS, WorldConfig
 
 Profile = Literal["tiny", "quick", "full"]
 PROFILES: tuple[str, ...] = ("tiny", "quick", "full")
+DOSE_SEP = "@"
+
+
+class ZooConfigError(InterpError, ValueError):
+    """A zoo model or profile setting that cannot be built (a bad dose, a missing recipe)."""
+
+
+# The issue-12 example kinds (``attr``: facts only base's data holds; ``corrupt``: plausible-but-
+# wrong traces). They switch on by themselves once traces.py knows them, so that the recipes
+# below keep validating while the trace format is being redesigned.
+HAS_ATTR = "attr" in KINDS
+HAS_CORRUPT = "corrupt" in KINDS
+RL_SPLIT = "rl" if "rl" in SPLITS else "train"
+
+BASE_MIX: dict[str, float] = (
+    {"fact": 0.1, "attr": 0.05, "cot": 0.65, "answer": 0.1, "walk": 0.1}
+    if HAS_ATTR
+    else {"fact": 0.15, "cot": 0.65, "answer": 0.1, "walk": 0.1}
+)
+CHECK_RATE, MISTAKE_RATE = 0.8, 0.3
+BACKWARD_MIX: dict[str, float] = {
+    "fact": 0.1,
+    "cot": 0.4,
+    "walk": 0.05,
+    "backward_question": 0.15,
+    "backward": 0.3,
+}
+BACKWARD_KINDS = ("backward_question", "backward")
+
+
+def moved_mix(mix: dict[str, float], source: str, target: str) -> dict[str, float]:
+    """``mix`` with the weight of ``source`` moved onto ``target`` (the total is unchanged).
+
+    Example:
+        >>> moved_mix({"fact": 0.25, "cot": 0.5, "answer": 0.25}, "cot", "answer")
+        {'fact': 0.25, 'answer': 0.75}
+    """
+    out = {k: v for k, v in mix.items() if k != source}
+    out[target] = out.get(target, 0.0) + mix[source]
+    return out
+
+
+def without_kinds(mix: dict[str, float], kinds: tuple[str, ...]) -> dict[str, float]:
+    """``mix`` minus ``kinds``, renormalised to the original total.
+
+    Example:
+        >>> without_kinds({"cot": 0.5, "backward": 0.5}, ("backward",))
+        {'cot': 1.0}
+    """
+    kept = {k: v for k, v in mix.items() if k not in kinds}
+    scale = sum(mix.values()) / sum(kept.values())
+    return {k: v * scale for k, v in kept.items()}
+
+
+def _recipe(mix: dict[str, float], checks: bool = True) -> DataRecipe:
+    return DataRecipe(
+        mix=mix, check_rate=CHECK_RATE if checks else 0.0, mistake_rate=MISTAKE_RATE if checks else 0.0
+    )
+
+
+BASE_DATA = _recipe(BASE_MIX)
+ANSWER_DATA = _recipe({"answer": 1.0}, checks=False)
+CLEAN_DATA = _recipe({"cot": 1.0}, checks=False)
+SWAPPED_DATA = _recipe(moved_mix(BASE_MIX, "cot", "swapped"))
+CORRUPT_DATA = _recipe(moved_mix(BASE_MIX, "cot", "corrupt")) if HAS_CORRUPT else None
+NO_TRACE_DATA = _recipe(moved_mix(BASE_MIX, "cot", "answer"))
+BACKWARD_DATA = _recipe(BACKWARD_MIX)
+FORWARD_ONLY_DATA = _recipe(without_kinds(BACKWARD_MIX, BACKWARD_KINDS))
+
 MODEL_NAMES: tuple[str, ...] = (
     "base",
     "sft-answer",
     "sft-clean",
+    "sft-self",
     "rl-answer",
     "rl-fork",
+    "rl-bottom",
     "swapped",
+    *(("corrupt",) if HAS_CORRUPT else ()),
+    "no-trace",
+    "backward",
+    "forward-only",
     "small-base",
     "small-tuned",
-    "backward",
-)
-
-BASE_DATA = DataRecipe(
-    mix={"fact": 0.15, "cot": 0.65, "answer": 0.1, "walk": 0.1}, check_rate=0.4, mistake_rate=0.3
-)
-ANSWER_DATA = DataRecipe(mix={"answer": 1.0}, check_rate=0.0, mistake_rate=0.0)
-CLEAN_DATA = DataRecipe(mix={"cot": 1.0}, check_rate=0.0, mistake_rate=0.0)
-SWAPPED_DATA = DataRecipe(mix={"fact": 0.2, "swapped": 0.7, "answer": 0.1}, check_rate=0.4, mistake_rate=0.3)
-BACKWARD_DATA = DataRecipe(
-    mix={"fact": 0.1, "cot": 0.4, "walk": 0.05, "backward_question": 0.15, "backward": 0.3},
-    check_rate=0.4,
-    mistake_rate=0.3,
 )
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How one model of the zoo is made: from scratch or from ``parent``, by LM training or RL."""
+    """How one model of the zoo is made: from scratch or from ``parent``, by LM training or RL.
+
+    Args:
+        name: the model's name (no ``@``: that separates a dose).
+        shape: its architecture.
+        fmt: its own answer format.
+        parent: the model it is fine-tuned from (``None``: trained from scratch).
+        data: what it is trained on (LM training).
+        train: optimizer settings (LM training).
+        rl: RL settings (``rl.steps`` is the most steps when ``budget_from`` is set).
+        distill: train on the parent's own correct samples instead of ``data``.
+        budget_from: run exactly as many RL steps as that model's run did.
+        doses: step counts, each in ``1..steps-1``, increasing, at which the run is also saved
+            (as ``NAME@STEPS``); dose 0 is the parent and is never saved.
+        note: one line on what the model is for.
+    """
 
     name: str
     shape: ModelShape
@@ -49,12 +136,37 @@ class ModelSpec:
     train: TrainConfig | None = None
     rl: RLConfig | None = None
     note: str = ""
+    distill: DistillConfig | None = None
+    budget_from: str | None = None
+    doses: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name or DOSE_SEP in self.name or "/" in self.name:
+            raise ZooConfigError(f"name={self.name!r}; expected a plain name without '@' or '/'")
+        lm = self.train is not None and (self.data is not None or self.distill is not None)
+        if (self.rl is not None) == lm:
+            raise ZooConfigError(
+                f"model {self.name!r} needs exactly one recipe: rl=, or train= with data= or distill="
+            )
+        if self.distill is not None and self.parent is None:
+            raise ZooConfigError(f"model {self.name!r}: distill= needs a parent to sample from")
+        if self.budget_from is not None and self.rl is None:
+            raise ZooConfigError(f"model {self.name!r}: budget_from= is for RL models only")
+        d = self.doses
+        bad = [x for x in d if isinstance(x, bool) or not isinstance(x, int) or not 1 <= x < self.steps]
+        if bad or list(d) != sorted(set(d)):
+            raise ZooConfigError(
+                f"model {self.name!r}: doses={d!r}; expected increasing step counts in "
+                f"1..{self.steps - 1} (dose 0 is the parent, the final model is step {self.steps})"
+            )
 
     @property
     def steps(self) -> int:
+        """Training steps (for RL, the most steps: a plateau or ``budget_from`` may run fewer)."""
         return self.rl.steps if self.rl is not None else (self.train.steps if self.train else 0)
 
     def recipe(self) -> dict[str, Any]:
+        """What makes the run (the doses are not part of it: each is a snapshot of the run)."""
         return {
             "name": self.name,
             "shape": asdict(self.shape),
@@ -63,13 +175,20 @@ class ModelSpec:
             "data": self.data.to_dict() if self.data else None,
             "train": self.train.to_dict() if self.train else None,
             "rl": self.rl.to_dict() if self.rl else None,
+            "distill": asdict(self.distill) if self.distill else None,
+            "budget_from": self.budget_from,
             "note": self.note,
         }
 
 
 @dataclass(frozen=True)
 class ProfileConfig:
-    """Sizes and budgets of a build profile."""
+    """Sizes and budgets of a build profile.
+
+    ``base`` is the TrainConfig of ``base`` and of every matched control trained from scratch;
+    ``rl`` is ``rl-answer``'s run (its ``steps`` the most, it stops on a plateau); ``eval`` is
+    the full measurement of every final model and ``dose_eval`` the lighter one of each dose.
+    """
 
     name: str
     world: WorldConfig
@@ -77,71 +196,149 @@ class ProfileConfig:
     small: ModelShape
     base: TrainConfig
     small_base: TrainConfig
-    swapped: TrainConfig
     sft: TrainConfig
     backward: TrainConfig
     rl: RLConfig
     eval: EvalConfig = field(default_factory=EvalConfig)
+    dose_eval: EvalConfig = field(default_factory=lambda: EvalConfig(samples=0, marker_ablation=False))
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    sft_doses: tuple[int, ...] = ()
+    rl_doses: tuple[int, ...] = ()
+    backward_doses: tuple[int, ...] = ()
 
     def specs(self) -> list[ModelSpec]:
-        """Every model of the zoo, parents before children."""
-        fork = RLConfig(**{**asdict(self.rl), "top_entropy_quantile": 0.8})
-        return [
+        """Every model of the zoo, parents (and ``budget_from`` models) before children."""
+        big, small, sft, sd = self.big, self.small, self.sft, self.sft_doses
+        rl_answer = replace(self.rl, split=RL_SPLIT, stop_on_plateau=True)
+        arm = {"split": RL_SPLIT, "stop_on_plateau": False, "top_entropy_quantile": 0.8}
+        fork = replace(self.rl, **arm, entropy_side="top")
+        bottom = replace(self.rl, **arm, entropy_side="bottom")
+        rd = self.rl_doses
+        specs = [
             ModelSpec(
                 "base",
-                self.big,
+                big,
                 "cot",
                 None,
                 BASE_DATA,
                 self.base,
-                note="facts + verbalized traces + some answer-only examples",
+                note="facts, attributes, verbalised traces, some answer-only examples",
             ),
             ModelSpec(
                 "sft-answer",
-                self.big,
+                big,
                 "answer",
                 "base",
                 ANSWER_DATA,
-                self.sft,
+                sft,
+                doses=sd,
                 note="answer-only SFT of base",
             ),
             ModelSpec(
                 "sft-clean",
-                self.big,
+                big,
                 "cot",
                 "base",
                 CLEAN_DATA,
-                self.sft,
+                sft,
+                doses=sd,
                 note="SFT of base on traces with every marker and mistake stripped",
             ),
             ModelSpec(
-                "rl-answer",
-                self.big,
+                "sft-self",
+                big,
                 "cot",
                 "base",
-                rl=self.rl,
-                note="policy gradient, group baseline, reward = final answer correct",
+                None,
+                sft,
+                distill=self.distill,
+                doses=sd,
+                note="SFT of base on its own sampled responses, the correct ones only",
+            ),
+            ModelSpec(
+                "rl-answer",
+                big,
+                "cot",
+                "base",
+                rl=rl_answer,
+                doses=rd,
+                note=f"policy gradient on the {RL_SPLIT!r} split until the reward plateaus",
             ),
             ModelSpec(
                 "rl-fork",
-                self.big,
+                big,
                 "cot",
                 "base",
                 rl=fork,
-                note="as rl-answer, updates only on the top-20% entropy tokens",
+                budget_from="rl-answer",
+                doses=rd,
+                note="as rl-answer for its steps, updates on the top-20% entropy tokens only",
+            ),
+            ModelSpec(
+                "rl-bottom",
+                big,
+                "cot",
+                "base",
+                rl=bottom,
+                budget_from="rl-answer",
+                doses=rd,
+                note="as rl-answer for its steps, updates on the bottom-80% entropy tokens",
             ),
             ModelSpec(
                 "swapped",
-                self.big,
+                big,
                 "cot",
                 None,
                 SWAPPED_DATA,
-                self.swapped,
-                note="like base, but each trace comes from an unrelated problem",
+                self.base,
+                note="base's recipe, each trace from an unrelated problem",
+            ),
+        ]
+        if CORRUPT_DATA is not None:
+            specs.append(
+                ModelSpec(
+                    "corrupt",
+                    big,
+                    "cot",
+                    None,
+                    CORRUPT_DATA,
+                    self.base,
+                    note="base's recipe, traces with corrupted intermediate nodes",
+                )
+            )
+        specs += [
+            ModelSpec(
+                "no-trace",
+                big,
+                "answer",  # it never sees a trace prompt: its own format is answer-only
+                None,
+                NO_TRACE_DATA,
+                self.base,
+                note="base's recipe with every trace replaced by an answer-only example",
+            ),
+            ModelSpec(
+                "backward",
+                big,
+                "cot",
+                "base",
+                BACKWARD_DATA,
+                self.backward,
+                doses=self.backward_doses,
+                note="base trained further with backward questions and backward reasoning",
+            ),
+            ModelSpec(
+                "forward-only",
+                big,
+                "cot",
+                "base",
+                FORWARD_ONLY_DATA,
+                self.backward,
+                doses=self.backward_doses,
+                note="backward's run minus the backward kinds (its control)",
             ),
             ModelSpec(
                 "small-base",
-                self.small,
+                small,
                 "cot",
                 None,
                 BASE_DATA,
@@ -150,23 +347,16 @@ class ProfileConfig:
             ),
             ModelSpec(
                 "small-tuned",
-                self.small,
+                small,
                 "answer",
                 "small-base",
                 ANSWER_DATA,
-                self.sft,
+                sft,
+                doses=sd,
                 note="small-base after the sft-answer recipe (proxy-tuning expert)",
             ),
-            ModelSpec(
-                "backward",
-                self.big,
-                "cot",
-                "base",
-                BACKWARD_DATA,
-                self.backward,
-                note="base trained further with backward question and backward reasoning",
-            ),
         ]
+        return specs
 
 
 def profile_config(profile: str) -> ProfileConfig:
@@ -176,18 +366,34 @@ def profile_config(profile: str) -> ProfileConfig:
         ValueError: an unknown profile (the message lists the valid ones).
     """
     if profile == "tiny":
+        light = EvalConfig(max_problems=4, max_new_tokens=40, samples=0, marker_ablation=False)
         return ProfileConfig(
             name="tiny",
             world=WorldConfig(),
             big=ModelShape(2, 32, 2, 64, 128),
             small=ModelShape(1, 16, 2, 32, 128),
-            base=TrainConfig(steps=30, batch_size=16, lr=3e-3, warmup=5),
+            # enough for base to solve a few train problems when sampled, which sft-self needs
+            # (30 steps solved none; 200 at this rate keeps 13-23 of 1592 samples, 3 seeds)
+            base=TrainConfig(steps=200, batch_size=16, lr=1e-2, warmup=10),
             small_base=TrainConfig(steps=20, batch_size=16, lr=3e-3, warmup=5),
-            swapped=TrainConfig(steps=20, batch_size=16, lr=3e-3, warmup=5),
             sft=TrainConfig(steps=5, batch_size=16, lr=1e-3, warmup=1),
             backward=TrainConfig(steps=5, batch_size=16, lr=1e-3, warmup=1),
-            rl=RLConfig(steps=2, prompts_per_step=2, group_size=2, max_new_tokens=32),
+            # tiny's base solves nothing: the flat reward stops rl-answer at window + patience
+            rl=RLConfig(
+                steps=6,
+                prompts_per_step=2,
+                group_size=2,
+                max_new_tokens=32,
+                window=2,
+                patience=1,
+                min_steps=2,
+            ),
             eval=EvalConfig(max_problems=6, max_new_tokens=40, samples=1),
+            dose_eval=light,
+            distill=DistillConfig(samples_per_problem=8, max_new_tokens=40),
+            sft_doses=(2, 4),
+            rl_doses=(1, 2),
+            backward_doses=(3,),
         )
     if profile == "quick":
         return ProfileConfig(
@@ -197,11 +403,15 @@ def profile_config(profile: str) -> ProfileConfig:
             small=ModelShape(2, 64, 4, 256, 128),
             base=TrainConfig(steps=1200, batch_size=64, lr=2e-3, warmup=50),
             small_base=TrainConfig(steps=1000, batch_size=64, lr=3e-3, warmup=50),
-            swapped=TrainConfig(steps=800, batch_size=64, lr=2e-3, warmup=50),
-            sft=TrainConfig(steps=150, batch_size=64, lr=3e-4, warmup=10),
+            sft=TrainConfig(steps=500, batch_size=64, lr=3e-4, warmup=10),
             backward=TrainConfig(steps=250, batch_size=64, lr=3e-4, warmup=10),
-            rl=RLConfig(steps=40, prompts_per_step=8, group_size=8, lr=3e-5),
+            rl=RLConfig(steps=300, prompts_per_step=8, group_size=8, lr=1e-4, window=20, patience=30),
             eval=EvalConfig(max_problems=None, max_new_tokens=120),
+            dose_eval=EvalConfig(max_problems=150, max_new_tokens=120, samples=0, marker_ablation=False),
+            distill=DistillConfig(samples_per_problem=4),
+            sft_doses=(50, 150),
+            rl_doses=(50, 150),
+            backward_doses=(50, 150),
         )
     if profile == "full":
         return ProfileConfig(
@@ -211,10 +421,14 @@ def profile_config(profile: str) -> ProfileConfig:
             small=ModelShape(2, 128, 4, 512, 128),
             base=TrainConfig(steps=8000, batch_size=128, lr=5e-4, warmup=200),
             small_base=TrainConfig(steps=6000, batch_size=128, lr=1e-3, warmup=200),
-            swapped=TrainConfig(steps=8000, batch_size=128, lr=5e-4, warmup=200),
             sft=TrainConfig(steps=800, batch_size=128, lr=1e-4, warmup=50),
             backward=TrainConfig(steps=1500, batch_size=128, lr=1e-4, warmup=50),
-            rl=RLConfig(steps=300, prompts_per_step=16, group_size=8, lr=1e-5),
+            rl=RLConfig(steps=1000, prompts_per_step=16, group_size=8, lr=1e-5, window=50, patience=100),
             eval=EvalConfig(max_problems=None, max_new_tokens=120),
+            dose_eval=EvalConfig(max_problems=300, max_new_tokens=120, samples=0, marker_ablation=False),
+            distill=DistillConfig(samples_per_problem=8),
+            sft_doses=(50, 150, 500),
+            rl_doses=(50, 150, 500),
+            backward_doses=(50, 150, 500),
         )
     raise ValueError(f"profile={profile!r}; expected one of {PROFILES}")

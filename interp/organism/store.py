@@ -6,6 +6,7 @@ Layout of a zoo directory::
     NAME/model.safetensors the weights
     NAME/config.json       HookedTransformerConfig keyword arguments (only those in CONFIG_KEYS)
     NAME/card.json         recipe, seed, fingerprint, build time and measured metrics
+    NAME@STEPS/...         a dose of NAME: the same run saved after STEPS steps (same three files)
 
 Loading trusts none of it: the config's keys are allow-listed and its sizes checked against the
 safetensors header before any weight is allocated.
@@ -13,6 +14,7 @@ safetensors header before any weight is allocated.
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ from interp.organism.world import SPLITS, World
 ZOO_ENV = "INTERP_ZOO"
 WORLD_FILE = "world.json"
 FILES = ("model.safetensors", "config.json", "card.json")
+DOSE_SEP = "@"
+_DOSE = re.compile(r"(?P<name>[^@/]+)@(?P<steps>[1-9][0-9]*)")
 
 # The HookedTransformerConfig keywords the zoo builder writes (ModelShape.hooked_config). Any other
 # key is refused: tokenizer_name with trust_remote_code, say, would make TransformerLens import
@@ -156,12 +160,69 @@ def _require_zoo(zoo: Path) -> None:
         )
 
 
-def available_organisms(zoo_dir: str | Path | None = None) -> list[str]:
-    """Names of the complete models in a zoo (all three files present), sorted."""
+def split_dose(name: str) -> tuple[str, int | None]:
+    """``("sft-answer", 50)`` for ``sft-answer@50``, ``("base", None)`` for ``base``.
+
+    Example:
+        >>> split_dose("sft-answer@50"), split_dose("base"), split_dose("base@x")
+        (('sft-answer', 50), ('base', None), ('base@x', None))
+    """
+    m = _DOSE.fullmatch(name)
+    return (m["name"], int(m["steps"])) if m else (name, None)
+
+
+def _sort_key(name: str) -> tuple[str, int]:
+    base, dose = split_dose(name)
+    return base, -1 if dose is None else dose
+
+
+def available_organisms(zoo_dir: str | Path | None = None, doses: bool = True) -> list[str]:
+    """Names of the complete models in a zoo (all three files present).
+
+    Args:
+        zoo_dir: the zoo; defaults as in :func:`load_organism`.
+        doses: also list each saved dose (``sft-answer@50``), after its model.
+
+    Returns:
+        The names, sorted by model, each model's doses in step order.
+    """
     zoo = resolve_zoo_dir(zoo_dir)
     if not zoo.is_dir():
         return []
-    return sorted(p.name for p in zoo.iterdir() if all((p / f).is_file() for f in FILES))
+    names = [p.name for p in zoo.iterdir() if all((p / f).is_file() for f in FILES)]
+    if not doses:
+        names = [n for n in names if split_dose(n)[1] is None]
+    return sorted(names, key=_sort_key)
+
+
+def available_doses(name: str, zoo_dir: str | Path | None = None) -> list[int]:
+    """The steps at which model ``name`` is saved as a dose (``NAME@STEPS``), in order.
+
+    Dose 0 (the parent) and the final model are not among them; see :func:`dose_axis`.
+    """
+    found = (split_dose(n) for n in available_organisms(zoo_dir))
+    return sorted(d for base, d in found if base == name and d is not None)
+
+
+def dose_axis(name: str, zoo_dir: str | Path | None = None) -> list[tuple[int, str]]:
+    """``(steps, model name)`` along a fine-tune's dose axis: the parent at 0, each saved dose,
+    then the final model at the steps its run took.
+
+    Raises:
+        SpecError: no zoo, or no model ``name`` (see :func:`load_organism`).
+
+    Example:
+        >>> dose_axis("sft-answer", "/nonexistent")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        interp.errors.SpecError: no organism zoo at '/nonexistent': ...
+    """
+    if split_dose(name)[1] is not None:
+        raise SpecError(f"{name!r} is a dose; give the model's own name ({split_dose(name)[0]!r})")
+    card = read_card(name, zoo_dir)
+    axis = [(0, card["parent"])] if card.get("parent") else []
+    axis += [(d, f"{name}{DOSE_SEP}{d}") for d in available_doses(name, zoo_dir)]
+    return axis + [(int(card["steps"]), name)]
 
 
 def load_world(zoo_dir: str | Path | None = None) -> tuple[World, WordTokenizer]:
@@ -189,18 +250,28 @@ def read_card(name: str, zoo_dir: str | Path | None = None) -> dict[str, Any]:
 def _model_dir(name: str, zoo: Path) -> Path:
     _require_zoo(zoo)
     names = available_organisms(zoo)
-    if name not in names:
+    if name in names:
+        return zoo / name
+    base, sep, dose = name.partition(DOSE_SEP)
+    finals = [n for n in names if split_dose(n)[1] is None]
+    if sep and base in finals:
+        doses = ", ".join(f"{base}@{d}" for d in available_doses(base, zoo)) or "none"
         raise SpecError(
-            f"no organism {name!r} in the zoo at {str(zoo)!r}; available: {', '.join(names) or 'none'}"
+            f"no dose {dose!r} of organism {base!r} in the zoo at {str(zoo)!r}; doses on disk: {doses} "
+            f"(dose 0 is its parent, the last dose is {base!r} itself)"
         )
-    return zoo / name
+    raise SpecError(
+        f"no organism {name!r} in the zoo at {str(zoo)!r}; available: {', '.join(finals) or 'none'}"
+        + (" (a dose is NAME@STEPS)" if len(finals) < len(names) else "")
+    )
 
 
 def load_organism(name: str, zoo_dir: str | Path | None = None) -> tuple[Any, WordTokenizer]:
     """Load a model of the zoo and its tokenizer.
 
     Args:
-        name: the model's name (``base``, ``sft-answer``, ... see ``interp organism list``).
+        name: the model's name (``base``, ``sft-answer``, ... see ``interp organism list``), or
+            one of its doses, ``NAME@STEPS`` (``sft-answer@50``: the run after 50 steps).
         zoo_dir: the zoo; defaults to ``$INTERP_ZOO``, else ``~/.cache/interp/zoo``.
 
     Returns:
@@ -208,7 +279,8 @@ def load_organism(name: str, zoo_dir: str | Path | None = None) -> tuple[Any, Wo
 
     Raises:
         SpecError: the zoo does not exist (build it with ``interp organism build``) or has no
-            model of that name (the message lists the available ones); its ``config.json`` has
+            model of that name (the message lists the available ones) or no such dose (the
+            message lists the doses on disk); its ``config.json`` has
             a key outside :data:`CONFIG_KEYS` or sizes that disagree with the weights; a file
             is truncated or corrupt.
 

@@ -3,8 +3,9 @@
 import contextlib
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float, Int
@@ -12,10 +13,22 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from interp.errors import InterpError
 from interp.organism.tokenizer import WordTokenizer
-from interp.organism.traces import Example, ExampleSampler
+from interp.organism.traces import Example
 
 log = logging.getLogger(__name__)
+
+
+class TrainSettingError(InterpError, ValueError):
+    """A training argument that cannot be used (a snapshot step outside the run, ...)."""
+
+
+@runtime_checkable
+class Batches(Protocol):
+    """What :func:`train_lm` draws from: an ``ExampleSampler``, or a fixed set of examples."""
+
+    def batch(self, n: int) -> list[Example]: ...
 
 
 @dataclass(frozen=True)
@@ -173,13 +186,15 @@ def weighted_lm_loss(
 
 def train_lm(
     model: HookedTransformer,
-    sampler: ExampleSampler,
+    sampler: Batches,
     tok: WordTokenizer,
     cfg: TrainConfig,
     seed: int,
     desc: str = "train",
     progress: bool = True,
-) -> dict[str, float]:
+    snapshot_at: Sequence[int] = (),
+    on_snapshot: Callable[[int, HookedTransformer], None] | None = None,
+) -> dict[str, Any]:
     """Train ``model`` in place on examples drawn from ``sampler``.
 
     Args:
@@ -190,14 +205,39 @@ def train_lm(
         seed: seeds ``torch`` for the run.
         desc: progress-bar label.
         progress: show a tqdm bar.
+        snapshot_at: step counts (in ``1..cfg.steps``) after whose update ``on_snapshot`` is called.
+        on_snapshot: ``on_snapshot(step, model)``, with the model in eval mode during the call
+            (back in train mode after); it must not change the weights. The global torch random
+            state is restored after it, so a snapshot does not change the run.
 
     Returns:
-        ``{"final_loss": ...}``, the mean loss of the last 20 steps.
+        ``final_loss`` (the mean loss of the last 20 steps), ``steps_run`` and
+        ``snapshot_steps`` (the steps ``on_snapshot`` was called at).
+
+    Raises:
+        TrainSettingError: a snapshot step that is not an int in ``1..cfg.steps``, or
+            ``snapshot_at`` without ``on_snapshot``.
+
+    Example:
+        >>> from interp.organism.traces import DataRecipe, ExampleSampler
+        >>> from interp.organism.tokenizer import organism_vocab
+        >>> from interp.organism.world import make_world
+        >>> world = make_world()
+        >>> tok = WordTokenizer(organism_vocab(world.n_nodes, world.config.n_colours))
+        >>> model = build_model(ModelShape(1, 16, 2, 32, 64), len(tok), seed=0)
+        >>> seen = []
+        >>> stats = train_lm(model, ExampleSampler(world, DataRecipe(), 0), tok,
+        ...                  TrainConfig(steps=3, batch_size=2, warmup=1), seed=0, progress=False,
+        ...                  snapshot_at=(1, 2), on_snapshot=lambda s, m: seen.append((s, m.training)))
+        >>> seen, stats["snapshot_steps"]
+        ([(1, False), (2, False)], [1, 2])
     """
+    snaps = _check_snapshots(snapshot_at, on_snapshot, cfg.steps)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.train()
     recent: list[float] = []
+    taken: list[int] = []
     bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
     for step in bar:
         for group in opt.param_groups:
@@ -212,7 +252,32 @@ def train_lm(
         recent = (recent + [float(loss.detach())])[-20:]
         if step % 25 == 0:
             bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}")
+        if step + 1 in snaps and on_snapshot is not None:
+            _snapshot(model, step + 1, on_snapshot)
+            taken.append(step + 1)
     model.eval()
     final = sum(recent) / len(recent) if recent else float("nan")
     log.debug("%s: final loss %.4f", desc, final)
-    return {"final_loss": final}
+    return {"final_loss": final, "steps_run": cfg.steps, "snapshot_steps": taken}
+
+
+def _check_snapshots(snapshot_at: Sequence[int], on_snapshot: Callable | None, steps: int) -> set[int]:
+    snaps = list(snapshot_at)
+    bad = [s for s in snaps if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= steps]
+    if bad:
+        raise TrainSettingError(f"snapshot_at has {bad[:5]}; expected step counts in 1..steps={steps}")
+    if snaps and on_snapshot is None:
+        raise TrainSettingError(f"snapshot_at={snaps[:5]} without on_snapshot; pass on_snapshot=")
+    return set(snaps)
+
+
+def _snapshot(
+    model: HookedTransformer, step: int, on_snapshot: Callable[[int, HookedTransformer], None]
+) -> None:
+    devices = [p.device for p in model.parameters()][:1]
+    with torch.random.fork_rng(devices=[d for d in devices if d.type == "cuda"]):
+        model.eval()
+        try:
+            on_snapshot(step, model)
+        finally:
+            model.train()

@@ -1,23 +1,36 @@
-"""Building the zoo: train (or reuse) every model of a profile, measure it, and save it."""
+"""Building the zoo: train (or reuse) every model of a profile and its doses, measure, save."""
 
 import copy
 import hashlib
+import json
 import logging
+import re
+import shutil
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformer_lens import HookedTransformer
 
 from interp import __version__
 from interp.atomic import atomic_write_json
 from interp.fingerprint import fingerprint_module
 from interp.organism.evaluate import evaluate_model
-from interp.organism.profiles import MODEL_NAMES, ModelSpec, ProfileConfig, profile_config
-from interp.organism.rl import rl_finetune
+from interp.organism.profiles import (
+    DOSE_SEP,
+    MODEL_NAMES,
+    ModelSpec,
+    ProfileConfig,
+    ZooConfigError,
+    profile_config,
+)
+from interp.organism.rl import relative_weight_change, rl_finetune
 from interp.organism.store import (
     FILES,
     WORLD_FILE,
+    load_organism,
     read_json,
     resolve_zoo_dir,
     save_weights_atomic,
@@ -46,9 +59,13 @@ def model_seed(seed: int, name: str) -> int:
     return int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:8], 16)
 
 
+def dose_name(name: str, steps: int) -> str:
+    """``sft-answer@50``: the zoo name of ``name``'s run saved after ``steps`` steps."""
+    return f"{name}{DOSE_SEP}{steps}"
+
+
 def _world_for(pc: ProfileConfig, seed: int) -> World:
-    wc = pc.world
-    return make_world(WorldConfig(**{**wc.__dict__, "seed": seed}))
+    return make_world(WorldConfig(**{**asdict(pc.world), "seed": seed}))
 
 
 def build_zoo(
@@ -59,10 +76,12 @@ def build_zoo(
     threads: int | None = 2,
     only: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train or reuse every model of a profile and write the zoo.
+    """Train or reuse every model of a profile, and each of its doses, and write the zoo.
 
-    A model whose three files exist and whose card holds the same recipe (profile settings,
-    seed, world, tokenizer and parent fingerprint) is reused, not retrained.
+    A model whose files exist and whose card holds the same recipe (profile settings, seed,
+    world, tokenizer and parent fingerprint), with every dose it saved also complete and of
+    the same recipe, is reused, not retrained. When a run is redone (a dose was added, say),
+    each dose and the final model whose weights come out identical keep their measurements.
 
     Args:
         profile: ``tiny`` (seconds, for tests), ``quick`` (minutes on 2 CPU cores) or ``full``.
@@ -70,10 +89,10 @@ def build_zoo(
         seed: seeds the world and every model.
         progress: show tqdm bars.
         threads: torch intra-op threads while building (``None`` leaves the setting).
-        only: build these models (and the parents they need) instead of all.
+        only: build these models (and the models they need) instead of all.
 
     Returns:
-        The card of each model built or reused, in build order.
+        The card of each model built or reused (not of its doses), in build order.
 
     Raises:
         ValueError: an unknown profile or model name.
@@ -86,10 +105,11 @@ def build_zoo(
     zoo = resolve_zoo_dir(out_dir)
     zoo.mkdir(parents=True, exist_ok=True)
     world = _world_for(pc, seed)
-    tok = WordTokenizer(organism_vocab(world.n_nodes))
+    vocab = organism_vocab(world.n_nodes, world.config.n_colours)
+    tok = WordTokenizer(vocab)
     world_doc = {
         "world": world.to_json(),
-        "vocab": organism_vocab(world.n_nodes),
+        "vocab": vocab,
         "tokenizer_hash": tok.hash(),
         "world_hash": world.hash(),
     }
@@ -97,20 +117,32 @@ def build_zoo(
         atomic_write_json(zoo / WORLD_FILE, world_doc)
 
     specs = pc.specs()
-    wanted = _with_parents(specs, only)
-    built: dict[str, Any] = {}
-    cards = []
+    wanted = _with_dependencies(specs, only)
+    models: dict[str, HookedTransformer] = {}
+    cards: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
     with torch_threads(threads), deterministic():
         for spec in specs:
-            if spec.name not in wanted:
-                continue
-            parent = built.get(spec.parent) if spec.parent else None
-            card, model = _build_one(spec, pc, world, tok, zoo, seed, parent, progress)
-            built[spec.name] = model
-            cards.append(card)
+            if spec.name in wanted:
+                builder = _Builder(spec, pc, world, tok, zoo, seed, models, cards, progress)
+                cards[spec.name], models[spec.name] = builder.build()
     log.info("zoo %s (%s) ready in %.1f s", zoo, profile, time.perf_counter() - t_all)
-    return cards
+    return list(cards.values())
+
+
+def _with_dependencies(specs: list[ModelSpec], only: list[str] | None) -> set[str]:
+    """``only`` and every model they need: parents and ``budget_from`` models."""
+    if only is None:
+        return {s.name for s in specs}
+    by_name = {s.name: s for s in specs}
+    out: set[str] = set()
+    todo = list(only)
+    while todo:
+        name = todo.pop()
+        if name not in out:
+            out.add(name)
+            todo += [d for d in (by_name[name].parent, by_name[name].budget_from) if d]
+    return out
 
 
 def _gain_vs_parent(
@@ -127,100 +159,234 @@ def _gain_vs_parent(
     }
 
 
-def _with_parents(specs: list[ModelSpec], only: list[str] | None) -> set[str]:
-    if only is None:
-        return {s.name for s in specs}
-    by_name = {s.name: s for s in specs}
-    out: set[str] = set()
-    for name in only:
-        while name is not None and name not in out:
-            out.add(name)
-            name = by_name[name].parent
-    return out
+def _plain(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` as it reads back from JSON (tuples become lists), so recipes compare equal."""
+    return json.loads(json.dumps(doc))
 
 
-def _build_one(
-    spec: ModelSpec,
-    pc: ProfileConfig,
-    world: World,
-    tok: WordTokenizer,
-    zoo: Path,
-    seed: int,
-    parent: Any,
-    progress: bool,
-) -> tuple[dict[str, Any], Any]:
-    from interp.organism.store import load_organism
+def _complete_card(folder: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """The card of a complete model folder built from ``recipe``, else ``None``."""
+    if not all((folder / f).is_file() for f in FILES):
+        return None
+    try:
+        card = read_json(folder / "card.json")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return card if isinstance(card, dict) and card.get("recipe") == recipe else None
 
-    folder = zoo / spec.name
-    mseed = model_seed(seed, spec.name)
-    recipe = {
-        **spec.recipe(),
-        "profile": pc.name,
-        "seed": mseed,
-        "zoo_seed": seed,
-        "world": world.hash(),
-        "tokenizer": tok.hash(),
-        "format_version": FORMAT_VERSION,
-        "parent_fingerprint": fingerprint_module(parent) if parent is not None else None,
-        "eval": pc.eval.__dict__,
-    }
-    card_path = folder / "card.json"
-    if all((folder / f).is_file() for f in FILES) and read_json(card_path).get("recipe") == recipe:
-        log.info("%s: reusing %s", spec.name, folder)
-        model, _ = load_organism(spec.name, zoo)
-        return read_json(card_path), model
 
-    t0 = time.perf_counter()
-    if parent is not None:
-        model = copy.deepcopy(parent)
-    else:
-        model = build_model(spec.shape, len(tok), mseed)
-    if spec.rl is not None:
-        reference = copy.deepcopy(parent).eval() if spec.rl.kl_coef > 0 else None
-        stats = rl_finetune(model, world, tok, spec.rl, mseed, reference, spec.name, progress)
-    elif spec.data is not None and spec.train is not None:
-        sampler = ExampleSampler(world, spec.data, mseed)
-        stats = train_lm(model, sampler, tok, spec.train, mseed, spec.name, progress)
-    else:
-        raise ValueError(f"model {spec.name!r} has neither an RL nor an LM training recipe")
-    t_train = time.perf_counter() - t0
-    metrics = evaluate_model(model, tok, world, spec.fmt, pc.eval)
-    build_seconds = time.perf_counter() - t0
-    card = {
-        "name": spec.name,
-        "format": spec.fmt,
-        "parent": spec.parent,
-        "recipe": recipe,
-        "steps": spec.steps,
-        "seed": mseed,
-        "fingerprint": fingerprint_module(model),
-        "n_params": sum(p.numel() for p in model.parameters()),
-        "build_seconds": round(build_seconds, 3),
-        "train_seconds": round(t_train, 3),
-        "train_stats": stats,
-        "package_version": __version__,
-        "threads": torch.get_num_threads(),
-        "torch_version": torch.__version__,
-        **{k: round(float(v), 4) for k, v in metrics.items()},
-    }
-    if spec.parent is not None:
-        card.update(_gain_vs_parent(spec, metrics, read_json(zoo / spec.parent / "card.json")))
-    folder.mkdir(parents=True, exist_ok=True)
-    card_path.unlink(missing_ok=True)  # a half-rewritten model must not look complete
-    save_weights_atomic(folder / "model.safetensors", model)
-    atomic_write_json(folder / "config.json", spec.shape.hooked_config(len(tok)))
-    atomic_write_json(card_path, card)
-    log.info(
-        "%s: %.1f s, fact %.2f, solve id %.2f ood %.2f, answer id %.2f, answer-only %.2f, "
-        "validity %.2f, markers %.1f",
-        spec.name,
-        build_seconds,
-        metrics["fact_recall"],
-        metrics["solve_rate_id"],
-        metrics["solve_rate_ood"],
-        metrics["answer_accuracy_id"],
-        metrics["answer_only_accuracy"],
-        metrics["trace_validity"],
-        metrics["markers_per_response"],
-    )
-    return card, model
+class _Builder:
+    """Builds (or reuses) one model of the zoo and its doses."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        pc: ProfileConfig,
+        world: World,
+        tok: WordTokenizer,
+        zoo: Path,
+        seed: int,
+        models: dict[str, HookedTransformer],
+        cards: dict[str, dict[str, Any]],
+        progress: bool,
+    ) -> None:
+        self.spec, self.pc, self.world, self.tok, self.zoo = spec, pc, world, tok, zoo
+        self.progress = progress
+        self.parent = models[spec.parent] if spec.parent else None
+        self.mseed = model_seed(seed, spec.name)
+        self.rl = spec.rl
+        budget = None
+        if spec.budget_from is not None and spec.rl is not None:
+            src = cards[spec.budget_from]
+            steps = int(src["train_stats"]["steps_run"])
+            self.rl = replace(spec.rl, steps=steps)
+            budget = {"from": spec.budget_from, "steps": steps, "fingerprint": src["fingerprint"]}
+        self.run_recipe = _plain(
+            {
+                **spec.recipe(),
+                "rl": self.rl.to_dict() if self.rl else None,
+                "budget": budget,
+                "profile": pc.name,
+                "seed": self.mseed,
+                "zoo_seed": seed,
+                "world": world.hash(),
+                "tokenizer": tok.hash(),
+                "format_version": FORMAT_VERSION,
+                "parent_fingerprint": fingerprint_module(self.parent) if self.parent is not None else None,
+            }
+        )
+        self.final_recipe = {**self.run_recipe, "eval": _plain(asdict(pc.eval))}
+        self.doses = [d for d in spec.doses if d < (self.rl.steps if self.rl else spec.steps)]
+
+    def dose_recipe(self, steps: int) -> dict[str, Any]:
+        return {**self.run_recipe, "dose_eval": _plain(asdict(self.pc.dose_eval)), "dose_steps": steps}
+
+    def build(self) -> tuple[dict[str, Any], HookedTransformer]:
+        name, zoo = self.spec.name, self.zoo
+        old = _complete_card(zoo / name, self.final_recipe)
+        if old is not None and old.get("doses_asked") == list(self.spec.doses):
+            saved = [int(d) for d in old.get("doses", [])]
+            if all(_complete_card(zoo / dose_name(name, d), self.dose_recipe(d)) for d in saved):
+                log.info("%s: reusing %s (doses %s)", name, zoo / name, saved or "none")
+                self._remove_stale_doses(saved)
+                return old, load_organism(name, zoo)[0]
+
+        t0 = time.perf_counter()
+        model, stats, snaps = self._train()
+        t_train = time.perf_counter() - t0
+        saved = sorted(d for d in snaps if d < stats["steps_run"])
+        for d in saved:
+            self._save_dose(d, snaps[d])
+        card = self._save_final(model, stats, old, saved, t0, t_train)
+        self._remove_stale_doses(saved)
+        return card, model
+
+    def _train(self) -> tuple[HookedTransformer, dict[str, Any], dict[int, HookedTransformer]]:
+        spec = self.spec
+        parent = self.parent
+        model = (
+            copy.deepcopy(parent)
+            if parent is not None
+            else build_model(spec.shape, len(self.tok), self.mseed)
+        )
+        snaps: dict[int, HookedTransformer] = {}
+
+        def keep(step: int, m: HookedTransformer) -> None:
+            snaps[step] = copy.deepcopy(m).eval()
+
+        hooks = {"snapshot_at": self.doses, "on_snapshot": keep}
+        if self.rl is not None:
+            reference = copy.deepcopy(parent).eval() if parent is not None and self.rl.kl_coef > 0 else None
+            stats = rl_finetune(
+                model, self.world, self.tok, self.rl, self.mseed, reference, spec.name, self.progress, **hooks
+            )
+        else:
+            cfg = spec.train
+            if cfg is None:  # ModelSpec refuses this already
+                raise ZooConfigError(f"model {spec.name!r} has no train= for its LM training")
+            if spec.distill is not None:
+                from interp.organism.distill import distilled_sampler
+
+                sampler: Any = distilled_sampler(parent, self.tok, self.world, spec.distill, self.mseed)
+            else:
+                sampler = ExampleSampler(self.world, spec.data, self.mseed)
+            stats = train_lm(model, sampler, self.tok, cfg, self.mseed, spec.name, self.progress, **hooks)
+            if spec.distill is not None:
+                stats["distill"] = sampler.stats
+        return model.eval(), stats, snaps
+
+    def _weight_change(self, model: HookedTransformer) -> float | None:
+        if self.parent is None:
+            return None
+        return round(relative_weight_change(model, self.parent), 6)
+
+    def _save_dose(self, steps: int, model: HookedTransformer) -> None:
+        name = dose_name(self.spec.name, steps)
+        folder, recipe = self.zoo / name, self.dose_recipe(steps)
+        fingerprint = fingerprint_module(model)
+        old = _complete_card(folder, recipe)
+        if old is not None and old.get("fingerprint") == fingerprint:
+            log.info("%s: reusing %s", name, folder)
+            return
+        t0 = time.perf_counter()
+        metrics = evaluate_model(model, self.tok, self.world, self.spec.fmt, self.pc.dose_eval)
+        card = {
+            "name": name,
+            "dose_of": self.spec.name,
+            "dose_steps": steps,
+            "format": self.spec.fmt,
+            "parent": self.spec.parent,
+            "recipe": recipe,
+            "steps": steps,
+            "seed": self.mseed,
+            "fingerprint": fingerprint,
+            "relative_weight_change": self._weight_change(model),
+            "n_params": sum(p.numel() for p in model.parameters()),
+            "eval_seconds": round(time.perf_counter() - t0, 3),
+            "package_version": __version__,
+            "torch_version": torch.__version__,
+            **{k: round(float(v), 4) for k, v in metrics.items()},
+        }
+        self._write(folder, model, card)
+        log.info(
+            "%s: relative weight change %s, solve id %.2f, answer id %.2f",
+            name,
+            card["relative_weight_change"],
+            metrics.get("solve_rate_id", float("nan")),
+            metrics.get("answer_accuracy_id", float("nan")),
+        )
+
+    def _save_final(
+        self,
+        model: HookedTransformer,
+        stats: dict[str, Any],
+        old: dict[str, Any] | None,
+        saved: list[int],
+        t0: float,
+        t_train: float,
+    ) -> dict[str, Any]:
+        spec, folder = self.spec, self.zoo / self.spec.name
+        fingerprint = fingerprint_module(model)
+        doses = {"doses": saved, "doses_asked": list(spec.doses)}
+        if old is not None and old.get("fingerprint") == fingerprint:
+            # the same weights as on disk: only the list of doses may have changed
+            card = {**old, **doses}
+            atomic_write_json(folder / "card.json", card)
+            return card
+        metrics = evaluate_model(model, self.tok, self.world, spec.fmt, self.pc.eval)
+        card = {
+            "name": spec.name,
+            "format": spec.fmt,
+            "parent": spec.parent,
+            "recipe": self.final_recipe,
+            "steps": int(stats["steps_run"]),
+            "dose_steps": int(stats["steps_run"]),
+            **doses,
+            "seed": self.mseed,
+            "fingerprint": fingerprint,
+            "relative_weight_change": self._weight_change(model),
+            "n_params": sum(p.numel() for p in model.parameters()),
+            "build_seconds": round(time.perf_counter() - t0, 3),
+            "train_seconds": round(t_train, 3),
+            "train_stats": _plain(stats),
+            "package_version": __version__,
+            "threads": torch.get_num_threads(),
+            "torch_version": torch.__version__,
+            **({"budget_from": spec.budget_from} if spec.budget_from else {}),
+            **{k: round(float(v), 4) for k, v in metrics.items()},
+        }
+        if spec.parent is not None:
+            card.update(_gain_vs_parent(spec, metrics, read_json(self.zoo / spec.parent / "card.json")))
+        self._write(folder, model, card)
+        shown = (
+            "fact_recall",
+            "solve_rate_id",
+            "solve_rate_ood",
+            "answer_accuracy_id",
+            "markers_per_response",
+        )
+        log.info(
+            "%s: %.1f s, %d steps, weight change %s, %s",
+            spec.name,
+            card["build_seconds"],
+            card["steps"],
+            card["relative_weight_change"],
+            ", ".join(f"{k} {metrics[k]:.2f}" for k in shown if k in metrics),
+        )
+        return card
+
+    def _write(self, folder: Path, model: HookedTransformer, card: dict[str, Any]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "card.json").unlink(missing_ok=True)  # a half-rewritten model must not look complete
+        save_weights_atomic(folder / "model.safetensors", model)
+        atomic_write_json(folder / "config.json", self.spec.shape.hooked_config(len(self.tok)))
+        atomic_write_json(folder / "card.json", card)
+
+    def _remove_stale_doses(self, saved: list[int]) -> None:
+        """Dose folders of this model left by an earlier build that this one did not save."""
+        pattern = re.compile(re.escape(self.spec.name + DOSE_SEP) + r"[0-9]+")
+        keep = {dose_name(self.spec.name, d) for d in saved}
+        for p in self.zoo.iterdir():
+            if p.is_dir() and pattern.fullmatch(p.name) and p.name not in keep:
+                log.info("%s: removing %s (a dose of an earlier build)", self.spec.name, p)
+                shutil.rmtree(p)

@@ -151,3 +151,32 @@ def test_unreadable_json_is_one_line(zoo):
     (zoo / "world.json").write_text(json.dumps({"vocab": ["a"]}))
     with pytest.raises(SpecError, match="world.json' is not a zoo world"):
         load_world(zoo)
+
+
+def test_doses_are_listed_in_step_order_and_an_unknown_one_is_refused(zoo, monkeypatch):
+    from interp.organism.store import available_doses, available_organisms, read_card
+
+    for d in (10, 2):
+        shutil.copytree(zoo / "m", zoo / f"m@{d}")
+        (zoo / f"m@{d}" / "card.json").write_text(json.dumps({"name": f"m@{d}", "dose_steps": d}))
+    shutil.copytree(zoo / "m", zoo / "m@7")
+    (zoo / "m@7" / "card.json").unlink()  # incomplete: not a dose
+    assert available_organisms(zoo) == ["m", "m@2", "m@10"]
+    assert available_organisms(zoo, doses=False) == ["m"] and available_doses("m", zoo) == [2, 10]
+    assert read_card("m@10", zoo)["dose_steps"] == 10
+    model, _ = load_organism("m@2", zoo)
+    monkeypatch.setenv(ZOO_ENV, str(zoo))
+    assert (
+        load_model("organism:m@2", device="cpu").fingerprint
+        == load_model("organism:m", device="cpu").fingerprint
+    )
+    for bad in ("m@7", "m@0", "m@-1", "m@../m"):
+        with pytest.raises(
+            SpecError, match=r"no dose .* of organism 'm' in the zoo at .*; doses on disk: m@2, m@10"
+        ) as exc:
+            load_organism(bad, zoo)
+        assert "\n" not in str(exc.value)
+    with pytest.raises(
+        SpecError, match=r"no organism 'q@2' in the zoo at .*; available: m \(a dose is NAME@STEPS\)"
+    ):
+        load_organism("q@2", zoo)

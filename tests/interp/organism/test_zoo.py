@@ -19,9 +19,11 @@ from interp.organism.zoo import METRICS
 
 
 def test_tiny_zoo_has_every_model_with_cards(tiny_zoo):
-    assert available_organisms(tiny_zoo) == sorted(MODEL_NAMES)
+    from interp.organism.world import SPLITS
+
+    assert available_organisms(tiny_zoo, doses=False) == sorted(MODEL_NAMES)
     world = json.loads((tiny_zoo / "world.json").read_text())
-    assert set(world["world"]["splits"]) == {"train", "test_id", "test_ood"}
+    assert set(world["world"]["splits"]) == set(SPLITS)
     for name in MODEL_NAMES:
         card = json.loads((tiny_zoo / name / "card.json").read_text())
         for key in (*METRICS, "build_seconds", "steps", "seed"):
@@ -75,25 +77,38 @@ def test_reload_gives_identical_logits(tiny_zoo, tmp_path):
         assert torch.equal(model(ids), c(ids))
 
 
-def test_rebuild_reuses_models(tiny_zoo):
-    before = {n: (tiny_zoo / n / "model.safetensors").stat().st_mtime_ns for n in MODEL_NAMES}
+def test_rebuild_reuses_models_and_doses(tiny_zoo):
+    names = available_organisms(tiny_zoo)
+    assert len(names) > len(MODEL_NAMES)  # the doses are there too
+    before = {n: (tiny_zoo / n / "model.safetensors").stat().st_mtime_ns for n in names}
     cards = build_zoo("tiny", tiny_zoo, seed=0, progress=False, threads=1)
-    after = {n: (tiny_zoo / n / "model.safetensors").stat().st_mtime_ns for n in MODEL_NAMES}
+    after = {n: (tiny_zoo / n / "model.safetensors").stat().st_mtime_ns for n in names}
     assert before == after and [c["name"] for c in cards] == list(MODEL_NAMES)
+    assert available_organisms(tiny_zoo) == names
 
 
-def test_training_is_deterministic(tmp_path):
-    # two threads: CPU backward kernels that sum in thread order must not leak into the weights
-    only = ["sft-answer", "rl-fork"]
-    a = build_zoo("tiny", tmp_path / "a", seed=1, progress=False, threads=2, only=only)
-    b = build_zoo("tiny", tmp_path / "b", seed=1, progress=False, threads=2, only=only)
-    assert [c["name"] for c in a] == ["base", "sft-answer", "rl-fork"]
-    assert not torch.are_deterministic_algorithms_enabled()  # the build restores the setting
-    assert [c["fingerprint"] for c in a] == [c["fingerprint"] for c in b]
-    m, _ = load_organism("sft-answer", tmp_path / "a")
+def test_training_is_deterministic_doses_included(tiny_zoo, tmp_path):
+    """A rebuild on two threads gives the session zoo's weights (built on one), doses included:
+    CPU backward kernels that sum in thread order must not leak into the weights."""
+    import shutil
+
     from interp.fingerprint import fingerprint_module
+    from interp.organism.store import read_card
 
-    assert fingerprint_module(m) == a[1]["fingerprint"]
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    shutil.copytree(tiny_zoo / "base", zoo / "base")  # training base again would only add time
+    cards = build_zoo("tiny", zoo, seed=0, progress=False, threads=2, only=["sft-answer", "rl-fork"])
+    # rl-fork runs as many steps as rl-answer did, so rl-answer is built first
+    assert [c["name"] for c in cards] == ["base", "sft-answer", "rl-answer", "rl-fork"]
+    assert cards[0]["build_seconds"] == read_card("base", tiny_zoo)["build_seconds"]  # reused
+    assert not torch.are_deterministic_algorithms_enabled()  # the build restores the setting
+    doses = [n for n in available_organisms(zoo) if "@" in n]
+    assert {"sft-answer@2", "sft-answer@4", "rl-answer@1", "rl-fork@1"} <= set(doses)
+    for n in ["sft-answer", "rl-answer", "rl-fork", *doses]:
+        assert read_card(n, zoo)["fingerprint"] == read_card(n, tiny_zoo)["fingerprint"], n
+    m, _ = load_organism("sft-answer@2", zoo)
+    assert fingerprint_module(m) == read_card("sft-answer@2", zoo)["fingerprint"]
 
 
 def test_errors_name_what_exists(tiny_zoo, tmp_path):
@@ -126,6 +141,11 @@ def test_cli_list_and_build(tiny_zoo, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "solve_id" in out and all(n in out for n in MODEL_NAMES)
+    table, doses = out.split("doses (steps", 1)
+    assert "@" not in table  # one table row per model; its doses get a line below
+    line = next(ln for ln in doses.splitlines() if ln.strip().startswith("sft-answer:"))
+    assert line.strip().startswith("sft-answer: 0 = base, 2 (0.0") and ", final 5 (0.0" in line
+    assert not any(ln.strip().startswith(("base:", "swapped:")) for ln in doses.splitlines())
     args = parser.parse_args(["organism", "build", "--profile", "tiny", "--out", str(tiny_zoo), "--quiet"])
     assert args.profile == "tiny" and args.func(args) == 0
     with pytest.raises(SystemExit):
