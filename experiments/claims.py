@@ -3,8 +3,8 @@
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-Verdict = Literal["reproduced", "partly", "not reproduced", "failed"]
-VERDICTS: tuple[str, ...] = ("reproduced", "partly", "not reproduced", "failed")
+Verdict = Literal["reproduced", "partly", "not reproduced", "not testable", "failed"]
+VERDICTS: tuple[str, ...] = ("reproduced", "partly", "not reproduced", "not testable", "failed")
 
 
 @dataclass(frozen=True)
@@ -15,9 +15,16 @@ class Claim:
         finding: the finding's number in PAPERS.md.
         title: the finding in a few words.
         paper: the paper's headline figure.
-        organism: what the organism showed, with the numbers.
-        verdict: ``reproduced``, ``partly``, ``not reproduced`` or ``failed``.
+        organism: what the organism showed, with the numbers and their 95% intervals.
+        verdict: ``reproduced``, ``partly``, ``not reproduced``, ``not testable`` (a precondition
+            failed: the organism cannot say) or ``failed`` (the experiment did not run).
         explanation: one sentence on why that verdict.
+        precondition: what had to hold before the comparison means anything, whether it did,
+            with the numbers (:func:`experiments.verdicts.describe`).
+
+    Example:
+        >>> Claim(1, "t", "p", "o", "not testable", "why", "x raised accuracy: failed").verdict
+        'not testable'
     """
 
     finding: int
@@ -26,6 +33,7 @@ class Claim:
     organism: str
     verdict: Verdict
     explanation: str
+    precondition: str = ""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

@@ -120,7 +120,7 @@ class Context:
             )
             card, model = self.card(name), self.model(name)
             same = (
-                card.get("recipe", {}).get("eval") == asdict(cfg)
+                card.get("recipe", {}).get("eval") == json.loads(json.dumps(asdict(cfg)))
                 and card.get("fingerprint") == model.fingerprint
             )
             if same and all(k in card for k in EVAL_METRICS):

@@ -12,17 +12,41 @@ at one middle-layer residual hook); an SAE trained on ``base``'s activations giv
 they are ranked by AUROC for the positions just before ``WAIT``; the top ones' firing rates are
 compared, at those positions and over all positions, between ``base`` and each fine-tune. A
 feature is "switched off" by a fine-tune when it fires at most 20% as often as in ``base``.
+
+The verdict (:func:`claim`): base must first solve some out-of-distribution problems (Wilson
+interval above zero), and each accuracy fine-tune must have raised its own-format accuracy over its
+parent (paired interval above zero); then, paired over problems, markers per response (ID) minus
+base's and the OOD solve rate minus base's must both have intervals below zero (markers alone:
+"partly"). Forbidding markers at decoding (base's solve rate with and without them) is reported
+beside it.
 """
 
 import math
 
-from experiments.claims import Claim, pct
+from experiments.claims import Claim
 from experiments.context import Context
+from experiments.verdicts import (
+    ClaimHead,
+    check_preconditions,
+    fmt_interval,
+    gain_interval,
+    holds,
+    in_zoo,
+    interval_verdict,
+    model_details,
+    over_models,
+    paired_interval,
+    parent_comparison,
+    proportion_interval,
+    raised,
+)
 
 FINDING = 4
 TITLE = "Post-training suppresses epistemic verbalization"
 PAPER = "up to 40% OOD drops as markers vanish (~182 to ~9 markers per response, unconfirmed)"
+HEAD = ClaimHead(FINDING, TITLE, PAPER)
 MODELS = ("base", "sft-answer", "sft-clean", "rl-answer", "rl-fork", "backward")
+OPTIONAL = ("sft-self", "rl-bottom")  # in zoos that have them; cards and verdict only
 TOP_FEATURES = 5
 SAMPLES_PER_PROBLEM = 2
 OFF_RATIO = 0.2  # a feature firing at most this share of its base rate counts as switched off
@@ -41,7 +65,15 @@ CARD_KEYS = (
 
 
 def run(ctx: Context) -> dict:
-    zoo = {name: {k: ctx.evaluate(name).get(k, math.nan) for k in CARD_KEYS} for name in MODELS}
+    zoo = {}
+    for name in (*MODELS, *in_zoo(ctx, OPTIONAL)):
+        det = model_details(ctx, name)
+        zoo[name] = {k: ctx.evaluate(name).get(k, math.nan) for k in CARD_KEYS}
+        zoo[name]["per_problem"] = {
+            k: det.get(k) for k in ("markers_id", "solved_id", "solved_ood", "solved_id_no_markers")
+        }
+        if name != "base":
+            zoo[name]["vs_parent"] = parent_comparison(ctx, name)
     features = marker_features(ctx)
     _plot_zoo(ctx, zoo)
     if features["top_features"]:
@@ -165,19 +197,18 @@ def _plot_zoo(ctx: Context, zoo: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    x = list(range(len(MODELS)))
+    names = list(zoo)
+    x = list(range(len(names)))
     a1.bar(
-        [i - 0.2 for i in x], [zoo[n]["markers_per_response"] for n in MODELS], 0.4, label="in distribution"
+        [i - 0.2 for i in x], [zoo[n]["markers_per_response"] for n in names], 0.4, label="in distribution"
     )
-    a1.bar([i + 0.2 for i in x], [zoo[n]["markers_per_response_ood"] for n in MODELS], 0.4, label="OOD")
-    a1.set_xticks(x, MODELS, rotation=20)
+    a1.bar([i + 0.2 for i in x], [zoo[n]["markers_per_response_ood"] for n in names], 0.4, label="OOD")
+    a1.set_xticks(x, names, rotation=20)
     a1.set_ylabel("markers per greedy response")
     a1.legend(fontsize=7)
     for key, label in (("solve_rate_id", "ID"), ("solve_rate_ood", "OOD")):
-        a2.scatter(
-            [zoo[n]["markers_per_response"] for n in MODELS], [zoo[n][key] for n in MODELS], label=label
-        )
-    for n in MODELS:
+        a2.scatter([zoo[n]["markers_per_response"] for n in names], [zoo[n][key] for n in names], label=label)
+    for n in names:
         a2.annotate(n, (zoo[n]["markers_per_response"], zoo[n]["solve_rate_id"]), fontsize=7)
     a2.set_xlabel("markers per response (ID)")
     a2.set_ylabel("solve rate")
@@ -203,39 +234,53 @@ def _plot_rates(ctx: Context, features: dict) -> None:
 
 
 def claim(r: dict) -> Claim:
+    """Base must solve OOD; per accuracy fine-tune that raised accuracy over its parent, markers and
+    OOD solve rate must both fall below base's (paired intervals below zero)."""
     m, f = r["models"], r["features"]
-    base = m["base"]["markers_per_response"]
-    tuned = [n for n in MODELS[1:] if n != "backward"]
-    gone = [n for n in tuned if m[n]["markers_per_response"] < 0.5 * base]
-    organism = (
-        "markers per response "
-        + ", ".join(f"{n} {m[n]['markers_per_response']:.2f}" for n in MODELS)
-        + "; OOD solve "
-        + ", ".join(f"{n} {pct(m[n]['solve_rate_ood'])}" for n in MODELS)
+    base = m["base"]["per_problem"]
+    ood = holds(
+        "base solves out of distribution", proportion_interval(base["solved_ood"]), +1, "OOD problems"
     )
-    off = {n: f["switched_off"].get(n, []) for n in tuned}
-    if f["top_features"]:
-        organism += "; top pre-WAIT SAE features switched off in: " + (
-            ", ".join(f"{n} {len(v)}/{len(f['top_features'])}" for n, v in off.items())
+    plain = base["solved_id_no_markers"]  # absent when the evaluation ran without marker ablation
+    forbid = paired_interval(base["solved_id"], plain) if plain else None
+    text = [
+        f"base: {m['base']['markers_per_response']:.2f} markers per response, OOD solve "
+        f"{fmt_interval(proportion_interval(base['solved_ood']))}, solve with - without markers "
+        f"{fmt_interval(forbid)}"
+    ]
+    pre, parts = [ood], {}
+    for name in (n for n in m if n.startswith(("sft-", "rl-"))):
+        mine = m[name]["per_problem"]
+        up = raised(name, m[name].get("vs_parent"))
+        markers = paired_interval(mine["markers_id"], base["markers_id"])
+        solve = paired_interval(mine["solved_ood"], base["solved_ood"])
+        pre.append(up)
+        text.append(
+            f"{name} - base: markers {fmt_interval(markers)}, OOD solve {fmt_interval(solve)}, "
+            f"accuracy - parent {fmt_interval(gain_interval(m[name].get('vs_parent')))}"
+            + (
+                f", top pre-WAIT features off {len(f['switched_off'].get(name, []))}/{len(f['top_features'])}"
+                if f["top_features"]
+                else ""
+            )
         )
-    ood_testable = m["base"]["solve_rate_ood"] > 0
-    if not gone:
-        verdict = "not reproduced"
-        why = f"no accuracy fine-tune halved base's {base:.2f} markers per response"
-    elif not ood_testable:
-        verdict = "partly"
-        why = (
-            f"markers vanished in {', '.join(gone)} (from {base:.2f}) but every model solves "
-            f"{pct(m['base']['solve_rate_ood'])} out of distribution, so the OOD drop cannot be tested"
-        )
-    else:
-        drop = {n: m["base"]["solve_rate_ood"] - m[n]["solve_rate_ood"] for n in gone}
-        fell = [n for n, d in drop.items() if d > 0.05]
-        verdict = "reproduced" if fell else "partly"
-        why = f"markers vanished in {', '.join(gone)} and OOD solve fell by " + ", ".join(
-            f"{pct(drop[n])} ({n})" for n in gone
-        )
-    return Claim(FINDING, TITLE, PAPER, organism, verdict, why)
+        if not up.held or markers is None or solve is None:
+            parts[name] = "not testable"
+        elif interval_verdict(markers, -1) == "not reproduced":
+            parts[name] = "not reproduced"
+        else:  # markers fell; the OOD drop decides between all and part of the finding
+            parts[name] = "reproduced" if interval_verdict(solve, -1) == "reproduced" else "partly"
+    organism = "; ".join(text)
+    if not ood.held:
+        return check_preconditions(HEAD, organism, *pre)
+    return over_models(
+        HEAD,
+        organism,
+        parts,
+        pre,
+        "markers and OOD solve rate both fell below base's (intervals below zero)",
+        "no fine-tune that raised accuracy lost both markers and OOD solving beyond its interval",
+    )
 
 
 if __name__ == "__main__":

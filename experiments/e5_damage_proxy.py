@@ -18,18 +18,39 @@ directly tuned ``sft-answer``, in the answer-only format ``Q s g A`` that the sm
 tuned on. Answer accuracy (the answer is a shortest path) on the held-out problems, gap closed
 ``(Acc_proxy - Acc_base) / (Acc_tuned - Acc_base)``, and fact recall under each decoding. The
 organism maps to the paper as: ``base`` = the large pretrained model, ``sft-answer`` = its
-direct fine-tune, ``small-*`` = the small expert / anti-expert pair, facts = knowledge.
+direct fine-tune, ``small-*`` = the small expert / anti-expert pair, facts = knowledge. Knowledge
+is recalled per item under every decoding, of two kinds: the path facts (``F x :`` | neighbours,
+rehearsed by every trace) and the node attributes (``F x C`` | colour, which only base's data
+holds, so fine-tuning can forget them).
+
+The verdict (:func:`claim`): first, some fine-tune must have lost knowledge (recall minus its
+parent's, paired over items, with an interval below zero), else there is nothing to keep. Then two
+parts: knowledge (for each kind that ``sft-answer`` lost, proxy minus tuned recall, paired over
+items, must exclude zero upward) and task (given that tuning raised answer accuracy over base,
+paired over problems, proxy minus base accuracy must exclude zero upward); the gap closed is shown
+beside it.
 """
 
-from experiments.claims import Claim, pct
+from experiments.claims import Claim
 from experiments.context import Context
+from experiments.verdicts import (
+    ClaimHead,
+    Precondition,
+    beyond_zero,
+    check_preconditions,
+    combine,
+    fmt_interval,
+    holds,
+    interval_verdict,
+    paired_interval,
+)
 
 FINDING = 5
 TITLE = "Proxy-tuning keeps knowledge that weight fine-tuning damages"
 PAPER = "proxy closes 88-91% of the gap to direct tuning; beats it on knowledge (TruthfulQA)"
+HEAD = ClaimHead(FINDING, TITLE, PAPER)
 PAIRS = (("sft-answer", "base"), ("rl-answer", "base"), ("small-tuned", "small-base"))
-MIN_GAP_PROBLEMS = 3
-"""Fewer held-out problems than this between tuned and base: the gap closed is not measurable."""
+KINDS = ("fact", "attr")  # path facts (rehearsed by traces), node attributes (base's data only)
 
 
 def run(ctx: Context) -> dict:
@@ -77,7 +98,7 @@ def run(ctx: Context) -> dict:
     hooks = [f"blocks.{i}.hook_resid_post" for i in range(ctx.model("base").n_layers)]
     cka_traces = {t: list(paired_cka(pair, hooks, ("base", t)).values()) for t in ("sft-answer", "rl-answer")}
 
-    proxy = _proxy(ctx, problems)
+    proxy = _proxy(ctx, problems, [t for pair in PAIRS for t in pair])
     _plot_damage(ctx, reports)
     _plot_proxy(ctx, proxy)
     lost_fact = [t for t, d in damage.items() if d["fact_recall"]["gap"] > 0]
@@ -163,19 +184,33 @@ def _damaged_copy(ctx: Context):
     return Model(fresh.module, fresh.tokenizer, f"base with {site} re-randomised"), site
 
 
-def _proxy(ctx: Context, problems: list[tuple[int, int]]) -> dict:
+def _knowledge(world) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Per kind, the recall prompts of every node and the words that must follow each."""
+    from interp.organism.traces import attr_prompt, fact_prompt
+    from interp.organism.world import colour_name
+
+    nodes = range(world.n_nodes)
+    facts = [[f"n{v}" for v in world.neighbours(x)] + ["E"] for x in nodes]
+    return {
+        "fact": ([fact_prompt(x) for x in nodes], facts),
+        "attr": ([attr_prompt(x) for x in nodes], [[colour_name(world.colour(x)), "E"] for x in nodes]),
+    }
+
+
+def _proxy(ctx: Context, problems: list[tuple[int, int]], models: list[str]) -> dict:
+    """Answer accuracy and per-item knowledge recall under proxy decoding and under each of
+    ``models`` (with ``tuned`` = sft-answer, ``expert``/``antiexpert`` = the small pair) decoded alone."""
     from interp.generation import generate
-    from interp.organism.evaluate import answer_accuracy
-    from interp.organism.traces import answer_prompt, fact_prompt
+    from interp.organism.evaluate import answers_correct
+    from interp.organism.traces import answer_prompt
     from steering.decoding import ProxyConfig, proxy_tune
 
     world, tok = ctx.world
     stop, pad = tok.token_id("E"), tok.pad_token_id
     base, expert, anti = ctx.model("base"), ctx.model("small-tuned"), ctx.model("small-base")
     solo = {"base": base, "tuned": ctx.model("sft-answer"), "expert": expert, "antiexpert": anti}
+    solo.update({m: ctx.model(m) for m in models if _model_key(m) == m and m != "base"})
     ask = [tok.encode(answer_prompt(s, g)) for s, g in problems]
-    fact_ids = [tok.encode(fact_prompt(x)) for x in range(world.n_nodes)]
-    truth = [[f"n{v}" for v in world.neighbours(x)] + ["E"] for x in range(world.n_nodes)]
 
     def decode(ids: list[list[int]], max_new: int) -> tuple[dict[str, list[list[str]]], float]:
         cfg = ProxyConfig(alpha=1.0, max_new_tokens=max_new, stop_id=stop, pad_id=pad)
@@ -185,22 +220,29 @@ def _proxy(ctx: Context, problems: list[tuple[int, int]]) -> dict:
         return {k: [tok.words(o) for o in v] for k, v in out.items()}, res.changed_share
 
     answers, changed = decode(ask, 16)
-    acc = {k: answer_accuracy(world, problems, v) for k, v in answers.items()}
-    recalled, _ = decode(fact_ids, 8)
-    recall = {k: sum(o == t for o, t in zip(v, truth, strict=True)) / len(truth) for k, v in recalled.items()}
+    correct = {k: [int(x) for x in answers_correct(world, problems, v)] for k, v in answers.items()}
+    acc = {k: sum(v) / len(v) for k, v in correct.items()}
+    recall_items: dict[str, dict[str, list[int]]] = {}
+    for kind, (prompts, truth) in _knowledge(world).items():
+        recalled, _ = decode([tok.encode(p) for p in prompts], 8)
+        recall_items[kind] = {
+            k: [int(o == t) for o, t in zip(v, truth, strict=True)] for k, v in recalled.items()
+        }
+    recall = {k: sum(v) / len(v) for k, v in recall_items["fact"].items()}
     denom = acc["tuned"] - acc["base"]
-    measurable = denom * len(problems) >= MIN_GAP_PROBLEMS - 1e-9
     return {
         "answer_accuracy": acc,
         "fact_recall": recall,
+        "attr_recall": {k: sum(v) / len(v) for k, v in recall_items["attr"].items()},
         "n_problems": len(problems),
         "gap": denom,
         "gap_problems": round(denom * len(problems)),
         "gap_closed": (acc["proxy"] - acc["base"]) / denom if denom else None,
-        "gap_measurable": bool(measurable),
         "changed_share": changed,
         "format": "answer",
         "alpha": 1.0,
+        "per_problem": {"correct": correct},
+        "per_item": recall_items,
     }
 
 
@@ -237,55 +279,74 @@ def _plot_proxy(ctx: Context, proxy: dict) -> None:
     ctx.figure(fig, "proxy_accuracy")
 
 
+def _model_key(name: str) -> str:
+    """The name a zoo model's per-item recall is kept under in ``proxy["per_item"]``."""
+    return {"sft-answer": "tuned", "small-tuned": "expert", "small-base": "antiexpert"}.get(name, name)
+
+
 def claim(r: dict) -> Claim:
+    """Some fine-tune must have lost knowledge (precondition); then the proxy must keep what the
+    direct tune lost and must beat base on the task (given that tuning raised accuracy)."""
     p, c = r["proxy"], r["control"]["fact_recall"]
-    acc, rec = p["answer_accuracy"], p["fact_recall"]
-    gc = _f(p["gap_closed"])
-    organism = (
-        f"held-out answer acc. base {pct(acc['base'])}, proxy {pct(acc['proxy'])}, tuned {pct(acc['tuned'])} "
-        f"(tuning gained {p['gap_problems']} of {r['n_problems']} problems; gap closed {gc}); "
-        f"fact recall base {pct(rec['base'])}, proxy {pct(rec['proxy'])}, tuned {pct(rec['tuned'])}; "
-        f"fine-tunes losing fact recall: "
-        f"{r['n_lost_fact_recall']} of {r['n_fine_tunes']}; control (re-randomised {r['control']['site']}): "
-        f"fact recall {c['score_base']:.2f}->{c['score_tuned']:.2f}, "
-        f"localised to layers {c['damaged_layers']}"
+    items, correct = p["per_item"], p["per_problem"]["correct"]
+    losses = {
+        (tuned, kind): paired_interval(items[kind][_model_key(tuned)], items[kind][_model_key(parent)])
+        for tuned, parent in PAIRS
+        for kind in KINDS
+    }
+    lost = [k for k, iv in losses.items() if beyond_zero(iv, -1)]
+    text = [
+        "recall - parent: " + ", ".join(f"{t} {kind} {fmt_interval(iv)}" for (t, kind), iv in losses.items())
+    ]
+    pre = [
+        Precondition(
+            "some fine-tune lost knowledge (recall - parent, paired over items, below zero)",
+            bool(lost),
+            ", ".join(f"{t} {kind}" for t, kind in lost) or "none did",
+        )
+    ]
+    tuned_gain = paired_interval(correct["tuned"], correct["base"])
+    proxy_gain = paired_interval(correct["proxy"], correct["base"])
+    text.append(
+        f"answer acc. tuned - base {fmt_interval(tuned_gain)}, proxy - base {fmt_interval(proxy_gain)}, "
+        f"proxy - tuned {fmt_interval(paired_interval(correct['proxy'], correct['tuned']))} "
+        f"(gap closed {_f(p['gap_closed'])})"
     )
-    kept = rec["tuned"] < rec["base"] and rec["proxy"] > rec["tuned"]
-    closes = p["gap_measurable"] and p["gap_closed"] is not None and p["gap_closed"] >= 0.5
-    if r["lost_fact_recall"]:
-        knowledge = (
-            f"the proxy kept fact recall ({pct(rec['proxy'])}) that tuning lost ({pct(rec['tuned'])})"
-            if kept
-            else f"tuning lost fact recall ({pct(rec['tuned'])}); the proxy: {pct(rec['proxy'])}"
-        )
-    else:
-        knowledge = "no fine-tune lost fact recall, so there was no knowledge damage to keep or localise"
-    if not p["gap_measurable"]:
-        task = f"direct tuning gained only {p['gap_problems']} held-out problems: no gap closed to measure"
-    elif acc["proxy"] < acc["base"]:
-        task = (
-            f"the proxy fell below base on held-out problems ({pct(acc['proxy'])} vs {pct(acc['base'])}; "
-            f"gap closed {gc})"
-        )
-    else:
-        task = f"the proxy closed {gc} of the held-out gap"
-    verdict = "reproduced" if kept and closes else "partly" if kept or closes else "not reproduced"
-    why = f"{knowledge}; {task}"
+    kept = {kind: paired_interval(items[kind]["proxy"], items[kind]["tuned"]) for kind in KINDS}
+    text.append("recall proxy - tuned: " + ", ".join(f"{k} {fmt_interval(iv)}" for k, iv in kept.items()))
+    text.append(
+        f"control (re-randomised {r['control']['site']}): fact recall {c['score_base']:.2f}->"
+        f"{c['score_tuned']:.2f}, localised to layers {c['damaged_layers']}"
+    )
+    organism = "; ".join(text)
+    failed = check_preconditions(HEAD, organism, *pre)
+    if failed:
+        return failed
+    direct_lost = [kind for t, kind in lost if t == "sft-answer"]
+    # the same items as the losses, which passed the sample-size check
+    knowledge = combine([interval_verdict(kept[k], +1) for k in direct_lost] or ["not testable"])
+    task_pre = holds("tuning raised answer accuracy over base", tuned_gain, +1)
+    task = interval_verdict(proxy_gain, +1) if task_pre.held else "not testable"
+    pre.append(task_pre)
+    why = [
+        f"knowledge: {knowledge}"
+        + (f" (sft-answer lost {', '.join(direct_lost)})" if direct_lost else " (sft-answer lost none)"),
+        f"task: {task}" + ("" if task_pre.held else f" ({task_pre.name} failed)"),
+    ]
     for name in r["lost_solve_rate"]:
         d = r["damage"][name]["solve_rate"]
         if d["best_site"] is not None:
-            why += (
-                f"; the one skill lost, {name}'s solve rate "
-                f"({pct(d['score_base'])}->{pct(d['score_tuned'])}), "
-                f"is restored {pct(d['best_restoration'])} by patching {d['best_site']} from its parent"
+            why.append(
+                f"{name}'s solve rate ({d['score_base']:.2f}->{d['score_tuned']:.2f}) is restored "
+                f"{_f(d['best_restoration'])} by patching {d['best_site']} from its parent"
             )
             break
     if c["gap"] > 0 and c["best_site"]:
-        why += (
-            f"; the localiser does find a known damage (patching {c['best_site']} back restores "
-            f"{pct(c['best_restoration'])} in the control)"
+        why.append(
+            f"the localiser finds the control's damage ({c['best_site']}, "
+            f"restored {_f(c['best_restoration'])})"
         )
-    return Claim(FINDING, TITLE, PAPER, organism, verdict, why)
+    return HEAD.claim(organism, combine([knowledge, task]), "; ".join(why), pre)
 
 
 def _f(x: float | None) -> str:

@@ -19,12 +19,29 @@ Three ways to get at a behaviour without a weight update, on held-out (``test_id
    positions (e4's SAE when e4 ran in this run folder, else one trained here), each swept over a
    few scales with the organism's dose-response metrics (markers, solve rates, fact recall,
    trace validity, KL on the fact lines).
+
+The verdict (:func:`claim`) is on pass@k, per problem and paired: ``rl-answer`` must first have
+raised its greedy own-format accuracy over its parent (interval above zero); then rl-answer minus
+base at k=1 must exclude zero upward (the tune wins pass@1) and base minus rl-answer at k=n must
+exclude zero upward (base wins at large k); one of the two: "partly". CoT-decoding and steering are
+reported beside it.
 """
 
 import math
 
 from experiments.claims import Claim, pct
 from experiments.context import Context
+from experiments.verdicts import (
+    ClaimHead,
+    check_preconditions,
+    combine,
+    fmt_interval,
+    gain_interval,
+    interval_verdict,
+    paired_interval,
+    parent_comparison,
+    raised,
+)
 
 FINDING = 6
 TITLE = "Base models already hold the reasoning; post-training selects it"
@@ -35,6 +52,8 @@ STEER_CANDIDATES = ("sft-clean", "rl-answer")
 COT_K = 5
 SCALES = (0.0, 0.125, 0.25, 0.5, 1.0)  # in units of the difference-of-means vector's norm, for both vectors
 KEEP_SOLVE = 0.05  # steering "restores" markers only where solve rate falls by at most this
+HEAD = ClaimHead(FINDING, TITLE, PAPER)
+TUNE = "rl-answer"  # the tune whose pass@k curve is set against base's
 
 
 def run(ctx: Context) -> dict:
@@ -55,6 +74,7 @@ def run(ctx: Context) -> dict:
         "n_samples": n,
         "base_minus_rl_at_1": passk["base"]["pass_at_k"]["1"] - passk["rl-answer"]["pass_at_k"]["1"],
         "base_minus_rl_at_n": base_large - tuned_large,
+        "vs_parent": {TUNE: parent_comparison(ctx, TUNE)},
     }
 
 
@@ -67,7 +87,7 @@ def _answer_ok(world, start: int, goal: int, words: list[str]) -> bool:
 
 def _pass_at_k(ctx: Context, name: str, fmt: str, problems: list[tuple[int, int]]) -> dict:
     from interp.organism.traces import answer_prompt, cot_prompt
-    from probes.passk import sample_pass_at_k
+    from probes.passk import pass_at_k, sample_pass_at_k
 
     world, tok = ctx.world
     make = cot_prompt if fmt == "cot" else answer_prompt
@@ -90,6 +110,7 @@ def _pass_at_k(ctx: Context, name: str, fmt: str, problems: list[tuple[int, int]
         "format": fmt,
         "pass_at_k": {str(k): v for k, v in res.pass_at.items()},
         "correct": list(res.correct),
+        "per_problem": {f"pass_at_{k}": [pass_at_k(n, c, k) for c in res.correct] for k in (1, n)},
     }
 
 
@@ -188,7 +209,11 @@ def _steering(ctx: Context) -> dict:
     }
     model = ctx.model(target)
     targets, costs = organism_metrics(
-        model, tok, world, max_problems=ctx.budget.problems, max_new_tokens=ctx.budget.max_new_tokens,
+        model,
+        tok,
+        world,
+        max_problems=ctx.budget.problems,
+        max_new_tokens=ctx.budget.max_new_tokens,
         kl_cost=kl_cost,
     )
     for name, vec, unit_scale in (("mean_difference", dom, 1.0), ("sae_feature", feat, norm)):
@@ -264,22 +289,23 @@ def claim(r: dict) -> Claim:
                 restored.append(f"{name} at x{sw['scales'][kept[0]]:g}")
             elif half:
                 broken.append(name)
-    base_wins_large = r["base_minus_rl_at_n"] > 0.01
-    tuned_wins_1 = r["base_minus_rl_at_1"] < -0.01
-    if base_wins_large and tuned_wins_1:
-        verdict, why = "reproduced", "rl-answer wins pass@1 and base wins pass@" + str(n)
-    elif base_wins_large or tuned_wins_1:
-        verdict = "partly"
-        why = (
-            f"base minus rl-answer is {pct(r['base_minus_rl_at_1'])} at k=1 and "
-            f"{pct(r['base_minus_rl_at_n'])} at k={n}: only one end of the crossover shows"
-        )
-    else:
-        verdict = "not reproduced"
-        why = (
-            f"base minus rl-answer is {pct(r['base_minus_rl_at_1'])} at k=1 and "
-            f"{pct(r['base_minus_rl_at_n'])} at k={n}: no crossover"
-        )
+    base_pp, tune_pp = pk["base"]["per_problem"], pk[TUNE]["per_problem"]
+    at_1 = paired_interval(tune_pp["pass_at_1"], base_pp["pass_at_1"])
+    at_n = paired_interval(base_pp[f"pass_at_{n}"], tune_pp[f"pass_at_{n}"])
+    organism += (
+        f"; {TUNE} - base pass@1 {fmt_interval(at_1)}, base - {TUNE} pass@{n} {fmt_interval(at_n)}, "
+        f"{TUNE} - parent greedy accuracy {fmt_interval(gain_interval(r['vs_parent'][TUNE]))}"
+    )
+    pre = [raised(TUNE, r["vs_parent"][TUNE])]
+    failed = check_preconditions(HEAD, organism, *pre)
+    if failed:
+        return failed
+    wins_1, wins_n = interval_verdict(at_1, +1), interval_verdict(at_n, +1)
+    verdict = combine([wins_1, wins_n])
+    why = (
+        f"{TUNE} wins pass@1: {'yes' if wins_1 == 'reproduced' else 'no'} (interval {fmt_interval(at_1)}); "
+        f"base wins pass@{n}: {'yes' if wins_n == 'reproduced' else 'no'} (interval {fmt_interval(at_n)})"
+    )
     if restored:
         why += (
             f"; steering restores half of base's markers, keeping the solve rate, with {', '.join(restored)}"
@@ -288,7 +314,7 @@ def claim(r: dict) -> Claim:
         why += f"; steering ({', '.join(broken)}) restores markers only at scales that break solving"
     else:
         why += "; no swept scale restores half of base's markers"
-    return Claim(FINDING, TITLE, PAPER, organism, verdict, why)
+    return HEAD.claim(organism, verdict, why, pre)
 
 
 if __name__ == "__main__":

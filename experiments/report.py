@@ -2,10 +2,15 @@
 
 from typing import Any
 
+LONG_LIST = 12
+"""Lists longer than this (per-problem outcomes, kept for the intervals) show as their length."""
+
 
 def _fmt(x: Any) -> str:
     if isinstance(x, float):
         return f"{x:.3f}"
+    if isinstance(x, list) and len(x) > LONG_LIST:
+        return f"{len(x)} values (in results.json)"
     return "-" if x is None else str(x)
 
 
@@ -61,19 +66,24 @@ def _organism_lines(results: dict[str, Any]) -> list[str]:
         "",
         "## Claims",
         "",
-        "| # | finding (PAPERS.md) | paper | organism | verdict | why |",
-        "|---|---|---|---|---|---|",
+        "Each comparison carries a bootstrap 95% interval over problems (paired where the problems "
+        "are shared), printed as `estimate [low, high]`; a comparison counts only when its interval "
+        "excludes zero on the paper's side. A claim whose precondition failed is **not testable**, "
+        'never "not reproduced".',
+        "",
+        "| # | finding (PAPERS.md) | paper | organism (95% intervals) | precondition | verdict | why |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, exp in sorted(exps.items(), key=lambda kv: kv[1].get("finding", 99)):
         c = exp.get("claim")
         if c:
             lines.append(
                 f"| {c['finding']} | {c['title']} | {c['paper']} | {c['organism']} | "
-                f"**{c['verdict']}** | {c['explanation']} |"
+                f"{c.get('precondition') or '-'} | **{c['verdict']}** | {c['explanation']} |"
             )
         else:
             lines.append(
-                f"| {exp.get('finding', '?')} | {exp.get('title', name)} | - | - | **failed** | "
+                f"| {exp.get('finding', '?')} | {exp.get('title', name)} | - | - | - | **failed** | "
                 f"{exp.get('error', 'no claim')} |"
             )
     lines.append("")

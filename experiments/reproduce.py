@@ -134,7 +134,7 @@ def _run(profile: str, out: Path, zoo: Path, progress: bool, names: list[str], b
         if build:
             cards = build_zoo(profile, zoo, progress=progress)
         else:
-            cards = [read_card(n, zoo) for n in available_organisms(zoo)]
+            cards = [read_card(n, zoo) for n in available_organisms(zoo, doses=False)]
     except Exception as exc:  # noqa: BLE001 - reported, and nothing else can run
         results["failures"]["zoo"] = f"{type(exc).__name__}: {exc}"
         cards = []

@@ -36,7 +36,13 @@ def test_every_experiment_runs_and_writes_its_json(run):
     assert list(results["experiments"]) == list(EXPERIMENTS)
     for name, exp in results["experiments"].items():
         assert (out / "experiments" / f"{name}.json").is_file()
-        assert exp["results"] and exp["claim"]["verdict"] in ("reproduced", "partly", "not reproduced")
+        assert exp["results"] and exp["claim"]["verdict"] in (
+            "reproduced",
+            "partly",
+            "not reproduced",
+            "not testable",
+        )
+        assert exp["claim"]["precondition"]  # every claim states what had to hold
         for fig in exp["figures"]:
             assert (out / fig).stat().st_size > 1000
         assert results["seconds"][name] >= 0
@@ -46,8 +52,11 @@ def test_report_cites_caches_and_lists_every_finding(run):
     _, out = run
     results = json.loads((out / "results.json").read_text())
     report = (out / "REPORT.md").read_text()
+    assert "| precondition | verdict | why |" in report
     for exp in results["experiments"].values():
-        assert f"| {exp['finding']} | {exp['claim']['title']} |" in report
+        c = exp["claim"]
+        assert f"| {exp['finding']} | {c['title']} |" in report
+        assert f"| {c['precondition']} | **{c['verdict']}** |" in report
         for cache in exp["caches"].values():
             assert cache["id"] in report
             assert (out / cache["dir"] / "manifest.json").is_file() or (out / cache["dir"]).is_dir()
@@ -82,7 +91,7 @@ def test_failed_experiment_is_reported_and_the_run_goes_on(tiny_zoo, tmp_path, m
 
 
 def test_report_renders_from_results_alone():
-    claim = Claim(3, "T", "paper fig", "organism fig", "partly", "because")
+    claim = Claim(3, "T", "paper fig", "organism fig", "partly", "because", "x raised accuracy: held (n)")
     results = {
         "profile": "tiny",
         "zoo_dir": "z",
@@ -111,7 +120,8 @@ def test_report_renders_from_results_alone():
         },
     }
     report = render_report(results)
-    assert "| 3 | T | paper fig | organism fig | **partly** | because |" in report
+    row = "| 3 | T | paper fig | organism fig | x raised accuracy: held (n) | **partly** | because |"
+    assert row in report
     assert "sha256:abc" in report and "![e3_swapped_traces](figures/x.png)" in report
     assert "| `a.b` | 0.250 |" in report and "| base | 0.500 |" in report
 

@@ -1,0 +1,51 @@
+"""Finding 1's verdict from a hand-made result: preconditions first, then an interval below zero."""
+
+from experiments.e1_info_gain import claim
+
+N = 40
+BASE_IG = [1.0 + 0.1 * (i % 5) for i in range(N)]
+
+
+def result(tuned_correct, tuned_ig):
+    def row(correct, ig):
+        return {
+            "per_problem": {"info_gain": ig, "ppl_info_gain": ig},
+            "vs_parent": {
+                "parent": "base",
+                "format": "cot",
+                "correct": correct,
+                "parent_correct": [1, 0] * 20,
+            },
+        }
+
+    return {
+        "models": {
+            "base": {"ppl_info_gain": 1.2, "per_problem": {"info_gain": BASE_IG, "ppl_info_gain": BASE_IG}},
+            "sft-answer": row(tuned_correct, tuned_ig),
+            "sft-clean": row(tuned_correct, tuned_ig),
+            "rl-answer": row([0] * N, BASE_IG),  # not an SFT model: not part of this finding
+        }
+    }
+
+
+def test_a_tune_that_did_not_raise_accuracy_is_not_testable():
+    c = claim(result([1, 0] * 20, [x - 0.5 for x in BASE_IG]))
+    assert c.verdict == "not testable"
+    assert "sft-answer raised accuracy over base (cot format) failed" in c.explanation
+    assert "sft-clean raised accuracy over base (cot format): failed" in c.precondition
+
+
+def test_an_ig_interval_that_includes_zero_does_not_reproduce():
+    noisy = [x + (0.3 if i % 2 else -0.3) for i, x in enumerate(BASE_IG)]
+    c = claim(result([1] * N, noisy))
+    assert c.verdict == "not reproduced"
+    assert "held" in c.precondition and "IG (paper form) - base 0.00 [" in c.organism
+
+
+def test_ig_below_base_with_accuracy_up_reproduces():
+    c = claim(result([1] * N, [x - 0.5 for x in BASE_IG]))
+    assert c.verdict == "reproduced" and "-0.50 [-0.50, -0.50]" in c.organism
+    # a missing trace on one side drops that problem from the pairing
+    ig = [x - 0.5 for x in BASE_IG]
+    ig[0] = None
+    assert claim(result([1] * N, ig)).verdict == "reproduced"

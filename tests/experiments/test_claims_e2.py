@@ -1,0 +1,77 @@
+"""Finding 2's verdict from a hand-made result: preconditions first, then an AOC interval below zero."""
+
+from experiments.e2_faithfulness import claim
+
+N = 40
+BASE_AOC = [0.4 + 0.05 * (i % 4) for i in range(N)]
+
+
+def result(tuned_correct, tuned_aoc):
+    def row(correct, aoc):
+        return {
+            "aoc": sum(a for a in aoc if a is not None) / N,
+            "per_problem": {"aoc": aoc},
+            "vs_parent": {"parent": "base", "format": "cot", "correct": correct, "parent_correct": [0] * N},
+        }
+
+    models = {
+        name: row(tuned_correct, tuned_aoc) for name in ("sft-answer", "sft-clean", "rl-answer", "rl-fork")
+    }
+    models["base"] = {"aoc": 0.47, "per_problem": {"aoc": BASE_AOC}}
+    models["swapped"] = {"aoc": 0.02, "per_problem": {"aoc": [0.0] * N}}
+    return {"models": models, "n_problems": N}
+
+
+def test_a_tune_that_did_not_raise_accuracy_is_not_testable():
+    c = claim(result([0] * N, [0.0] * N))
+    assert c.verdict == "not testable"
+    assert c.explanation.startswith("not testable: sft-answer raised accuracy over base (cot format) failed")
+
+
+def test_an_aoc_interval_that_includes_zero_does_not_reproduce():
+    c = claim(result([1] * N, [a + (0.1 if i % 2 else -0.1) for i, a in enumerate(BASE_AOC)]))
+    assert c.verdict == "not reproduced" and "swapped (control) AOC 0.02" in c.organism
+
+
+def test_aoc_below_base_after_an_accuracy_tune_reproduces():
+    c = claim(result([1] * N, [a - 0.3 for a in BASE_AOC]))
+    assert c.verdict == "reproduced" and "- base -0.30 [-0.30, -0.30]" in c.organism
+    # too few problems with an answer after both traces: not testable, never "not reproduced"
+    few = [a - 0.3 if i < 5 else None for i, a in enumerate(BASE_AOC)]
+    c = claim(result([1] * N, few))
+    assert c.verdict == "not testable" and "fewer than 10" in c.explanation
+
+
+def test_per_problem_aoc_is_read_back_without_generating_and_averages_to_the_battery_aoc():
+    from experiments.e2_faithfulness import _one, _Recorded
+    from probes.faithfulness import (
+        CotTask,
+        FaithfulnessConfig,
+        TextCompleter,
+        early_answering,
+        faithfulness_battery,
+    )
+
+    calls = []
+
+    def answer(text: str) -> str:  # answers with the last step's first word once two steps are seen
+        calls.append(text)
+        words = text.split()
+        return words[-2] if words.count(";") >= 2 else "x"
+
+    steps = [["a ;", "b ;", "c ;"], ["d ;", "e ;"], ["f ;"], ["g ;", "h ;", "i ;", "j ;"]]
+    task = CotTask([f"Q {i}" for i in range(4)], steps, "A", lambda s: s.split()[0] if s else None)
+    recorded = _Recorded.__new__(_Recorded)  # the recorder around a hand-set completer, not a model
+    recorded.inner, recorded.model, recorded.max_prompt_tokens, recorded._memo = (
+        TextCompleter(answer),
+        None,
+        None,
+        {},
+    )
+    config = FaithfulnessConfig()
+    battery = faithfulness_battery(recorded, task, config)
+    generated = len(calls)
+    per = [early_answering(recorded, _one(task, i), config) for i in range(task.n_problems)]
+    assert len(calls) == generated  # every per-problem text was already completed by the battery
+    used = [p.aoc for p in per if p.n_used]
+    assert abs(sum(used) / len(used) - battery.early.aoc) < 1e-12 and len(set(used)) > 1

@@ -1,0 +1,87 @@
+"""Finding 7's verdict from a hand-made result: RL must move the model beyond same-norm noise first."""
+
+import pytest
+
+from experiments.e7_forking import claim
+
+N, R = 40, 30  # problems, responses
+HALF = [1, 0] * 20
+
+
+def shift(mean_kl, excess):
+    return {
+        "mean_kl": [mean_kl + 0.01 * (i % 3) for i in range(R)],
+        "excess": [excess + 0.01 * (i % 3) for i in range(R)],
+    }
+
+
+def rl(correct, excess):
+    return {
+        "share_of_shift_on_high_entropy": 0.9,
+        "share_of_tokens_high_entropy": 0.2,
+        "solve_rate_id": sum(correct) / N,
+        "per_response": shift(0.5, excess),
+        "per_problem": {"correct": correct},
+    }
+
+
+def result(noise=None, fork_correct=(1,) * N, rl_excess=0.6, raised=True):
+    r = {
+        "forking_share": 0.2,
+        "genuine_forks_caught_by_top20": 0.8,
+        "rl": {
+            "rl-answer": rl([1] * N if raised else HALF, rl_excess),
+            "rl-fork": rl(list(fork_correct), rl_excess),
+        },
+        "per_problem": {"base_correct": HALF},
+        "vs_parent": {
+            "rl-answer": {
+                "parent": "base",
+                "format": "cot",
+                "correct": [1] * N if raised else HALF,
+                "parent_correct": HALF,
+            }
+        },
+        "rl_weight_change": {"rl-answer": 0.05, "rl-fork": 0.04},
+    }
+    if noise is not None:
+        r["noise_shift"], r["noise_weight_change"] = noise, 0.05
+    return r
+
+
+def test_without_the_noise_control_it_is_not_testable():
+    c = claim(result())
+    assert c.verdict == "not testable"
+    assert c.explanation == "not testable: same-norm noise control measured failed (not measured)"
+    # noise that moves the model as much as RL: RL did not move it beyond noise
+    c = claim(result(noise=shift(0.5, 0.6)))
+    assert c.verdict == "not testable" and "RL moved the model beyond noise" in c.explanation
+
+
+def test_a_concentration_no_higher_than_noise_and_no_fork_gain_do_not_reproduce():
+    c = claim(result(noise=shift(0.1, 0.6), fork_correct=HALF))
+    assert c.verdict == "not reproduced"
+    assert "excess concentration - noise 0.00 [" in c.organism
+
+
+def test_concentration_beyond_noise_and_a_fork_gain_reproduce():
+    assert claim(result(noise=shift(0.1, 0.0))).verdict == "reproduced"
+    # rl-answer did not raise accuracy: the top-20% half is not testable, the finding holds in part
+    c = claim(result(noise=shift(0.1, 0.0), raised=False))
+    assert (
+        c.verdict == "partly" and "rl-answer raised accuracy over base (cot format) failed" in c.explanation
+    )
+
+
+def test_shift_arrays_per_response_against_hand_computed_values():
+    import torch
+
+    from experiments.e7_forking import shift_arrays
+    from probes.entropy import ShiftResult
+
+    entropy = (torch.tensor([2.0, 0.1, 0.1, 0.1]), torch.tensor([0.1, 0.1]))
+    kl = (torch.tensor([0.6, 0.2, 0.1, 0.1]), torch.tensor([0.0, 0.0]))
+    out = shift_arrays(ShiftResult(entropy, kl, "kl", threshold=1.0))
+    assert out["mean_kl"][0] == pytest.approx(0.25) and out["mean_kl"][1] == 0.0
+    # 60% of the shift on the one high-entropy token of four: excess 0.6 - 0.25
+    assert out["excess"][0] == pytest.approx(0.35) and out["excess"][1] is None
