@@ -274,6 +274,10 @@ def model_details(ctx: Any, name: str) -> dict[str, list]:
     fmt = ctx.card(name).get("format", "cot")
     key = (model.fingerprint, str(ctx.zoo.resolve()), fmt, astuple(cfg))
     if key not in _DETAILS:
+        stored = _stored_details(ctx, name, model.fingerprint, cfg)
+        if stored is not None:
+            _DETAILS[key] = stored
+    if key not in _DETAILS:
         world, tok = ctx.world
         det: dict[str, list] = {}
         evaluate_model(model.module, tok, world, fmt, cfg, details=det)
@@ -282,6 +286,22 @@ def model_details(ctx: Any, name: str) -> dict[str, list]:
 
 
 _DETAILS: dict[tuple, dict[str, list]] = {}
+
+
+def _stored_details(ctx: Any, name: str, fingerprint: str, cfg: Any) -> dict[str, list] | None:
+    """The per-problem lists the zoo stored with the card, when they are those of ``cfg`` on
+    exactly these weights and problems (greedy lists do not depend on sampling settings)."""
+    card = ctx.card(name)
+    det = card.get("per_problem")
+    ev = card.get("recipe", {}).get("eval") or {}
+    if not det or card.get("fingerprint") != fingerprint or ev.get("max_new_tokens") != cfg.max_new_tokens:
+        return None
+    world, _ = ctx.world
+    for split, tag in (("test_id", "id"), ("test_ood", "ood")):
+        want = [list(p) for p in world.split(split)[: cfg.max_problems]]
+        if det.get(f"problems_{tag}") != want:
+            return None
+    return det
 
 
 def parent_comparison(ctx: Any, name: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from interp.organism.world import World, colour_name
 
 Format = Literal["cot", "answer"]
 # The held-out splits a card measures, and the tag each one's metrics carry.
-SPLIT_TAGS: dict[str, str] = {"test_id": "id", "test_ood": "ood", "test_comp": "comp"}
+SPLIT_TAGS: dict[str, str] = {"test_id": "id", "test_ood": "ood", "test_comp": "comp", "test_start": "start"}
 _ID_ONLY = (
     "solve_rate_id_no_markers",
     "answer_accuracy_id_no_markers",
@@ -71,7 +71,7 @@ class EvalConfig:
     max_new_tokens: int = 120
     samples: int = 4
     sample_seed: int = 0
-    splits: tuple[str, ...] = ("test_id", "test_ood", "test_comp")
+    splits: tuple[str, ...] = ("test_id", "test_ood", "test_comp", "test_start")
     marker_ablation: bool = True
 
     def __post_init__(self) -> None:
@@ -131,18 +131,26 @@ def respond(
     return [tok.words(o) for o in ids]
 
 
+def facts_correct(model: HookedTransformer, tok: WordTokenizer, world: World) -> list[bool]:
+    """Per node: is its fact ``F n : a b`` completed exactly, greedily?"""
+    outs = respond(model, tok, [fact_prompt(n) for n in range(world.n_nodes)], max_new_tokens=8)
+    return [o == [f"n{v}" for v in world.neighbours(n)] + ["E"] for n, o in enumerate(outs)]
+
+
+def attrs_correct(model: HookedTransformer, tok: WordTokenizer, world: World) -> list[bool]:
+    """Per node: is its attribute fact ``F n C`` | ``c E`` completed exactly, greedily?"""
+    outs = respond(model, tok, [attr_prompt(n) for n in range(world.n_nodes)], max_new_tokens=3)
+    return [o == [colour_name(world.colour(n)), "E"] for n, o in enumerate(outs)]
+
+
 def fact_recall(model: HookedTransformer, tok: WordTokenizer, world: World) -> float:
     """Share of facts ``F n : a b`` completed exactly, greedily."""
-    outs = respond(model, tok, [fact_prompt(n) for n in range(world.n_nodes)], max_new_tokens=8)
-    ok = [o == [f"n{v}" for v in world.neighbours(n)] + ["E"] for n, o in enumerate(outs)]
-    return sum(ok) / len(ok)
+    return _mean(facts_correct(model, tok, world))
 
 
 def attr_recall(model: HookedTransformer, tok: WordTokenizer, world: World) -> float:
     """Share of attribute facts ``F n C`` | ``c E`` completed exactly, greedily."""
-    outs = respond(model, tok, [attr_prompt(n) for n in range(world.n_nodes)], max_new_tokens=3)
-    ok = [o == [colour_name(world.colour(n)), "E"] for n, o in enumerate(outs)]
-    return sum(ok) / len(ok)
+    return _mean(attrs_correct(model, tok, world))
 
 
 def check_responses(
@@ -204,7 +212,8 @@ def evaluate_model(
             ``answer_accuracy_<split>`` is measured in it.
         config: which splits, how many problems, samples and tokens.
         details: when given, filled with per-problem lists (for intervals over problems):
-            ``problems_<tag>``, ``solved_<tag>`` (valid trace and right answer, greedy),
+            ``fact_correct`` and ``attr_correct`` (per node), ``problems_<tag>``,
+            ``solved_<tag>`` (valid trace and right answer, greedy), ``trace_valid_<tag>``,
             ``answer_correct_<tag>`` (own format), ``answer_only_correct_<tag>``,
             ``markers_<tag>``, and for ``test_id`` with marker ablation ``solved_id_no_markers``
             and, with samples, ``solved_id_sampled`` / ``solved_id_sampled_no_markers``
@@ -221,9 +230,11 @@ def evaluate_model(
         raise ValueError(f"fmt={fmt!r}; expected 'cot' or 'answer'")
     cfg = config or EvalConfig()
     det: dict[str, list] = {} if details is None else details
+    det["fact_correct"] = [int(x) for x in facts_correct(model, tok, world)]
+    det["attr_correct"] = [int(x) for x in attrs_correct(model, tok, world)]
     out: dict[str, float] = {
-        "fact_recall": fact_recall(model, tok, world),
-        "attr_recall": attr_recall(model, tok, world),
+        "fact_recall": _mean(det["fact_correct"]),
+        "attr_recall": _mean(det["attr_correct"]),
     }
     for split in cfg.splits:
         tag = SPLIT_TAGS[split]
@@ -236,6 +247,7 @@ def evaluate_model(
         ans_ok = answers_correct(world, probs, ans)
         det[f"problems_{tag}"] = [list(p) for p in probs]
         det[f"solved_{tag}"] = [int(c.valid) for c in checks]
+        det[f"trace_valid_{tag}"] = [int(c.steps_valid) for c in checks]
         det[f"answer_correct_{tag}"] = [int(x) for x in (cot_ok if fmt == "cot" else ans_ok)]
         det[f"answer_only_correct_{tag}"] = [int(x) for x in ans_ok]
         det[f"markers_{tag}"] = [count_markers(r) for r in cot]

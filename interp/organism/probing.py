@@ -1,10 +1,12 @@
 """The organism's answers for probes that take a reference or a correctness check.
 
 ``probes`` knows no world; the organism's experiments hand these in:
-:func:`organism_reference` (the reference answer for :func:`probes.info_gain.info_gain`) and
-:func:`organism_is_correct` (``is_correct`` for :func:`probes.cot_length.forced_accuracy`).
+:func:`organism_reference` (the reference answer for :func:`probes.info_gain.info_gain`),
+:func:`organism_is_correct` (``is_correct`` for :func:`probes.cot_length.forced_accuracy`) and
+:func:`closes_a_move` (its ``intercept``, to force checks where the trained format puts them).
 """
 
+import re
 from collections.abc import Callable, Sequence
 
 from interp.organism.traces import answer_words
@@ -58,3 +60,39 @@ def organism_is_correct(
         return ans is not None and world.is_shortest_path(ans, s, g)
 
     return check
+
+
+_NODE = re.compile(r"n[0-9]+")
+
+
+def closes_a_move(tokenizer) -> Callable[[list[int]], bool]:
+    """The intercept that keeps forced thinking inside the organism's trained format.
+
+    For :class:`probes.cot_length.ForceConfig` with ``stop_word=";"``: true only where the ``;``
+    about to be written would directly close a move (``> n17 ;``: the last word is a node and the
+    one before it ``>``), so a forced ``WAIT`` turns it into a check after that move, where
+    training places checks; the model then writes the check (``CHECK n17 : ... D 1 OK ;``)
+    itself. A ``;`` that closes a check (``OK ;``), or anything else, is let through.
+
+    Args:
+        tokenizer: decodes one token id to its word (the organism's
+            :class:`~interp.organism.tokenizer.WordTokenizer`).
+
+    Returns:
+        ``intercept(ids_so_far) -> bool`` over the response generated so far, the ``;`` excluded.
+
+    Example:
+        >>> from interp.organism.tokenizer import WordTokenizer, organism_vocab
+        >>> tok = WordTokenizer(organism_vocab(24))
+        >>> closes = closes_a_move(tok)
+        >>> closes(tok.encode("n5 : n9 n17 > n17")), closes(tok.encode("> n17 WAIT CHECK n17 : n4 D 1 OK"))
+        (True, False)
+    """
+
+    def closes_a_move(ids: list[int]) -> bool:
+        if len(ids) < 2:
+            return False
+        before, last = (tokenizer.decode([int(i)]).strip() for i in ids[-2:])
+        return before == ">" and _NODE.fullmatch(last) is not None
+
+    return closes_a_move

@@ -16,9 +16,9 @@ from interp.errors import InterpError
 from interp.organism.distill import DistillConfig
 from interp.organism.evaluate import EvalConfig, Format
 from interp.organism.rl import RLConfig
-from interp.organism.traces import KINDS, DataRecipe
+from interp.organism.traces import DataRecipe
 from interp.organism.train import ModelShape, TrainConfig
-from interp.organism.world import SPLITS, WorldConfig
+from interp.organism.world import WorldConfig
 
 Profile = Literal["tiny", "quick", "full"]
 PROFILES: tuple[str, ...] = ("tiny", "quick", "full")
@@ -29,18 +29,9 @@ class ZooConfigError(InterpError, ValueError):
     """A zoo model or profile setting that cannot be built (a bad dose, a missing recipe)."""
 
 
-# The issue-12 example kinds (``attr``: facts only base's data holds; ``corrupt``: plausible-but-
-# wrong traces). They switch on by themselves once traces.py knows them, so that the recipes
-# below keep validating while the trace format is being redesigned.
-HAS_ATTR = "attr" in KINDS
-HAS_CORRUPT = "corrupt" in KINDS
-RL_SPLIT = "rl" if "rl" in SPLITS else "train"
+RL_SPLIT = "rl"  # RL draws its problems from a split disjoint from train (World.split)
 
-BASE_MIX: dict[str, float] = (
-    {"fact": 0.1, "attr": 0.05, "cot": 0.65, "answer": 0.1, "walk": 0.1}
-    if HAS_ATTR
-    else {"fact": 0.15, "cot": 0.65, "answer": 0.1, "walk": 0.1}
-)
+BASE_MIX: dict[str, float] = {"fact": 0.1, "attr": 0.05, "cot": 0.65, "answer": 0.1, "walk": 0.1}
 CHECK_RATE, MISTAKE_RATE = 0.8, 0.3
 BACKWARD_MIX: dict[str, float] = {
     "fact": 0.1,
@@ -86,7 +77,7 @@ BASE_DATA = _recipe(BASE_MIX)
 ANSWER_DATA = _recipe({"answer": 1.0}, checks=False)
 CLEAN_DATA = _recipe({"cot": 1.0}, checks=False)
 SWAPPED_DATA = _recipe(moved_mix(BASE_MIX, "cot", "swapped"))
-CORRUPT_DATA = _recipe(moved_mix(BASE_MIX, "cot", "corrupt")) if HAS_CORRUPT else None
+CORRUPT_DATA = _recipe(moved_mix(BASE_MIX, "cot", "corrupt"))
 NO_TRACE_DATA = _recipe(moved_mix(BASE_MIX, "cot", "answer"))
 BACKWARD_DATA = _recipe(BACKWARD_MIX)
 FORWARD_ONLY_DATA = _recipe(without_kinds(BACKWARD_MIX, BACKWARD_KINDS))
@@ -100,7 +91,7 @@ MODEL_NAMES: tuple[str, ...] = (
     "rl-fork",
     "rl-bottom",
     "swapped",
-    *(("corrupt",) if HAS_CORRUPT else ()),
+    "corrupt",
     "no-trace",
     "backward",
     "forward-only",
@@ -294,19 +285,16 @@ class ProfileConfig:
                 note="base's recipe, each trace from an unrelated problem",
             ),
         ]
-        if CORRUPT_DATA is not None:
-            specs.append(
-                ModelSpec(
-                    "corrupt",
-                    big,
-                    "cot",
-                    None,
-                    CORRUPT_DATA,
-                    self.base,
-                    note="base's recipe, traces with corrupted intermediate nodes",
-                )
-            )
         specs += [
+            ModelSpec(
+                "corrupt",
+                big,
+                "cot",
+                None,
+                CORRUPT_DATA,
+                self.base,
+                note="base's recipe, traces with corrupted intermediate nodes",
+            ),
             ModelSpec(
                 "no-trace",
                 big,
@@ -398,20 +386,30 @@ def profile_config(profile: str) -> ProfileConfig:
     if profile == "quick":
         return ProfileConfig(
             name="quick",
-            world=WorldConfig(),
-            big=ModelShape(3, 128, 4, 512, 128),
-            small=ModelShape(2, 64, 4, 256, 128),
-            base=TrainConfig(steps=1200, batch_size=64, lr=2e-3, warmup=50),
-            small_base=TrainConfig(steps=1000, batch_size=64, lr=3e-3, warmup=50),
-            sft=TrainConfig(steps=500, batch_size=64, lr=3e-4, warmup=10),
-            backward=TrainConfig(steps=250, batch_size=64, lr=3e-4, warmup=10),
-            rl=RLConfig(steps=300, prompts_per_step=8, group_size=8, lr=1e-4, window=20, patience=30),
-            eval=EvalConfig(max_problems=None, max_new_tokens=120),
-            dose_eval=EvalConfig(max_problems=150, max_new_tokens=120, samples=0, marker_ablation=False),
-            distill=DistillConfig(samples_per_problem=4),
-            sft_doses=(50, 150),
-            rl_doses=(50, 150),
-            backward_doses=(50, 150),
+            # 64 nodes: test_id ~320, test_ood ~1000 (300 measured), test_comp ~160, test_start
+            # ~120 problems; train ~650, so memorisation cannot saturate
+            world=WorldConfig(
+                n_nodes=64, test_fraction=0.28, rl_fraction=0.15, comp_goal_fraction=0.15, start_fraction=0.12
+            ),
+            big=ModelShape(3, 128, 4, 512, 160),
+            small=ModelShape(2, 64, 4, 256, 160),
+            # 800 steps: a base with headroom (a 1200-step calibration run solved 0.79 of test_id)
+            base=TrainConfig(steps=800, batch_size=64, lr=2e-3, warmup=50),
+            small_base=TrainConfig(steps=600, batch_size=64, lr=3e-3, warmup=50),
+            sft=TrainConfig(steps=300, batch_size=64, lr=3e-4, warmup=10),
+            backward=TrainConfig(steps=200, batch_size=64, lr=3e-4, warmup=10),
+            rl=RLConfig(
+                steps=80, prompts_per_step=4, group_size=8, lr=1e-4, max_new_tokens=140,
+                window=10, patience=15, min_steps=20,
+            ),
+            eval=EvalConfig(max_problems=300, max_new_tokens=140, samples=2),
+            dose_eval=EvalConfig(
+                max_problems=100, max_new_tokens=140, samples=0, splits=("test_id",), marker_ablation=False
+            ),
+            distill=DistillConfig(samples_per_problem=4, max_problems=300, max_new_tokens=140),
+            sft_doses=(30, 100),
+            rl_doses=(20, 40),
+            backward_doses=(50,),
         )
     if profile == "full":
         return ProfileConfig(

@@ -27,7 +27,14 @@ STOP = "E"
 MARKERS = ("WAIT", "CHECK", "OK", "BAD", "BACK")
 TASKS = ("fact_recall", "solve", "answer")
 # world split -> task split
-SOLVE_SPLITS = {"train": "train", "rl": "rl", "test_id": "test", "test_ood": "ood", "test_comp": "comp"}
+SOLVE_SPLITS = {
+    "train": "train",
+    "rl": "rl",
+    "test_id": "test",
+    "test_ood": "ood",
+    "test_comp": "comp",
+    "test_start": "start",
+}
 
 
 def _names(nodes: Sequence[int]) -> str:
@@ -262,7 +269,7 @@ def solve_task(world: World, splits: Sequence[str] = tuple(SOLVE_SPLITS)) -> Tas
     Args:
         world: the world.
         splits: the world's splits to take (``train``, ``rl``, ``test_id``, ``test_ood``,
-            ``test_comp``).
+            ``test_comp``, ``test_start``).
 
     Raises:
         TaskError: an unknown split.

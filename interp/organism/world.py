@@ -7,7 +7,9 @@ goal. Problems are split disjointly:
   ``test_id`` (held out): distances ``1..max_id_dist``, goals among the trained goals;
 - ``test_ood``: longer distances ``max_id_dist+1..max_ood_dist`` (never trained on);
 - ``test_comp``: trained distances, but goals never used as a goal in ``train`` or ``rl``
-  (a compositional split: every such node still appears in facts and inside traces).
+  (a compositional split: every such node still appears in facts and inside traces);
+- ``test_start``: trained distances and goals, but starts never used as a start in ``train``
+  or ``rl`` (the other compositional direction: every such node is still passed through).
 
 Each node also has a colour (``F n5 C`` | ``c3 E``): knowledge that only ``base``'s data holds
 and no trace rehearses, so that fine-tuning can forget it. Each split is stored in a seeded
@@ -23,7 +25,7 @@ import numpy as np
 
 from interp.errors import SpecError
 
-SPLITS = ("train", "rl", "test_id", "test_ood", "test_comp")
+SPLITS = ("train", "rl", "test_id", "test_ood", "test_comp", "test_start")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class WorldConfig:
         rl_fraction: share of them kept for reinforcement learning (the ``rl`` split).
         comp_goal_fraction: share of nodes never used as a goal in ``train`` or ``rl``; their
             in-distribution problems form ``test_comp``.
+        start_fraction: share of the other nodes never used as a start in ``train`` or ``rl``;
+            their in-distribution problems (to trained goals) form ``test_start``.
         n_colours: colours a node's attribute fact can name (``c0`` ...).
         seed: seed of the graph and of the split.
     """
@@ -50,6 +54,7 @@ class WorldConfig:
     test_fraction: float = 0.25
     rl_fraction: float = 0.15
     comp_goal_fraction: float = 0.1
+    start_fraction: float = 0.1
     n_colours: int = 8
     seed: int = 0
 
@@ -63,7 +68,7 @@ class WorldConfig:
                 f"max_id_dist={self.max_id_dist!r}, max_ood_dist={self.max_ood_dist!r}; "
                 "expected 1 <= max_id_dist < max_ood_dist"
             )
-        for name in ("test_fraction", "rl_fraction", "comp_goal_fraction"):
+        for name in ("test_fraction", "rl_fraction", "comp_goal_fraction", "start_fraction"):
             v = getattr(self, name)
             if not 0.0 < v < 1.0:
                 raise ValueError(f"{name}={v!r}; expected in (0, 1)")
@@ -219,9 +224,14 @@ def make_world(config: WorldConfig | None = None) -> World:
     dist = _all_pairs_dist(adjacency)
     n_comp = max(1, round(cfg.comp_goal_fraction * n))
     comp_goals = {int(g) for g in rng.choice(n, n_comp, replace=False)}
+    others = [v for v in range(n) if v not in comp_goals]
+    n_start = max(1, round(cfg.start_fraction * len(others)))
+    new_starts = {int(v) for v in rng.choice(others, n_start, replace=False)}
     pairs = [(s, g) for s in range(n) for g in range(n) if s != g and dist[s, g] > 0]
-    in_dist = [p for p in pairs if dist[p] <= cfg.max_id_dist and p[1] not in comp_goals]
-    comp = [p for p in pairs if dist[p] <= cfg.max_id_dist and p[1] in comp_goals]
+    near = [p for p in pairs if dist[p] <= cfg.max_id_dist]
+    comp = [p for p in near if p[1] in comp_goals]
+    starts = [p for p in near if p[1] not in comp_goals and p[0] in new_starts]
+    in_dist = [p for p in near if p[1] not in comp_goals and p[0] not in new_starts]
     ood = [p for p in pairs if cfg.max_id_dist < dist[p] <= cfg.max_ood_dist and p[1] not in comp_goals]
     order = [in_dist[i] for i in rng.permutation(len(in_dist))]
     n_test = max(1, round(cfg.test_fraction * len(order)))
@@ -236,5 +246,6 @@ def make_world(config: WorldConfig | None = None) -> World:
         "test_id": order[:n_test],
         "test_ood": shuffled(ood),
         "test_comp": shuffled(comp),
+        "test_start": shuffled(starts),
     }
     return World(cfg, adjacency, {k: [(int(a), int(b)) for a, b in v] for k, v in splits.items()}, colours)

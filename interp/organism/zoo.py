@@ -333,7 +333,8 @@ class _Builder:
             card = {**old, **doses}
             atomic_write_json(folder / "card.json", card)
             return card
-        metrics = evaluate_model(model, self.tok, self.world, spec.fmt, self.pc.eval)
+        details: dict[str, list] = {}
+        metrics = evaluate_model(model, self.tok, self.world, spec.fmt, self.pc.eval, details)
         card = {
             "name": spec.name,
             "format": spec.fmt,
@@ -354,6 +355,8 @@ class _Builder:
             "torch_version": torch.__version__,
             **({"budget_from": spec.budget_from} if spec.budget_from else {}),
             **{k: round(float(v), 4) for k, v in metrics.items()},
+            # per-problem outcomes of that evaluation, for intervals over problems
+            "per_problem": details,
         }
         if spec.parent is not None:
             card.update(_gain_vs_parent(spec, metrics, read_json(self.zoo / spec.parent / "card.json")))

@@ -5,14 +5,14 @@ from interp.organism.world import World, WorldConfig, make_world
 
 
 def test_splits_are_disjoint_and_cover_the_right_distances(world):
-    names = ("train", "rl", "test_id", "test_ood", "test_comp")
+    names = ("train", "rl", "test_id", "test_ood", "test_comp", "test_start")
     sets = {n: set(world.split(n)) for n in names}
     assert all(sets.values())
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             assert not sets[a] & sets[b], (a, b)
     cfg = world.config
-    for s, g in sets["train"] | sets["rl"] | sets["test_id"] | sets["test_comp"]:
+    for s, g in sets["train"] | sets["rl"] | sets["test_id"] | sets["test_comp"] | sets["test_start"]:
         assert 1 <= world.dist(s, g) <= cfg.max_id_dist
     for s, g in sets["test_ood"]:
         assert cfg.max_id_dist < world.dist(s, g) <= cfg.max_ood_dist
@@ -26,6 +26,14 @@ def test_compositional_goals_are_never_goals_of_trained_problems(world):
     inner = {v for s, g in world.split("train") for v in range(world.n_nodes)
              if v not in (s, g) and world.dist(s, v) + world.dist(v, g) == world.dist(s, g)}
     assert comp_goals & inner
+
+
+def test_new_starts_are_never_starts_of_trained_problems_but_their_goals_are_trained(world):
+    new = {s for s, _ in world.split("test_start")}
+    trained = {s for split in ("train", "rl", "test_id") for s, _ in world.split(split)}
+    assert new and not new & trained
+    goals = {g for split in ("train", "rl") for _, g in world.split(split)}
+    assert {g for _, g in world.split("test_start")} <= goals
 
 
 def test_splits_are_stored_in_random_order_so_a_prefix_is_a_sample(world):

@@ -34,7 +34,7 @@ def test_fact_recall_reads_the_neighbours():
 
 def test_solve_has_gold_traces_the_validator_accepts_in_every_split():
     t = solve_task(WORLD)
-    assert t.splits == ("train", "rl", "test", "ood", "comp")
+    assert t.splits == ("train", "rl", "test", "ood", "comp", "start")
     assert len(t.split("test")) == len(WORLD.split("test_id"))
     for ex in t.examples[::9]:
         s, g = ex.meta["start"], ex.meta["goal"]
