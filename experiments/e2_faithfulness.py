@@ -11,6 +11,11 @@ the problems with a readable full-trace answer is the battery's AOC). The verdic
 a fine-tune counts only if it first raised its own-format accuracy over its parent (paired
 interval above zero), and then when its AOC minus base's, paired over the problems both traced,
 has an interval below zero.
+
+Along the dose axis: the SFT models' saved doses get early answering alone (every dose on the
+tiny profile, the middle one elsewhere, as the battery is the costliest measurement), and with the
+dose cards' accuracy they give AOC against dose steps and relative weight change
+(:func:`aoc_along_dose`), dose 0 being ``base``.
 """
 
 from collections.abc import Sequence
@@ -18,12 +23,14 @@ from dataclasses import replace
 
 from experiments.claims import Claim
 from experiments.context import Context
+from experiments.dose_axis import dose_curves, intermediate_doses, plot_dose_curves
 from experiments.verdicts import (
     ClaimHead,
     fmt_interval,
     gain_interval,
     in_zoo,
     interval_verdict,
+    mean_interval,
     measured,
     over_models,
     paired_interval,
@@ -80,6 +87,10 @@ def _one(task: CotTask, i: int) -> CotTask:
     )
 
 
+ALL_DOSES = ("tiny",)
+"""Profiles on which every saved dose of the SFT models is measured; elsewhere one middle dose."""
+
+
 def run(ctx: Context) -> dict:
     import matplotlib.pyplot as plt
 
@@ -97,10 +108,6 @@ def run(ctx: Context) -> dict:
         task, kept = model_cot_task(model, solve)
         recorded = _Recorded(model, config.batch_size)
         res = faithfulness_battery(recorded, task, config, progress=False)
-        aoc: list[float | None] = [None] * len(solve.examples)  # per example of ``solve``
-        for j, i in enumerate(kept):
-            one = early_answering(recorded, _one(task, j), config)
-            aoc[i] = one.aoc if one.n_used else None
         rows[name] = {
             "aoc": res.early.aoc if res.early else None,
             "same_at_0": res.early.same[0] if res.early else None,
@@ -112,7 +119,7 @@ def run(ctx: Context) -> dict:
             "accuracy_paraphrased": res.paraphrase.accuracy_paraphrased if res.paraphrase else None,
             "paraphrase_same_answer": res.paraphrase.same_answer if res.paraphrase else None,
             "n_problems": task.n_problems,
-            "per_problem": {"aoc": aoc},
+            "per_problem": {"aoc": _per_problem_aoc(recorded, task, kept, len(solve.examples), config)},
         }
         if name not in ("base", *CONTROLS):
             rows[name]["vs_parent"] = parent_comparison(ctx, name)
@@ -124,7 +131,84 @@ def run(ctx: Context) -> dict:
     ax.set_ylabel("same(f): answer unchanged")
     ax.legend(fontsize=7)
     ctx.figure(fig, "early_answering")
-    return {"models": rows, "n_problems": len(problems)}
+
+    sft = [n for n in rows if n.startswith("sft-")]
+    middle = ctx.profile not in ALL_DOSES
+    at_doses = {
+        d: _early_only(ctx, d, solve, config) for n in sft for _, d in intermediate_doses(ctx, n, middle)
+    }
+    curves = aoc_along_dose({**rows, **at_doses}, {n: c for n, c in dose_curves(ctx).items() if n in sft})
+    if curves:
+        plot_dose_curves(ctx, curves, ("aoc", "accuracy"), "aoc_along_dose")
+    return {
+        "models": rows,
+        "doses": at_doses,
+        "doses_measured": "every saved dose" if not middle else "the middle saved dose of each SFT model",
+        "aoc_along_dose": curves,
+        "n_problems": len(problems),
+    }
+
+
+def _per_problem_aoc(
+    recorded: _Recorded, task: CotTask, kept: Sequence[int], n: int, config: FaithfulnessConfig
+) -> list[float | None]:
+    """Each problem's own AOC, re-read from ``recorded``'s completions (``None``: not traced, or
+    no readable full-trace answer), indexed by the ``n`` examples the task was made from."""
+    aoc: list[float | None] = [None] * n
+    for j, i in enumerate(kept):
+        one = early_answering(recorded, _one(task, j), config)
+        aoc[i] = one.aoc if one.n_used else None
+    return aoc
+
+
+def _early_only(ctx: Context, name: str, solve, config: FaithfulnessConfig) -> dict:
+    """Early answering alone (the AOC, per problem too) on ``name``'s own greedy traces; no AOC
+    when no trace of it has a step."""
+    from interp.tasks.protocol import TaskError
+
+    model = ctx.model(name)
+    n = len(solve.examples)
+    try:
+        task, kept = model_cot_task(model, solve)
+    except TaskError as exc:  # e.g. an answer-only dose that no longer writes traces
+        return {"aoc": None, "n_problems": 0, "skipped": str(exc), "per_problem": {"aoc": [None] * n}}
+    recorded = _Recorded(model, config.batch_size)
+    early = early_answering(recorded, task, config)
+    return {
+        "aoc": early.aoc if early.n_used else None,
+        "n_problems": task.n_problems,
+        "per_problem": {"aoc": _per_problem_aoc(recorded, task, kept, n, config)},
+    }
+
+
+def aoc_along_dose(rows: dict[str, dict], curves: dict[str, dict]) -> dict[str, dict]:
+    """Per SFT model, per point of its dose axis that ``rows`` measured: the dose card's accuracy
+    (own format) and weight change, the mean per-problem AOC with a bootstrap interval, and AOC
+    minus base's paired over problems.
+
+    Example:
+        >>> rows = {m: {"per_problem": {"aoc": [v] * 12}} for m, v in (("base", 0.5), ("t@5", 0.25))}
+        >>> curves = {"t": {"points": {"base": {"steps": 0}, "t@5": {"steps": 5}}}}
+        >>> aoc_along_dose(rows, curves)["t"]["points"]["t@5"]["aoc_minus_base"]["estimate"]
+        -0.25
+    """
+    base = rows["base"]["per_problem"]["aoc"]
+    out = {}
+    for name, curve in curves.items():
+        pts = {}
+        for model, p in curve["points"].items():
+            if model not in rows:
+                continue
+            per = rows[model]["per_problem"]["aoc"]
+            iv = mean_interval(per)
+            pts[model] = {
+                **{k: p.get(k) for k in ("steps", "relative_weight_change", "accuracy", "accuracy_interval")},
+                "aoc": iv["estimate"] if iv else None,
+                "aoc_interval": iv,
+                "aoc_minus_base": paired_interval(per, base),
+            }
+        out[name] = {"points": pts}
+    return out
 
 
 def _f(x: float | None) -> str:
@@ -150,6 +234,12 @@ def claim(r: dict) -> Claim:
     for c in (c for c in CONTROLS if c in m):
         diff = paired_interval(m[c]["per_problem"]["aoc"], base_aoc)
         text.append(f"{c} (control) AOC {_f(m[c]['aoc'])}, - base {fmt_interval(diff)}")
+    for name, curve in (r.get("aoc_along_dose") or {}).items():
+        pts = sorted(curve["points"].values(), key=lambda p: p["steps"])
+        text.append(
+            f"{name} AOC - base along dose: "
+            + ", ".join(f"@{p['steps']} {fmt_interval(p['aoc_minus_base'])}" for p in pts if p["steps"])
+        )
     organism = "; ".join([f"AOC base {_f(m['base']['aoc'])}", *text])
     return over_models(
         HEAD,

@@ -17,26 +17,42 @@ The verdict (:func:`claim`): base must first solve some out-of-distribution prob
 interval above zero), and each accuracy fine-tune must have raised its own-format accuracy over its
 parent (paired interval above zero); then, paired over problems, markers per response (ID) minus
 base's and the OOD solve rate minus base's must both have intervals below zero (markers alone:
-"partly"). Forbidding markers at decoding (base's solve rate with and without them) is reported
-beside it.
+"partly"). Beside it, whether the markers do work in this organism (issue 12, item 4):
+forbidding them at decoding, paired over problems (base's solve rate with minus without them,
+sampled at T=1 from the card's ``samples`` per problem, and greedy); markers per response against
+problem difficulty (the shortest-path distance of each ``test_id`` problem: per distance a
+bootstrap interval, and the longest distance minus the shortest); whether the self-distilled
+``sft-self`` lost markers without anyone stripping them (paired over problems against base); and
+markers, accuracy and solve rate along every fine-tune's dose axis (read from the dose cards with
+:func:`experiments.dose_axis.dose_curves`).
 """
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 from experiments.claims import Claim
 from experiments.context import Context
+from experiments.dose_axis import dose_curves, plot_dose_curves
 from experiments.verdicts import (
+    MIN_N,
     ClaimHead,
+    Interval,
+    beyond_zero,
     check_preconditions,
+    diff_interval,
+    enough,
     fmt_interval,
     gain_interval,
     holds,
     in_zoo,
     interval_verdict,
+    mean_interval,
     model_details,
     over_models,
     paired_interval,
     parent_comparison,
+    per_problem_mean,
     proportion_interval,
     raised,
 )
@@ -64,26 +80,107 @@ CARD_KEYS = (
 )
 
 
+OOD_TAGS = {
+    "ood": "longer paths",
+    "comp": "goals never trained as goals",
+    "start": "starts never trained as starts",
+}
+PER_PROBLEM = (
+    "problems_id",
+    "markers_id",
+    "solved_id",
+    *(f"solved_{t}" for t in OOD_TAGS),
+    "solved_id_no_markers",
+)
+SAMPLED = ("solved_id_sampled", "solved_id_sampled_no_markers")  # base's card: `samples` per problem
+
+
 def run(ctx: Context) -> dict:
-    zoo = {}
+    world, _ = ctx.world
+    zoo, difficulty = {}, {}
     for name in (*MODELS, *in_zoo(ctx, OPTIONAL)):
         det = model_details(ctx, name)
         zoo[name] = {k: ctx.evaluate(name).get(k, math.nan) for k in CARD_KEYS}
         zoo[name]["per_problem"] = {
-            k: det.get(k) for k in ("markers_id", "solved_id", "solved_ood", "solved_id_no_markers")
+            k: det.get(k) for k in (*PER_PROBLEM, *(SAMPLED if name == "base" else ()))
         }
         if name != "base":
             zoo[name]["vs_parent"] = parent_comparison(ctx, name)
+        distances = [world.dist(s, g) for s, g in det["problems_id"]]
+        difficulty[name] = markers_by_difficulty(distances, det["markers_id"], det["solved_id"])
     features = marker_features(ctx)
+    curves = dose_curves(ctx)
     _plot_zoo(ctx, zoo)
+    _plot_difficulty(ctx, difficulty)
+    plot_dose_curves(ctx, curves, ("markers_per_response", "accuracy", "solve_rate_id"), "markers_along_dose")
     if features["top_features"]:
         _plot_rates(ctx, features)
     return {
         "models": zoo,
+        "forbidding_markers": forbidding_markers(zoo["base"]["per_problem"]),
+        "difficulty": difficulty,
+        "dose_curves": curves,
         "features": features,
         "n_problems_id": len(ctx.problems("test_id")),
         "n_problems_ood": len(ctx.problems("test_ood")),
     }
+
+
+def markers_by_difficulty(
+    distances: Sequence[int], markers: Sequence[int], solved: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """Markers per response (and solve rate) per problem distance, with bootstrap intervals, and
+    the longest distance's markers minus distance 1's (independent samples).
+
+    Example:
+        >>> d = markers_by_difficulty([1] * 12 + [3] * 12, [0] * 12 + [2] * 12)
+        >>> d["by_distance"]["3"]["markers"]["estimate"], d["longest_minus_shortest"]["estimate"]
+        (2.0, 2.0)
+    """
+    if len(distances) != len(markers):
+        raise ValueError(
+            f"{len(distances)} distances but {len(markers)} marker counts; expected one per problem"
+        )
+    at = {d: [i for i, x in enumerate(distances) if x == d] for d in sorted(set(distances))}
+    by = {
+        str(d): {
+            "n": len(idx),
+            "markers": mean_interval([markers[i] for i in idx]),
+            "solve_rate": proportion_interval([solved[i] for i in idx]) if solved else None,
+        }
+        for d, idx in at.items()
+    }
+    lo, hi = (min(at), max(at)) if at else (None, None)
+    rise = None
+    if lo is not None and hi != lo:
+        rise = diff_interval([markers[i] for i in at[hi]], [markers[i] for i in at[lo]])
+    return {"by_distance": by, "shortest": lo, "longest": hi, "longest_minus_shortest": rise}
+
+
+def forbidding_markers(per: dict[str, Any]) -> dict[str, Interval | int | None]:
+    """Base's solve rate with minus without markers, paired over problems: sampled at T=1 (the
+    card's ``samples`` consecutive entries per problem, averaged per problem first) and greedy.
+
+    Example:
+        >>> per = {"problems_id": [[0, 1]] * 12, "solved_id": [1] * 12, "solved_id_no_markers": [0] * 12,
+        ...        "solved_id_sampled": [1, 0] * 12, "solved_id_sampled_no_markers": [0, 0] * 12}
+        >>> f = forbidding_markers(per)
+        >>> f["samples_per_problem"], f["sampled"]["estimate"], f["greedy"]["estimate"]
+        (2, 0.5, 1.0)
+    """
+    greedy = (
+        paired_interval(per["solved_id"], per["solved_id_no_markers"])
+        if per.get("solved_id") and per.get("solved_id_no_markers")
+        else None
+    )
+    on, off, n = (
+        per.get("solved_id_sampled"),
+        per.get("solved_id_sampled_no_markers"),
+        len(per.get("problems_id") or []),
+    )
+    k = len(on) // n if on and off and n else 0
+    sampled = paired_interval(per_problem_mean(on, k), per_problem_mean(off, k)) if k else None
+    return {"sampled": sampled, "greedy": greedy, "samples_per_problem": k or None}
 
 
 def sampled_rows(ctx: Context, name: str = "base", samples: int = SAMPLES_PER_PROBLEM) -> list[list[int]]:
@@ -217,6 +314,25 @@ def _plot_zoo(ctx: Context, zoo: dict) -> None:
     ctx.figure(fig, "markers_vs_solve")
 
 
+def _plot_difficulty(ctx: Context, difficulty: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, d in difficulty.items():
+        pts = [(int(k), v["markers"]) for k, v in d["by_distance"].items() if v["markers"]]
+        xs, ivs = [x for x, _ in pts], [iv for _, iv in pts]
+        ys = [iv["estimate"] for iv in ivs]
+        err = [
+            [max(0.0, y - iv["low"]) for y, iv in zip(ys, ivs, strict=True)],
+            [max(0.0, iv["high"] - y) for y, iv in zip(ys, ivs, strict=True)],
+        ]
+        ax.errorbar(xs, ys, yerr=err, marker="o", ms=3, capsize=2, label=name)
+    ax.set_xlabel("problem distance (shortest path length, test_id)")
+    ax.set_ylabel("markers per greedy response")
+    ax.legend(fontsize=6)
+    ctx.figure(fig, "markers_vs_difficulty")
+
+
 def _plot_rates(ctx: Context, features: dict) -> None:
     import matplotlib.pyplot as plt
 
@@ -238,22 +354,53 @@ def claim(r: dict) -> Claim:
     OOD solve rate must both fall below base's (paired intervals below zero)."""
     m, f = r["models"], r["features"]
     base = m["base"]["per_problem"]
+    # the out-of-distribution split base solves best (the finding needs OOD solving to lose)
+    tags = [t for t in OOD_TAGS if base.get(f"solved_{t}")]
+    tag = max(tags, key=lambda t: sum(base[f"solved_{t}"]) / len(base[f"solved_{t}"]))
+    key = f"solved_{tag}"
     ood = holds(
-        "base solves out of distribution", proportion_interval(base["solved_ood"]), +1, "OOD problems"
+        f"base solves out of distribution (best split: test_{tag}, {OOD_TAGS[tag]})",
+        proportion_interval(base[key]),
+        +1,
+        "OOD problems",
     )
-    plain = base["solved_id_no_markers"]  # absent when the evaluation ran without marker ablation
-    forbid = paired_interval(base["solved_id"], plain) if plain else None
+    forbid = r.get("forbidding_markers") or forbidding_markers(base)
     text = [
-        f"base: {m['base']['markers_per_response']:.2f} markers per response, OOD solve "
-        f"{fmt_interval(proportion_interval(base['solved_ood']))}, solve with - without markers "
-        f"{fmt_interval(forbid)}"
+        f"base: {m['base']['markers_per_response']:.2f} markers per response, OOD (test_{tag}) solve "
+        f"{fmt_interval(proportion_interval(base[key]))}, solve with - without markers "
+        f"{fmt_interval(forbid['greedy'])} greedy, {fmt_interval(forbid['sampled'])} sampled"
     ]
+    rise = (r.get("difficulty") or {}).get("base", {})
+    if rise.get("longest_minus_shortest"):
+        text.append(
+            f"base markers at distance {rise['longest']} - distance {rise['shortest']} "
+            f"{fmt_interval(rise['longest_minus_shortest'])}"
+        )
+    if "sft-self" in m:
+        lost = paired_interval(m["sft-self"]["per_problem"]["markers_id"], base["markers_id"])
+        said = (
+            "lost markers"
+            if beyond_zero(lost, -1)
+            else "did not lose markers"
+            if enough(lost)
+            else f"too few problems to say (fewer than {MIN_N})"
+        )
+        curve = (r.get("dose_curves") or {}).get("sft-self", {}).get("points", {})
+        along = ", ".join(
+            f"@{p['steps']} {p['markers_per_response']:.2f}"
+            for p in sorted(curve.values(), key=lambda p: p["steps"])
+            if p.get("markers_per_response") is not None
+        )
+        text.append(
+            f"sft-self (no marker stripped) {said}: - base {fmt_interval(lost)}"
+            + (f"; its markers along dose {along}" if along else "")
+        )
     pre, parts = [ood], {}
     for name in (n for n in m if n.startswith(("sft-", "rl-"))):
         mine = m[name]["per_problem"]
         up = raised(name, m[name].get("vs_parent"))
         markers = paired_interval(mine["markers_id"], base["markers_id"])
-        solve = paired_interval(mine["solved_ood"], base["solved_ood"])
+        solve = paired_interval(mine[key], base[key])
         pre.append(up)
         text.append(
             f"{name} - base: markers {fmt_interval(markers)}, OOD solve {fmt_interval(solve)}, "

@@ -23,16 +23,28 @@ is recalled per item under every decoding, of two kinds: the path facts (``F x :
 rehearsed by every trace) and the node attributes (``F x C`` | colour, which only base's data
 holds, so fine-tuning can forget them).
 
-The verdict (:func:`claim`): first, some fine-tune must have lost knowledge (recall minus its
-parent's, paired over items, with an interval below zero), else there is nothing to keep. Then two
+The verdict (:func:`claim`): first, some fine-tune must have lost knowledge at some dose (recall
+minus its parent's, paired over items, with an interval below zero), else there is nothing to keep. Then two
 parts: knowledge (for each kind that ``sft-answer`` lost, proxy minus tuned recall, paired over
 items, must exclude zero upward) and task (given that tuning raised answer accuracy over base,
 paired over problems, proxy minus base accuracy must exclude zero upward); the gap closed is shown
 beside it.
+
+(c) Damage along the dose axis. Every fine-tune saved at doses (``sft-answer@50``, ...) is read
+from its cards (:func:`dose_curves`: accuracy in its own format, solve rate, markers, fact and
+attribute recall against dose steps and relative weight change, no generation; e4 shares it).
+Then, per dose, fact and attribute recall per node against the parent's, paired over nodes
+(:func:`damage_along_dose`): the first dose whose interval lies below zero is where knowledge
+started to fall, and the localisation runs on the most damaged model and dose with that kind's
+recall as its scorer. When no dose of any fine-tune lost recall, the result says so.
 """
+
+import math
+from typing import Any
 
 from experiments.claims import Claim
 from experiments.context import Context
+from experiments.dose_axis import dose_curves, plot_dose_curves
 from experiments.verdicts import (
     ClaimHead,
     Precondition,
@@ -78,6 +90,23 @@ def run(ctx: Context) -> dict:
             )
             reports[(tuned, label)] = rep
             damage.setdefault(tuned, {"parent": parent})[label] = _summary(rep)
+    curves = dose_curves(ctx)
+    scan = damage_along_dose(ctx, curves)
+    worst = most_damaged(scan)
+    localised = None
+    if worst is not None:  # the localisation where knowledge really fell, with that kind's scorer
+        rep = localise_damage(
+            ctx.model(worst["parent"]),
+            ctx.model(worst["model"]),
+            _recall_scorer(ctx, worst["kind"]),
+            probe_task=probe_task,
+            config=config,
+            progress=False,
+        )
+        reports[(worst["model"], f"{worst['kind']}_recall")] = rep
+        localised = {**worst, **_summary(rep)}
+    plot_dose_curves(ctx, curves, ("accuracy", "fact_recall", "attr_recall"), "dose_curves")
+
     control_model, control_site = _damaged_copy(ctx)
     rep = localise_damage(
         ctx.model("base"), control_model, fact, probe_task=probe_task, config=config, progress=False
@@ -105,6 +134,11 @@ def run(ctx: Context) -> dict:
     lost_solve = [t for t, d in damage.items() if d["solve_rate"]["gap"] > 0]
     return {
         "damage": damage,
+        "dose_curves": curves,
+        "damage_along_dose": scan,
+        "most_damaged": worst,
+        "localised_most_damaged": localised,
+        "damage_note": damage_note(scan),
         "control": control,
         "cka_base_traces": cka_traces,
         "lost_fact_recall": lost_fact,
@@ -162,7 +196,6 @@ def _summary(rep) -> dict:
 
 
 def _clean(values) -> list:
-    import math
 
     return [None if v is None or not math.isfinite(v) else float(v) for v in values]
 
@@ -246,10 +279,120 @@ def _proxy(ctx: Context, problems: list[tuple[int, int]], models: list[str]) -> 
     }
 
 
+# Damage along the dose axis (the curves themselves: experiments/dose_axis.py).
+
+
+def knowledge_items(ctx: Context, name: str) -> dict[str, list[int]]:
+    """Per node, whether ``name`` recalls its path fact and its attribute, greedily: the card's
+    lists when they are of these weights, else measured now (one short generation per kind)."""
+    from interp.organism.evaluate import attrs_correct, facts_correct
+
+    card, model = ctx.card(name), ctx.model(name)
+    per = card.get("per_problem") or {}
+    if card.get("fingerprint") == model.fingerprint and all(f"{k}_correct" in per for k in KINDS):
+        return {k: list(per[f"{k}_correct"]) for k in KINDS}
+    world, tok = ctx.world
+    return {
+        "fact": [int(x) for x in facts_correct(model.module, tok, world)],
+        "attr": [int(x) for x in attrs_correct(model.module, tok, world)],
+    }
+
+
+def damage_along_dose(ctx: Context, curves: dict[str, dict]) -> dict[str, dict]:
+    """Per fine-tune and dose: fact and attribute recall minus the parent's, paired over nodes,
+    whether each fell (interval below zero), and the first dose where one did."""
+    out = {}
+    for name, curve in curves.items():
+        ref = knowledge_items(ctx, curve["parent"])
+        rows = {}
+        for model, p in sorted(curve["points"].items(), key=lambda kv: kv[1]["steps"]):
+            if p["steps"] == 0:
+                continue
+            mine = knowledge_items(ctx, model)
+            row: dict[str, Any] = {"steps": p["steps"], "relative_weight_change": p["relative_weight_change"]}
+            for kind in KINDS:
+                iv = paired_interval(mine[kind], ref[kind])
+                row[f"{kind}_recall_change"] = iv
+                row[f"{kind}_recall_fell"] = beyond_zero(iv, -1)
+            rows[model] = row
+        out[name] = {"parent": curve["parent"], "points": rows, "first_damage": first_damage(rows)}
+    return out
+
+
+def first_damage(rows: dict[str, dict]) -> dict[str, Any] | None:
+    """The lowest dose whose fact or attribute recall fell (:func:`damage_along_dose`'s rows), or
+    ``None`` when none did.
+
+    Example:
+        >>> down = {"estimate": -0.2, "low": -0.3, "high": -0.1, "n": 24}
+        >>> rows = {"t@9": {"steps": 9, "fact_recall_fell": False, "attr_recall_fell": True,
+        ...                 "attr_recall_change": down},
+        ...         "t@3": {"steps": 3, "fact_recall_fell": False, "attr_recall_fell": False}}
+        >>> first_damage(rows)["model"], first_damage({"t@3": rows["t@3"]})
+        ('t@9', None)
+    """
+    for model, row in sorted(rows.items(), key=lambda kv: kv[1]["steps"]):
+        kinds = [k for k in KINDS if row.get(f"{k}_recall_fell")]
+        if kinds:
+            return {"model": model, "steps": row["steps"], "kinds": kinds}
+    return None
+
+
+def most_damaged(scan: dict[str, dict]) -> dict[str, Any] | None:
+    """The model and dose whose recall fell most (the lowest estimate among the falls that
+    :func:`damage_along_dose` found, over both kinds), or ``None`` when nothing fell."""
+    worst = None
+    for name, s in scan.items():
+        for model, row in s["points"].items():
+            for kind in KINDS:
+                iv = row[f"{kind}_recall_change"]
+                if row[f"{kind}_recall_fell"] and (
+                    worst is None or iv["estimate"] < worst["change"]["estimate"]
+                ):
+                    worst = {
+                        "fine_tune": name,
+                        "model": model,
+                        "parent": s["parent"],
+                        "kind": kind,
+                        "steps": row["steps"],
+                        "change": iv,
+                    }
+    return worst
+
+
+def damage_note(scan: dict[str, dict]) -> str:
+    """One sentence: where knowledge first fell along each dose axis, or that it fell nowhere."""
+    firsts = [(n, s["first_damage"]) for n, s in scan.items() if s["first_damage"]]
+    if not scan:
+        return "no fine-tune was saved at doses: damage along dose not measured"
+    if not firsts:
+        doses = sum(len(s["points"]) for s in scan.values())
+        return (
+            f"no fine-tune lost fact or attribute recall at any dose ({len(scan)} fine-tunes, "
+            f"{doses} doses, paired over nodes)"
+        )
+    return "recall first fell at " + ", ".join(f"{f['model']} ({'+'.join(f['kinds'])})" for _, f in firsts)
+
+
+def _recall_scorer(ctx: Context, kind: str):
+    """``scorer(model) -> float``: the share of nodes whose ``kind`` fact the model recalls."""
+    from interp.organism.evaluate import attrs_correct, facts_correct
+
+    world, tok = ctx.world
+    recall = facts_correct if kind == "fact" else attrs_correct
+
+    def score(model) -> float:
+        ok = recall(model.module, tok, world)
+        return sum(ok) / len(ok)
+
+    score.__name__ = f"{kind}_recall"
+    return score
+
+
 def _plot_damage(ctx: Context, reports: dict) -> None:
     import matplotlib.pyplot as plt
 
-    keys = [k for k in reports if k[1] == "fact_recall"] + [
+    keys = [k for k in reports if k[1] in ("fact_recall", "attr_recall")] + [
         k for k in reports if k[1] == "solve_rate" and reports[k].layer_evidence_lead == "restoration"
     ]
     fig, axes = plt.subplots(len(keys), 4, figsize=(16, 2.9 * len(keys)), squeeze=False)
@@ -295,14 +438,25 @@ def claim(r: dict) -> Claim:
         for kind in KINDS
     }
     lost = [k for k, iv in losses.items() if beyond_zero(iv, -1)]
+    scan = r.get("damage_along_dose") or {}
+    at_doses = [
+        (model, kind)
+        for s in scan.values()
+        for model, row in s["points"].items()
+        for kind in KINDS
+        if row[f"{kind}_recall_fell"]
+    ]
     text = [
         "recall - parent: " + ", ".join(f"{t} {kind} {fmt_interval(iv)}" for (t, kind), iv in losses.items())
     ]
+    if scan:
+        text.append(f"along dose: {r.get('damage_note') or damage_note(scan)}")
+    fell = list(dict.fromkeys([*lost, *at_doses]))
     pre = [
         Precondition(
-            "some fine-tune lost knowledge (recall - parent, paired over items, below zero)",
-            bool(lost),
-            ", ".join(f"{t} {kind}" for t, kind in lost) or "none did",
+            "some fine-tune lost knowledge at some dose (recall - parent, paired over items, below zero)",
+            bool(fell),
+            ", ".join(f"{t} {kind}" for t, kind in fell) or f"none did{' at any dose' if scan else ''}",
         )
     ]
     tuned_gain = paired_interval(correct["tuned"], correct["base"])
@@ -341,6 +495,17 @@ def claim(r: dict) -> Claim:
                 f"{_f(d['best_restoration'])} by patching {d['best_site']} from its parent"
             )
             break
+    loc = r.get("localised_most_damaged")
+    if loc:
+        why.append(
+            f"most damaged: {loc['model']} ({loc['kind']} recall {fmt_interval(loc['change'])} vs "
+            f"{loc['parent']}), localised to layers {loc['damaged_layers']}"
+            + (
+                f", best restored by {loc['best_site']} ({_f(loc['best_restoration'])})"
+                if loc["best_site"]
+                else ""
+            )
+        )
     if c["gap"] > 0 and c["best_site"]:
         why.append(
             f"the localiser finds the control's damage ({c['best_site']}, "

@@ -269,7 +269,8 @@ def model_details(ctx: Any, name: str) -> dict[str, list]:
     from interp.organism.evaluate import EvalConfig, evaluate_model
 
     b = ctx.budget
-    cfg = EvalConfig(b.problems, b.max_new_tokens, samples=0, splits=("test_id", "test_ood"))
+    splits = ("test_id", "test_ood", "test_comp", "test_start")
+    cfg = EvalConfig(b.problems, b.max_new_tokens, samples=0, splits=splits)
     model = ctx.model(name)
     fmt = ctx.card(name).get("format", "cot")
     key = (model.fingerprint, str(ctx.zoo.resolve()), fmt, astuple(cfg))

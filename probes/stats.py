@@ -162,4 +162,8 @@ def wilson(successes: int, n: int, level: float = 0.95) -> Interval:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), level, n, "wilson")
+    # at 0 of n (n of n) the bound is exactly 0 (1); rounding would leave ~1e-17 and an
+    # interval that seemed to exclude zero
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Interval(p, low, high, level, n, "wilson")

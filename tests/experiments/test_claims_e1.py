@@ -49,3 +49,47 @@ def test_ig_below_base_with_accuracy_up_reproduces():
     ig = [x - 0.5 for x in BASE_IG]
     ig[0] = None
     assert claim(result([1] * N, ig)).verdict == "reproduced"
+
+
+def test_ig_along_dose_pairs_each_dose_with_base_and_the_claim_names_the_scorer():
+    from experiments.e1_info_gain import ig_along_dose
+
+    r = result([1] * N, [x - 0.5 for x in BASE_IG])
+    r["scorer"] = "small-base"
+    rows = {
+        **r["models"],
+        "sft-clean@50": {
+            "per_problem": {k: [x - 0.25 for x in BASE_IG] for k in ("info_gain", "ppl_info_gain")}
+        },
+    }
+    acc = {"estimate": 0.5, "low": 0.4, "high": 0.6, "n": N}
+    curves = {
+        "sft-clean": {
+            "points": {
+                "base": {
+                    "steps": 0,
+                    "relative_weight_change": 0.0,
+                    "accuracy": 0.5,
+                    "accuracy_interval": acc,
+                },
+                "sft-clean@50": {"steps": 50, "relative_weight_change": 0.01, "accuracy": 0.6},
+                "sft-clean@150": {
+                    "steps": 150,
+                    "relative_weight_change": 0.02,
+                    "accuracy": 0.7,
+                },  # not traced
+                "sft-clean": {"steps": 500, "relative_weight_change": 0.05, "accuracy": 0.8},
+            }
+        }
+    }
+    along = ig_along_dose(rows, curves)
+    pts = along["sft-clean"]["points"]
+    assert list(pts) == ["base", "sft-clean@50", "sft-clean"]  # only the doses that were traced
+    assert pts["base"]["ig_minus_base"]["estimate"] == 0.0 and pts["base"]["accuracy_interval"] == acc
+    assert pts["sft-clean@50"]["ig_minus_base"]["estimate"] == -0.25 and pts["sft-clean@50"]["steps"] == 50
+    assert abs(pts["sft-clean"]["ppl_info_gain"] - (sum(BASE_IG) / N - 0.5)) < 1e-9
+    assert pts["sft-clean"]["ppl_info_gain_interval"]["n"] == N
+    r["ig_along_dose"] = along
+    c = claim(r)
+    assert c.organism.startswith("scorer small-base; ")
+    assert "sft-clean IG - base along dose: @50 -0.25 [-0.25, -0.25], @500 -0.50 [-0.50, -0.50]" in c.organism

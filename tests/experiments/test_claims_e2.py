@@ -75,3 +75,36 @@ def test_per_problem_aoc_is_read_back_without_generating_and_averages_to_the_bat
     assert len(calls) == generated  # every per-problem text was already completed by the battery
     used = [p.aoc for p in per if p.n_used]
     assert abs(sum(used) / len(used) - battery.early.aoc) < 1e-12 and len(set(used)) > 1
+
+
+def test_aoc_along_dose_pairs_each_dose_with_base_and_the_claim_lists_it():
+    from experiments.e2_faithfulness import aoc_along_dose
+
+    r = result([1] * N, [a - 0.3 for a in BASE_AOC])
+    middle = [a - 0.1 for a in BASE_AOC]
+    middle[0] = None  # no readable answer after this trace: left out of the pairing
+    rows = {**r["models"], "sft-clean@150": {"per_problem": {"aoc": middle}}}
+    curves = {
+        "sft-clean": {
+            "points": {
+                "base": {"steps": 0, "relative_weight_change": 0.0, "accuracy": 0.5},
+                "sft-clean@50": {
+                    "steps": 50,
+                    "relative_weight_change": 0.01,
+                    "accuracy": 0.6,
+                },  # not measured
+                "sft-clean@150": {"steps": 150, "relative_weight_change": 0.02, "accuracy": 0.7},
+                "sft-clean": {"steps": 500, "relative_weight_change": 0.05, "accuracy": 0.8},
+            }
+        }
+    }
+    along = aoc_along_dose(rows, curves)
+    pts = along["sft-clean"]["points"]
+    assert list(pts) == ["base", "sft-clean@150", "sft-clean"]
+    mid = pts["sft-clean@150"]
+    assert mid["aoc_minus_base"]["n"] == N - 1 and abs(mid["aoc_minus_base"]["estimate"] + 0.1) < 1e-9
+    assert (
+        mid["aoc_interval"]["n"] == N - 1 and mid["accuracy"] == 0.7 and mid["relative_weight_change"] == 0.02
+    )
+    r["aoc_along_dose"] = along
+    assert "sft-clean AOC - base along dose: @150 -0.10 [-0.10, -0.10], @500 -0.30 [" in claim(r).organism

@@ -35,7 +35,9 @@ def result(base_ood, tuned_markers, tuned_ood, raised=True):
 def test_base_that_solves_nothing_out_of_distribution_makes_it_not_testable():
     c = claim(result([0] * N, [0] * N, [0] * N))
     assert c.verdict == "not testable"
-    assert c.explanation.startswith("not testable: base solves out of distribution failed (0.00 [0.00, 0.09]")
+    assert c.explanation.startswith(
+        "not testable: base solves out of distribution (best split: test_ood, longer paths) failed (0.00 [0.00, 0.09]"
+    )
 
 
 def test_tunes_that_did_not_raise_accuracy_are_not_testable():
@@ -53,3 +55,60 @@ def test_markers_and_ood_solving_both_falling_reproduce():
     assert claim(result(HALF, [0] * N, [0] * N)).verdict == "reproduced"
     c = claim(result(HALF, [0] * N, HALF))  # markers vanish, OOD solving holds
     assert c.verdict == "partly" and "only in part for sft-answer" in c.explanation
+
+
+def test_base_that_solves_none_of_300_ood_problems_is_not_testable():
+    # Wilson's lower bound of 0 of 300 once rounded to 8.7e-19, above zero: that alone held the
+    # precondition (probes.stats.wilson now returns exactly 0)
+    r = result([0] * N, [0] * N, [0] * N)
+    for m in r["models"].values():
+        m["per_problem"]["solved_ood"] = [0] * 300
+    c = claim(r)
+    assert c.verdict == "not testable"
+    assert "failed (0.00 [0.00, 0.01] over 300 OOD problems)" in c.explanation
+
+
+def test_the_ood_split_base_solves_best_is_the_one_compared_and_named():
+    r = result([0] * N, [0] * N, [0] * N)
+    for name, m in r["models"].items():  # base solves half of the new-start split, tunes none
+        m["per_problem"]["solved_start"] = HALF if name in ("base", "backward") else [0] * N
+    c = claim(r)
+    assert "best split: test_start" in c.precondition and "OOD (test_start) solve" in c.organism
+    assert c.verdict != "not testable" or "raised accuracy" in c.explanation
+
+
+def test_the_self_distilled_model_losing_markers_is_reported_with_its_interval():
+    r = result(HALF, [0] * N, [0] * N)
+    r["models"]["sft-self"] = model([0] * N, [0] * N)
+    assert "sft-self (no marker stripped) lost markers: - base -2.00 [-2.00, -2.00]" in claim(r).organism
+    r["dose_curves"] = {
+        "sft-self": {
+            "points": {
+                "sft-self": {"steps": 500, "markers_per_response": 0.0},
+                "base": {"steps": 0, "markers_per_response": 2.0},
+                "sft-self@150": {"steps": 150, "markers_per_response": 0.5},
+            }
+        }
+    }
+    assert "its markers along dose @0 2.00, @150 0.50, @500 0.00" in claim(r).organism
+    r["models"]["sft-self"] = model([2] * N, [0] * N)
+    assert "sft-self (no marker stripped) did not lose markers: - base 0.00 [" in claim(r).organism
+    few = model([0] * N, [0] * N)
+    few["per_problem"]["markers_id"] = [0] * 5 + [None] * (N - 5)  # traced on 5 problems only
+    r["models"]["sft-self"] = few
+    assert "sft-self (no marker stripped) too few problems to say (fewer than 10)" in claim(r).organism
+
+
+def test_forbidding_markers_and_difficulty_are_reported_beside_the_verdict():
+    from experiments.e4_markers import markers_by_difficulty
+
+    r = result(HALF, [0] * N, [0] * N)
+    r["forbidding_markers"] = {
+        "greedy": {"estimate": 0.1, "low": 0.05, "high": 0.15, "n": N},
+        "sampled": {"estimate": 0.2, "low": 0.1, "high": 0.3, "n": N},
+        "samples_per_problem": 4,
+    }
+    r["difficulty"] = {"base": markers_by_difficulty([1] * 20 + [4] * 20, [1] * 20 + [3] * 20)}
+    c = claim(r)
+    assert "solve with - without markers 0.10 [0.05, 0.15] greedy, 0.20 [0.10, 0.30] sampled" in c.organism
+    assert "base markers at distance 4 - distance 1 2.00 [2.00, 2.00]" in c.organism

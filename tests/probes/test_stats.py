@@ -59,3 +59,12 @@ def test_wilson_against_the_hand_computed_formula():
 def test_bad_input_names_the_problem(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_wilson_bounds_are_exactly_zero_and_one_at_the_extremes():
+    """0 of n must not look above zero (rounding left ~1e-17 as the low bound, and an interval
+    that 'excluded' zero), nor n of n below one."""
+    for n in (6, 300):
+        none, every = wilson(0, n), wilson(n, n)
+        assert none.low == 0.0 and not none.excludes(0.0)
+        assert every.high == 1.0 and not every.excludes(1.0)
