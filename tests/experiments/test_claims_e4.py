@@ -36,7 +36,8 @@ def test_base_that_solves_nothing_out_of_distribution_makes_it_not_testable():
     c = claim(result([0] * N, [0] * N, [0] * N))
     assert c.verdict == "not testable"
     assert c.explanation.startswith(
-        "not testable: base solves out of distribution (best split: test_ood, longer paths) failed (0.00 [0.00, 0.09]"
+        "not testable: base solves out of distribution (best split: test_ood, longer paths) "
+        "failed (0.00 [0.00, 0.09]"
     )
 
 
