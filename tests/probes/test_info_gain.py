@@ -117,17 +117,17 @@ def test_split_and_reference():
     from interp.organism.world import WorldConfig, make_world
 
     steps, ans = split_organism_trace(
-        "n0 : n1 n2 > n1 WAIT CHECK n1 : n2 n3 OK ; n1 : n2 n3 > n3 ; A 2 n0 n1 n3 E"
+        "n0 : n1 n2 > n1 WAIT CHECK n1 : n2 n3 D 1 OK ; n1 : n2 n3 > n3 ; A n0 n1 n3 E"
     )
-    assert steps == ["n0 : n1 n2 > n1 WAIT CHECK n1 : n2 n3 OK ;", "n1 : n2 n3 > n3 ;"]
-    assert ans == "2 n0 n1 n3 E"
+    assert steps == ["n0 : n1 n2 > n1 WAIT CHECK n1 : n2 n3 D 1 OK ;", "n1 : n2 n3 > n3 ;"]
+    assert ans == "n0 n1 n3 E"
     assert split_organism_trace("n0 : n1 > n1") == (["n0 : n1 > n1"], None)
     w = make_world(WorldConfig(n_nodes=8, out_degree=2, max_id_dist=3, max_ood_dist=4))
     s, g = next((s, g) for s, g in w.split("train") if w.dist(s, g) >= 2)
     ref = organism_reference(w, s, g)
-    path = [int(x[1:]) for x in ref.split()[1:-1]]
+    path = [int(x[1:]) for x in ref.split()[:-1]]
     assert w.is_shortest_path(path, s, g)
-    wrong = f"A 1 n{s} n{g} E"
+    wrong = f"A n{s} n{g} E"
     assert organism_reference(w, s, g, wrong) == ref  # a wrong answer is not used as reference
     assert organism_reference(w, s, g, "A " + ref) == ref
 

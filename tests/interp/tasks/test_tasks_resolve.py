@@ -91,7 +91,8 @@ def test_organism_tasks_from_a_zoo_world(tmp_path, monkeypatch):
     world = make_world(WorldConfig(n_nodes=8, max_id_dist=2, max_ood_dist=3, seed=0))
     monkeypatch.setattr(store, "load_world", lambda zoo_dir=None: (world, None))
     solve = resolve_task("organism:solve", zoo_dir=tmp_path)
-    assert solve.name == "organism:solve" and set(solve.splits) <= {"train", "test", "ood"}
+    assert solve.name == "organism:solve"
+    assert set(solve.splits) <= {"train", "rl", "test", "ood", "comp", "start"}
     assert len(resolve_task("organism:fact_recall")) == 8
     assert resolve_task("organism:solve", splits=["test_id"]).splits == ("test",)
     expected = r"unknown organism task 'paths'; expected one of organism:fact_recall"
