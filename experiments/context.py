@@ -40,7 +40,9 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     "tiny": Budget(problems=6, samples=2, max_new_tokens=40, sae_steps=20, cache_rows=16),
-    "quick": Budget(problems=None, samples=16, max_new_tokens=120, sae_steps=1500, cache_rows=None),
+    # the quick zoo's cards are measured on 300 problems per split with 140 new tokens
+    # (interp.organism.profiles); the same budget lets experiments reuse them
+    "quick": Budget(problems=300, samples=16, max_new_tokens=140, sae_steps=1500, cache_rows=None),
     "full": Budget(problems=None, samples=64, max_new_tokens=120, sae_steps=6000, cache_rows=None),
 }
 
@@ -110,14 +112,13 @@ class Context:
         if name not in self._evals:
             from dataclasses import asdict
 
-            from interp.organism.evaluate import EVAL_METRICS, EvalConfig, evaluate_model
+            from interp.organism.evaluate import EVAL_METRICS, evaluate_model
+            from interp.organism.profiles import profile_config
 
             world, tok = self.world
-            cfg = EvalConfig(
-                max_problems=self.budget.problems,
-                max_new_tokens=self.budget.max_new_tokens,
-                samples=min(4, self.budget.samples),
-            )
+            # the measurement the profile's zoo cards were made with: a card of this profile's
+            # zoo is read, not re-measured
+            cfg = profile_config(self.profile).eval
             card, model = self.card(name), self.model(name)
             same = (
                 card.get("recipe", {}).get("eval") == json.loads(json.dumps(asdict(cfg)))

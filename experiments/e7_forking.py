@@ -5,22 +5,32 @@ The organism knows where the genuine forks are: a node choice after ``>`` where 
 neighbours lie on a shortest path (``World.good_moves``). On ``base``'s sampled traces (T=1) we
 measure the entropy at every response token, the top-20% forking tokens, which token types they
 fall on, and how many genuine forks they catch (against the share of tokens that are genuine
-forks). Then the shift ``KL(tuned || base)`` of ``rl-answer`` and ``rl-fork`` at each token of
-their own sampled traces, against base's entropy there; and the RL variants' answer accuracy.
+forks). Then the shift ``KL(tuned || base)`` of each RL arm (``rl-answer``, ``rl-fork`` updated
+on the top-20% entropy tokens, ``rl-bottom`` on the bottom 80%) at each token of its own sampled
+traces, against base's entropy there; each arm's answer accuracy and solve rate on ``test_id``
+(per problem) and its reward curve (from its card).
+
+Two controls of matched relative size, measured the same way: ``base`` plus seeded Gaussian noise,
+every weight tensor moved by rl-answer's relative weight change times its own norm
+(:func:`noisy_copy`), and the dose of an SFT model (``sft-clean``, ``sft-self``) whose relative
+weight change is closest to rl-answer's (:func:`matched_sft_dose`), reported beside RL and noise.
 
 Per response the shift is kept as two numbers (:func:`shift_arrays`): its mean KL per token, and
 its *excess concentration*, the share of its KL on base's high-entropy tokens minus the share of
 its tokens that are high-entropy (0 when the shift ignores entropy).
 
-The verdict (:func:`claim`) needs a noise control: base with random noise of the same relative
-norm as RL's weight change, its shift measured the same way, under ``noise_weight_change`` (a
-float) and ``noise_shift`` (:func:`shift_arrays` of it), beside ``rl_weight_change`` (per RL
-model, from its card). Preconditions: all three measured, and rl-answer's mean KL per token
-above the noise's (interval over responses above zero: RL moved the model beyond noise). Then
-two parts: RL's excess concentration minus the noise's must exclude zero upward; and, given that
-rl-answer raised accuracy over its parent, rl-fork's accuracy minus base's (paired over
-problems) must exclude zero upward without rl-fork falling significantly below rl-answer.
+The verdict (:func:`claim`) needs the noise control: its shift under ``noise_shift``
+(:func:`shift_arrays` of it) and its measured relative weight change under ``noise_weight_change``,
+beside ``rl_weight_change`` (per RL model, from its card). Preconditions: all three measured, and
+rl-answer's mean KL per token above the noise's (interval over responses above zero: RL moved the
+model beyond noise). Then two parts: RL's excess concentration minus the noise's must exclude
+zero upward; and, given that rl-answer raised accuracy over its parent, rl-fork's accuracy minus
+base's (paired over problems) must exclude zero upward without rl-fork falling significantly below
+rl-answer.
 """
+
+import copy
+import math
 
 import torch
 
@@ -36,12 +46,16 @@ from experiments.verdicts import (
     holds,
     in_zoo,
     interval_verdict,
+    mean_interval,
     model_details,
     paired_interval,
     parent_comparison,
     raised,
 )
-from interp.organism import respond
+from interp.models import Model
+from interp.organism import dose_axis, respond
+from interp.organism.rl import relative_weight_change
+from interp.organism.traces import cot_prompt
 from probes.entropy import distribution_shift, entropy_profile
 
 FINDING = 7
@@ -50,6 +64,8 @@ PAPER = "top-20% entropy updates match (8B) or beat (14B, 32B) full updates; RL 
 HEAD = ClaimHead(FINDING, TITLE, PAPER)
 RL_MODELS = ("rl-answer", "rl-fork")
 OPTIONAL = ("rl-bottom",)  # the bottom-80% arm, in zoos that have it
+SFT_MODELS = ("sft-clean", "sft-self")  # candidates for the SFT shift of matched relative size
+NOISE_SEED = 0
 
 
 def shift_arrays(sh) -> dict[str, list]:
@@ -67,8 +83,47 @@ def shift_arrays(sh) -> dict[str, list]:
     return {"mean_kl": mean_kl, "excess": excess}
 
 
+def noisy_copy(model: Model, relative_change: float, seed: int = NOISE_SEED) -> Model:
+    """A copy of ``model`` plus seeded Gaussian noise, every parameter tensor moved by
+    ``relative_change`` times its own norm, so that the whole relative weight change
+    (:func:`interp.organism.rl.relative_weight_change`) is ``relative_change`` as well.
+
+    Raises:
+        ValueError: a ``relative_change`` that is not a finite number >= 0.
+    """
+    if not (
+        isinstance(relative_change, int | float) and math.isfinite(relative_change) and relative_change >= 0
+    ):
+        raise ValueError(f"relative_change={relative_change!r}; expected a finite number >= 0")
+    module = copy.deepcopy(model.module)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            z = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+            norm, z_norm = float(p.double().norm()), float(z.norm())
+            if norm > 0 and z_norm > 0:
+                p.add_((z * (relative_change * norm / z_norm)).to(p.dtype))
+    return Model(module, model.tokenizer, f"{model.spec} + noise of relative norm {relative_change:.4g}")
+
+
+def matched_sft_dose(ctx: Context, target: float) -> tuple[str, float] | None:
+    """The dose of an SFT model (:data:`SFT_MODELS`, final models included) whose card's relative
+    weight change is closest to ``target``, with that change; ``None`` when the zoo has none."""
+    best: tuple[str, float] | None = None
+    for name in in_zoo(ctx, SFT_MODELS):
+        for steps, dose in dose_axis(name, ctx.zoo):
+            change = ctx.card(dose).get("relative_weight_change") if steps > 0 else None
+            if change is not None and (best is None or abs(change - target) < abs(best[1] - target)):
+                best = (dose, float(change))
+    return best
+
+
 def _genuine_forks(world, start: int, goal: int, words: list[str]) -> list[bool]:
-    """Per response word: is it a node choice (after ``>``) with two or more shortest-path moves?"""
+    """Per response word: is it a node choice (after ``>``) with two or more shortest-path moves?
+
+    The current node is the one a step starts with (the node after ``;``, or ``start``); a check's
+    look-ahead (``WAIT CHECK n17 : n4 n22 D 1 OK``) has no ``>``, and a retracted mistake's new
+    choice (``BAD BACK > n17``) is a choice at the same node."""
     out, cur = [], start
     for i, w in enumerate(words):
         is_fork = False
@@ -80,18 +135,32 @@ def _genuine_forks(world, start: int, goal: int, words: list[str]) -> list[bool]
     return out
 
 
+def _own_shift(ctx: Context, base: Model, tuned: Model, prompts: list[str]) -> dict:
+    """``tuned``'s shift from base on its own sampled responses (T=1, seed 1): the summary and
+    :func:`shift_arrays`."""
+    _, tok = ctx.world
+    gen = torch.Generator().manual_seed(1)
+    own = respond(tuned.module, tok, prompts, ctx.budget.max_new_tokens, 1.0, False, gen)
+    idx = [i for i, r in enumerate(own) if r]
+    sh = distribution_shift(base, tuned, [prompts[i] for i in idx], [" ".join(own[i]) for i in idx])
+    return {**sh.summary(), "per_response": shift_arrays(sh)}
+
+
+def _mean(xs: list) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
 def run(ctx: Context) -> dict:
     import matplotlib.pyplot as plt
 
     world, tok = ctx.world
+    base = ctx.model("base")
     problems = ctx.problems("test_id")
-    prompts = [f"Q n{s} n{g} T" for s, g in problems]
+    prompts = [cot_prompt(s, g) for s, g in problems]
     gen = torch.Generator().manual_seed(0)
-    sampled = respond(ctx.model("base").module, tok, prompts, ctx.budget.max_new_tokens, 1.0, False, gen)
+    sampled = respond(base.module, tok, prompts, ctx.budget.max_new_tokens, 1.0, False, gen)
     keep = [i for i, r in enumerate(sampled) if r]
-    prof = entropy_profile(
-        ctx.model("base"), [prompts[i] for i in keep], [" ".join(sampled[i]) for i in keep]
-    )
+    prof = entropy_profile(base, [prompts[i] for i in keep], [" ".join(sampled[i]) for i in keep])
     forks, hits, n_tok, n_fork_tokens = 0, 0, 0, 0
     for i, h in zip(keep, prof.entropy, strict=True):
         s, g = problems[i]
@@ -113,39 +182,77 @@ def run(ctx: Context) -> dict:
         else float("nan"),
         "n_responses": len(keep),
     }
-    shifts = {}
+    shifts, curves = {}, {}
     for name in (*RL_MODELS, *in_zoo(ctx, OPTIONAL)):
-        g2 = torch.Generator().manual_seed(1)
-        own = respond(ctx.model(name).module, tok, prompts, ctx.budget.max_new_tokens, 1.0, False, g2)
-        idx = [i for i, r in enumerate(own) if r]
-        sh = distribution_shift(
-            ctx.model("base"), ctx.model(name), [prompts[i] for i in idx], [" ".join(own[i]) for i in idx]
-        )
-        ev = ctx.evaluate(name)
+        det = model_details(ctx, name)
+        card = ctx.card(name)
         shifts[name] = {
-            **sh.summary(),
-            "solve_rate_id": ev["solve_rate_id"],
-            "solve_rate_ood": ev["solve_rate_ood"],
-            "per_response": shift_arrays(sh),
-            "per_problem": {"correct": model_details(ctx, name)["answer_correct_id"]},
+            **_own_shift(ctx, base, ctx.model(name), prompts),
+            "answer_accuracy_id": _mean(det["answer_correct_id"]),
+            "solve_rate_id": _mean(det["solved_id"]),
+            "per_problem": {"correct": det["answer_correct_id"], "solved": det["solved_id"]},
         }
+        curves[name] = list((card.get("train_stats") or {}).get("reward_curve") or [])
     result["rl"] = shifts
-    result["base_solve_rate_id"] = ctx.evaluate("base")["solve_rate_id"]
-    result["per_problem"] = {"base_correct": model_details(ctx, "base")["answer_correct_id"]}
+    result["reward_curves"] = curves
+    base_det = model_details(ctx, "base")
+    result["base_answer_accuracy_id"] = _mean(base_det["answer_correct_id"])
+    result["base_solve_rate_id"] = _mean(base_det["solved_id"])
+    result["per_problem"] = {
+        "base_correct": base_det["answer_correct_id"],
+        "base_solved": base_det["solved_id"],
+    }
     result["vs_parent"] = {"rl-answer": parent_comparison(ctx, "rl-answer")}
     result["rl_weight_change"] = {n: ctx.card(n).get("relative_weight_change") for n in shifts}
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    change = result["rl_weight_change"].get("rl-answer")
+    if change is not None:  # the controls of matched relative size
+        noisy = noisy_copy(base, float(change))
+        result["noise_weight_change"] = relative_weight_change(noisy.module, base.module)
+        noise = _own_shift(ctx, base, noisy, prompts)
+        result["noise_shift"] = noise.pop("per_response")
+        result["noise"] = {**noise, "seed": NOISE_SEED}
+        dose = matched_sft_dose(ctx, float(change))
+        if dose is not None:
+            result["sft_matched"] = {
+                "model": dose[0],
+                "relative_weight_change": dose[1],
+                **_own_shift(ctx, base, ctx.model(dose[0]), prompts),
+            }
+    _figure(ctx, prof, result, plt)
+    return result
+
+
+def _figure(ctx: Context, prof, result: dict, plt) -> None:
+    shifts = result["rl"]
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 3.5))
     types = sorted(prof.by_type, key=lambda t: -prof.by_type[t].get("mean_entropy", 0))
     a1.bar(types, [prof.by_type[t].get("forking_rate", 0) for t in types])
     a1.set_ylabel("share of tokens in the top 20% entropy")
     a1.tick_params(axis="x", rotation=45)
-    names = list(shifts)
-    a2.bar(names, [shifts[n]["share_of_shift_on_high_entropy"] for n in names], label="share of KL shift")
-    a2.axhline(shifts[names[0]]["share_of_tokens_high_entropy"], color="k", ls="--", label="share of tokens")
+    bars = {n: v["share_of_shift_on_high_entropy"] for n, v in shifts.items()}
+    if "noise" in result:
+        bars["noise (matched)"] = result["noise"]["share_of_shift_on_high_entropy"]
+    if "sft_matched" in result:
+        bars[f"{result['sft_matched']['model']} (matched)"] = result["sft_matched"][
+            "share_of_shift_on_high_entropy"
+        ]
+    a2.bar(list(bars), list(bars.values()), label="share of KL shift")
+    a2.axhline(
+        next(iter(shifts.values()))["share_of_tokens_high_entropy"],
+        color="k",
+        ls="--",
+        label="share of tokens",
+    )
     a2.set_ylabel("on base's top-20% entropy tokens")
+    a2.tick_params(axis="x", rotation=30)
     a2.legend(fontsize=8)
+    for name, curve in result["reward_curves"].items():
+        a3.plot(range(1, len(curve) + 1), curve, label=name)
+    a3.set_xlabel("RL step")
+    a3.set_ylabel("mean reward (card's train_stats.reward_curve)")
+    if a3.lines:
+        a3.legend(fontsize=8)
     ctx.figure(fig, "forking_tokens")
-    return result
 
 
 def claim(r: dict) -> Claim:
@@ -163,9 +270,11 @@ def claim(r: dict) -> Claim:
     text = [
         f"{pct(r['forking_share'])} of tokens are forking; they catch "
         f"{pct(r['genuine_forks_caught_by_top20'])} of genuine forks",
-        f"rl-answer puts {pct(full['share_of_shift_on_high_entropy'])} of its KL shift on the "
-        f"{pct(full['share_of_tokens_high_entropy'])} high-entropy tokens; excess concentration - noise "
-        f"{fmt_interval(concentration)}",
+        f"rl-answer puts {_share(full['share_of_shift_on_high_entropy'])} of its KL shift on the "
+        f"{pct(full['share_of_tokens_high_entropy'])} high-entropy tokens"
+        + _controls_text(r)
+        + f"; excess concentration - noise {fmt_interval(concentration)}",
+        _arms_text(r),
         f"accuracy rl-fork - base {fmt_interval(fork_gain)}, "
         f"rl-fork - rl-answer {fmt_interval(fork_vs_full)}",
     ]
@@ -182,7 +291,9 @@ def claim(r: dict) -> Claim:
         Precondition(
             "same-norm noise control measured",
             noise is not None and r.get("noise_weight_change") is not None,
-            "not measured" if noise is None else f"noise of relative norm {r.get('noise_weight_change')}",
+            "not measured"
+            if noise is None or r.get("noise_weight_change") is None
+            else f"noise of relative norm {r['noise_weight_change']:.4g}",
         ),
         holds(
             "RL moved the model beyond noise (mean KL per token, rl-answer - noise)",
@@ -207,6 +318,40 @@ def claim(r: dict) -> Claim:
         f"gain: {updates}" + ("" if up.held else f" ({up.name} failed: {up.detail})")
     )
     return HEAD.claim(organism, combine([shift, updates]), why, pre)
+
+
+def _controls_text(r: dict) -> str:
+    """``, matched noise 95.0%, sft-self@150 (change 0.02) 97.0%`` (what is measured of them)."""
+    out = ""
+    if r.get("noise"):
+        out += f", same-size noise {_share(r['noise']['share_of_shift_on_high_entropy'])}"
+    sft = r.get("sft_matched")
+    if sft:
+        out += (
+            f", {sft['model']} (SFT of change {sft['relative_weight_change']:.3g}) "
+            f"{_share(sft['share_of_shift_on_high_entropy'])}"
+        )
+    return out
+
+
+def _share(x: float | None) -> str:
+    """A share as a percentage; ``n/a`` where it is undefined (a shift of zero everywhere)."""
+    return "n/a" if x is None or math.isnan(x) else pct(x)
+
+
+def _arms_text(r: dict) -> str:
+    """Answer accuracy and solve rate on test_id of base and each RL arm."""
+
+    def acc(correct: list, solved: list | None) -> str:
+        iv = mean_interval(correct)
+        solve = f", solve {pct(_mean([x for x in solved if x is not None]))}" if solved else ""
+        return f"answer {fmt_interval(iv)}{solve}"
+
+    pp = r["per_problem"]
+    parts = [f"base {acc(pp['base_correct'], pp.get('base_solved'))}"]
+    for name, v in r["rl"].items():
+        parts.append(f"{name} {acc(v['per_problem']['correct'], v['per_problem'].get('solved'))}")
+    return "test_id: " + ", ".join(parts)
 
 
 if __name__ == "__main__":

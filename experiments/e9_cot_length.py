@@ -1,19 +1,39 @@
 """Finding 9 (Ghosal et al. 2025; Wu et al. 2025): more thinking is not always better.
 
-Natural length: ``base``'s sampled traces (T=1) binned by their number of steps, solve rate per
-bin, for in-distribution problems of each distance (the organism's difficulty). Forced length:
-each time ``base`` (and ``rl-answer``) starts its answer (``A``), the answer is replaced ``k`` times
-by an extra ``WAIT CHECK`` and the model continues (the paper appends "Wait"); answer accuracy per
-``k``, and each problem's outcome per ``k`` (for paired intervals).
+Natural length: ``base``'s sampled traces (T=1), solve rate against the number of steps and
+against the number of tokens, within each distance (the organism's difficulty). At a fixed
+distance a valid trace has as many steps as moves, but its tokens vary: checks sit only at
+uncertain steps, and mistakes are caught and retracted there.
 
-That forcing puts a check after the final ``;``, where training never puts one: a format break,
-kept as a labelled control (``forced``). The verdict (:func:`claim`) needs forcing in the trained
-format (checks after moves), under ``forced_in_format`` in the same form (:func:`forced_run` with
-that forcing); without it the finding is not testable. With it: base's answer accuracy at the
-largest ``k`` minus at ``k = 0``, paired over problems, must exclude zero downward.
+Forced length, in the trained format (``forced_in_format``): each time ``base`` (and
+``rl-answer``) would close a move at an uncertain step with ``;`` (``> n17 ;``) instead of
+checking it, the ``;`` is replaced ``k`` times by ``WAIT``
+(:func:`interp.organism.probing.closes_a_move` with the world: not the move onto the goal, not
+the correction after ``BAD BACK``), so that each forced extension is a check where training
+places checks, and the model writes the check's content itself (``CHECK n17 : n4 n22 D 1 OK ;``).
+Decoding is sampled (T=1, the same seed at every ``k``): greedily, a base trained with checks
+after 80% of its uncertain moves checks every one of them, which leaves nothing to force. Answer
+accuracy per ``k``, and each problem's outcome per ``k`` (for paired intervals): whether the
+answer is right, whether the whole response is valid, and how many ``WAIT`` it holds.
+
+The format-break control (``forced``): the answer's ``A`` replaced ``k`` times by ``WAIT CHECK``,
+which puts a check after the final ``;``, where training never puts one. It is reported beside
+the in-format forcing and never carries the verdict.
+
+Where each check sits is recorded too (:func:`check_places`): where training places checks
+(directly after a step's first move, at an uncertain step) or where it never does (at a certain
+step, the move onto the goal among them; after ``BAD BACK > n17``; after the last ``;``). A ``;``
+that closes a move says nothing of the goal by itself; the intercept reads the goal from the
+prompt, and the counts check that the forcing stayed in the trained format.
+
+The verdict (:func:`claim`) needs forcing in the trained format that added checks where training
+places them (per response at the largest ``k`` minus at ``k = 0``, paired over problems, above
+zero) and none where it never places one (that difference not above zero). Then base's answer
+accuracy at the largest ``k`` minus at ``k = 0``, paired over problems, must exclude zero
+downward.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -22,14 +42,21 @@ from experiments.context import Context
 from experiments.verdicts import (
     ClaimHead,
     Precondition,
+    beyond_zero,
     check_preconditions,
+    counted,
+    diff_interval,
+    enough,
     fmt_interval,
+    holds,
     interval_verdict,
     measured,
     paired_interval,
 )
 from interp.organism import respond, validate_trace
-from interp.organism.probing import organism_is_correct
+from interp.organism.probing import closes_a_move, organism_is_correct
+from interp.organism.traces import cot_prompt
+from interp.organism.validator import parse_node
 from probes.cot_length import (
     ForceConfig,
     accuracy_by_length,
@@ -42,23 +69,112 @@ TITLE = "More thinking is not always better"
 PAPER = "forcing longer thinking cut accuracy 87.3% -> 70.3%; accuracy is an inverted U in CoT length"
 FORCED = (0, 1, 2, 4)
 HEAD = ClaimHead(FINDING, TITLE, PAPER)
+TOKEN_BINS = 5  # equal-width token bins per distance (one bin per length when there are fewer)
+
+Outcome = Callable[[int, list[int]], "bool | int"]
 
 
-def forced_run(model, prompts: list[str], is_correct: Callable, cfg: ForceConfig) -> dict:
+def forced_run(
+    model, prompts: list[str], is_correct: Callable, cfg: ForceConfig, also: dict[str, Outcome] | None = None
+) -> dict:
     """:func:`probes.cot_length.forced_accuracy` with each problem's outcome per ``k`` kept
-    (``per_problem[str(k)]``: 1 or 0 per prompt; absent if the outcomes could not be matched to ``k``)."""
+    (``per_problem[str(k)]``: 1 or 0 per prompt; absent if the outcomes could not be matched to
+    ``k``), and likewise each of ``also``'s outcomes (``also[name](i, ids)``, a bool or a count)
+    under ``per_problem_<name>``."""
+    also = also or {}
     seen: list[list[int]] = [[] for _ in prompts]
+    extra: dict[str, list[list[int]]] = {name: [[] for _ in prompts] for name in also}
 
     def recording(i: int, ids: list[int]) -> bool:
         ok = bool(is_correct(i, ids))
         seen[i].append(int(ok))
+        for name, fn in also.items():
+            extra[name][i].append(int(fn(i, ids)))
         return ok
 
     res = forced_accuracy(model, prompts, recording, cfg)
     out = {"ks": list(res.ks), "accuracy": list(res.accuracy), "mean_length": list(res.mean_length)}
     if all(len(s) == len(res.ks) for s in seen):  # one call per problem per k, in the order of ks
         out["per_problem"] = {str(k): [s[j] for s in seen] for j, k in enumerate(res.ks)}
+        for name, lists in extra.items():
+            out[f"per_problem_{name}"] = {str(k): [s[j] for s in lists] for j, k in enumerate(res.ks)}
     return out
+
+
+def _binned(lengths: Sequence[int], correct: Sequence[bool | int], bins: int | None = None) -> dict:
+    if bins is not None and len(set(lengths)) <= bins:
+        bins = None  # few distinct lengths: one bin each
+    la = accuracy_by_length(list(lengths), [bool(c) for c in correct], bins)
+    return {"edges": list(la.edges), "counts": list(la.counts), "accuracy": list(la.accuracy)}
+
+
+def natural_by_distance(
+    distance: Sequence[int], steps: Sequence[int], tokens: Sequence[int], solved: Sequence[bool | int]
+) -> dict:
+    """Per distance: solve rate against steps (one bin per count) and against tokens
+    (:data:`TOKEN_BINS` equal-width bins, or one per count when there are fewer)."""
+    out = {}
+    for d in sorted(set(distance)):
+        idx = [i for i, x in enumerate(distance) if x == d]
+        ok = [solved[i] for i in idx]
+        out[str(d)] = {
+            "n": len(idx),
+            "steps": _binned([steps[i] for i in idx], ok),
+            "tokens": _binned([tokens[i] for i in idx], ok, TOKEN_BINS),
+        }
+    return out
+
+
+def longer_minus_shorter(
+    distance: Sequence[int], tokens: Sequence[int], solved: Sequence[bool | int]
+) -> dict | None:
+    """Solve rate of the traces longer than their distance's median token count minus that of the
+    others (pooled over distances; a bootstrap interval of two independent groups)."""
+    longer, shorter = [], []
+    for d in set(distance):
+        idx = [i for i, x in enumerate(distance) if x == d]
+        ts = sorted(tokens[i] for i in idx)
+        median = ts[len(ts) // 2] if len(ts) % 2 else (ts[len(ts) // 2 - 1] + ts[len(ts) // 2]) / 2
+        for i in idx:
+            (longer if tokens[i] > median else shorter).append(int(solved[i]))
+    return diff_interval(longer, shorter)
+
+
+def check_places(world, start: int, goal: int, words: Sequence[str]) -> tuple[int, int]:
+    """Checks (``WAIT``) in a response where training places them, and elsewhere.
+
+    Training puts at most one check in a step, directly after the step's first move
+    (``> n17 WAIT``), and only at an uncertain step (:meth:`World.uncertain`: a wrong neighbour
+    exists and the goal is two or more moves away). Any other check is one training never shows:
+    a check at a certain step (the move onto the goal among them), a second check in a step (after
+    ``BAD BACK > n17``), or one after the last ``;`` or the answer.
+
+    Returns:
+        ``(in_place, out_of_place)`` counts.
+    """
+    in_place = out_of_place = 0
+    cur: int | None = start
+    moves, checked = 0, False
+    for i, w in enumerate(words):
+        if w == ">":
+            moves += 1
+        elif w == "WAIT":
+            ok = (
+                cur is not None
+                and moves == 1
+                and not checked
+                and i >= 2
+                and words[i - 2] == ">"
+                and world.uncertain(cur, goal)
+            )
+            in_place, out_of_place = in_place + ok, out_of_place + (not ok)
+            checked = True
+        elif w == ";":
+            cur = parse_node(words[i + 1], world.n_nodes) if i + 1 < len(words) else None
+            moves, checked = 0, False
+        elif w == "A":
+            cur = None
+    return in_place, out_of_place
 
 
 def run(ctx: Context) -> dict:
@@ -66,41 +182,55 @@ def run(ctx: Context) -> dict:
 
     world, tok = ctx.world
     problems = ctx.problems("test_id")
-    prompts = [f"Q n{s} n{g} T" for s, g in problems]
+    prompts = [cot_prompt(s, g) for s, g in problems]
     gen = torch.Generator().manual_seed(0)
     reps = max(1, min(4, ctx.budget.samples // 4))
     sampled = respond(
         ctx.model("base").module, tok, prompts * reps, ctx.budget.max_new_tokens, 1.0, False, gen
     )
     probs = problems * reps
-    correct = []
-    for (s, g), words in zip(probs, sampled, strict=True):
-        correct.append(validate_trace(world, s, g, words).valid)
-    lengths = [organism_steps(w) for w in sampled]
-    natural = accuracy_by_length(lengths, correct)
-    by_dist = {}
-    for d in sorted({world.dist(s, g) for s, g in probs}):
-        idx = [i for i, (s, g) in enumerate(probs) if world.dist(s, g) == d]
-        la = accuracy_by_length([lengths[i] for i in idx], [correct[i] for i in idx])
-        by_dist[str(d)] = {"edges": list(la.edges), "counts": list(la.counts), "accuracy": list(la.accuracy)}
-    forced = {}
-    cfg = ForceConfig(ks=FORCED, max_new_tokens=ctx.budget.max_new_tokens)
+    solved = [validate_trace(world, s, g, words).valid for (s, g), words in zip(probs, sampled, strict=True)]
+    steps = [organism_steps(w) for w in sampled]
+    tokens = [len(w) for w in sampled]
+    distance = [world.dist(s, g) for s, g in probs]
+    natural = accuracy_by_length(steps, solved)
+    by_dist = natural_by_distance(distance, steps, tokens, solved)
+
+    def solves(i: int, ids: list[int]) -> bool:
+        return validate_trace(world, *problems[i], tok.words(ids)).valid
+
+    def waits(i: int, ids: list[int]) -> int:
+        return tok.words(ids).count("WAIT")
+
+    def in_place(i: int, ids: list[int]) -> int:
+        return check_places(world, *problems[i], tok.words(ids))[0]
+
+    def out_of_place(i: int, ids: list[int]) -> int:
+        return check_places(world, *problems[i], tok.words(ids))[1]
+
+    also = {
+        "solved": solves,
+        "waits": waits,
+        "checks_in_place": in_place,
+        "checks_out_of_place": out_of_place,
+    }
+    is_correct = organism_is_correct(world, problems, tok)
+    budget = ctx.budget.max_new_tokens
+    in_format_cfg = ForceConfig(
+        ks=FORCED,
+        force="WAIT",
+        stop_word=";",
+        intercept=closes_a_move(tok, world),
+        max_new_tokens=budget,
+        temperature=1.0,
+        seed=0,
+    )
+    break_cfg = ForceConfig(ks=FORCED, force="WAIT CHECK", stop_word="A", max_new_tokens=budget)
+    in_format, forced = {}, {}
     for name in ("base", "rl-answer"):
-        forced[name] = forced_run(ctx.model(name), prompts, organism_is_correct(world, problems, tok), cfg)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    for d, v in by_dist.items():
-        xs = [e for e, c in zip(v["edges"], v["counts"], strict=False) if c >= 3]
-        ys = [a for a, c in zip(v["accuracy"], v["counts"], strict=False) if c >= 3]
-        a1.plot(xs, ys, marker="o", label=f"distance {d}")
-    a1.set_xlabel("steps in the trace (natural)")
-    a1.set_ylabel("solve rate (bins with >= 3 traces)")
-    a1.legend(fontsize=7)
-    for name, v in forced.items():
-        a2.plot(v["ks"], v["accuracy"], marker="o", label=name)
-    a2.set_xlabel("forced extra WAIT CHECK")
-    a2.set_ylabel("answer accuracy")
-    a2.legend(fontsize=8)
-    ctx.figure(fig, "length")
+        in_format[name] = forced_run(ctx.model(name), prompts, is_correct, in_format_cfg, also)
+        forced[name] = forced_run(ctx.model(name), prompts, is_correct, break_cfg, also)
+    _figure(ctx, plt, by_dist, in_format, forced)
     return {
         "natural": {
             "edges": list(natural.edges),
@@ -108,20 +238,87 @@ def run(ctx: Context) -> dict:
             "accuracy": list(natural.accuracy),
         },
         "natural_by_distance": by_dist,
+        "natural_longer_minus_shorter": longer_minus_shorter(distance, tokens, solved),
+        "natural_responses": {"distance": distance, "steps": steps, "tokens": tokens, "solved": solved},
+        "forced_in_format": in_format,
         "forced": forced,
+        "forcing": {
+            "in_format": "';' closing a move at an uncertain step ('> node ;', not onto the goal, "
+            "not after BAD BACK) replaced by 'WAIT' (closes_a_move with the world); sampled at T=1, "
+            "seed 0 at every k",
+            "format_break_control": "'A' replaced by 'WAIT CHECK' (a check after the final ';')",
+        },
         "n_responses": len(sampled),
     }
 
 
-def _fall(f: dict) -> dict | None:
-    """Accuracy at the largest forced ``k`` minus at ``k = 0``, paired over problems."""
-    pp, ks = f.get("per_problem"), f["ks"]
+def _figure(ctx: Context, plt, by_dist: dict, in_format: dict, forced: dict) -> None:
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 3.5))
+    for ax, key, label in ((a1, "steps", "steps in the trace"), (a2, "tokens", "tokens in the trace")):
+        for d, v in by_dist.items():
+            b = v[key]
+            mids = [(lo + hi) / 2 for lo, hi in zip(b["edges"], b["edges"][1:], strict=False)]
+            pts = [(x, a) for x, a, c in zip(mids, b["accuracy"], b["counts"], strict=True) if c >= 3]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=f"distance {d}")
+        ax.set_xlabel(f"{label} (natural)")
+        ax.set_ylabel("solve rate (bins with >= 3 traces)")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    for name, v in in_format.items():
+        a3.plot(v["ks"], v["accuracy"], marker="o", label=f"{name}: check after a move")
+    for name, v in forced.items():
+        a3.plot(v["ks"], v["accuracy"], marker="x", ls="--", label=f"{name}: control, check after the end")
+    a3.set_xlabel("forced extra checks k")
+    a3.set_ylabel("answer accuracy")
+    a3.legend(fontsize=7)
+    ctx.figure(fig, "length")
+
+
+def _fall(f: dict, key: str = "per_problem") -> dict | None:
+    """An outcome at the largest forced ``k`` minus at ``k = 0``, paired over problems
+    (``key``: ``per_problem`` for answer accuracy, ``per_problem_waits`` for WAITs per response)."""
+    pp, ks = f.get(key), f["ks"]
     return paired_interval(pp[str(ks[-1])], pp[str(ks[0])]) if pp else None
 
 
+def _mean(xs: list) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def _in_format_text(name: str, f: dict) -> str:
+    ks, solved = f["ks"], f.get("per_problem_solved")
+    solve = (
+        f" (solve rate {pct(_mean(solved[str(ks[0])]))} -> {pct(_mean(solved[str(ks[-1])]))})"
+        if solved
+        else ""
+    )
+    places = ""
+    inp, outp = f.get("per_problem_checks_in_place"), f.get("per_problem_checks_out_of_place")
+    if inp and outp:
+        a, b = str(ks[0]), str(ks[-1])
+        places = (
+            f"; checks per response where training places them {_mean(inp[a]):.2f} -> {_mean(inp[b]):.2f}, "
+            f"elsewhere {_mean(outp[a]):.2f} -> {_mean(outp[b]):.2f}"
+        )
+    return (
+        f"{name} {pct(f['accuracy'][0])} -> {pct(f['accuracy'][-1])}{solve} with {ks[-1]} forced checks, "
+        f"change {fmt_interval(_fall(f))}{places}"
+    )
+
+
+def _no_rise(name: str, iv: dict | None) -> Precondition:
+    """Held when a paired difference rests on enough problems and does not exclude zero upward."""
+    if iv is None:
+        return Precondition(name, False, "not measured")
+    return Precondition(name, enough(iv) and not beyond_zero(iv, +1), counted(iv))
+
+
 def claim(r: dict) -> Claim:
-    """Forcing must be measured in the trained format (precondition); then base's accuracy with
-    the most forced checks minus without (paired over problems) must exclude zero downward."""
+    """Forcing must be measured in the trained format and must have added checks where training
+    places them and none elsewhere (preconditions); then base's accuracy with the most forced
+    checks minus without (paired over problems) must exclude zero downward. The format-break
+    control is reported, never weighed."""
     control = r["forced"]["base"]
     text = [
         f"format-break control (check after the final ';'): base {pct(control['accuracy'][0])} -> "
@@ -129,16 +326,22 @@ def claim(r: dict) -> Claim:
         f"change {fmt_interval(_fall(control))}"
         + "".join(f", {n} {fmt_interval(_fall(f))}" for n, f in r["forced"].items() if n != "base")
     ]
-    in_format = (r.get("forced_in_format") or {}).get("base")
+    in_formats = r.get("forced_in_format") or {}
+    in_format = in_formats.get("base")
     fall = _fall(in_format) if in_format else None
     if in_format:
         text.insert(
             0,
-            f"in the trained format: base {pct(in_format['accuracy'][0])} -> "
-            f"{pct(in_format['accuracy'][-1])} with {in_format['ks'][-1]} forced checks, "
-            f"change {fmt_interval(fall)}",
+            "in the trained format (a check after a move): "
+            + "; ".join(_in_format_text(n, f) for n, f in in_formats.items()),
+        )
+    if r.get("natural_longer_minus_shorter") is not None:
+        text.append(
+            "natural length: solve rate of traces longer than their distance's median minus the rest "
+            f"{fmt_interval(r['natural_longer_minus_shorter'])}"
         )
     organism = "; ".join(text)
+    at = f" (per response, k={in_format['ks'][-1]} - k={in_format['ks'][0]})" if in_format else ""
     pre = [
         Precondition(
             "forcing measured in the trained format (checks after moves)",
@@ -146,6 +349,15 @@ def claim(r: dict) -> Claim:
             "measured" if in_format else "not measured: only the format-break control ran",
         ),
         measured("per-problem outcomes of the forcing", fall),
+        holds(
+            f"forcing added checks where training places them{at}",
+            _fall(in_format, "per_problem_checks_in_place") if in_format else None,
+            +1,
+        ),
+        _no_rise(
+            f"forcing added no check where training never places one{at}",
+            _fall(in_format, "per_problem_checks_out_of_place") if in_format else None,
+        ),
     ]
     failed = check_preconditions(HEAD, organism, *pre)
     if failed:

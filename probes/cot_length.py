@@ -130,9 +130,10 @@ class ForceConfig:
         force: the words put in place of the stop word (or ``force(round) -> str``).
         stop_word: the word that is intercepted ``k`` times (by default ``A``, the start of the
             answer; ``;``, the end of a step, forces work inside the trace instead).
-        intercept: ``intercept(ids_so_far) -> bool`` over the response generated so far (the
-            stop word excluded): only where it is true is the stop word replaced; elsewhere it
-            is kept and generation goes on in the same round. ``None``: every occurrence.
+        intercept: ``intercept(ids_so_far) -> bool`` over the prompt and the response generated
+            so far (the stop word excluded): only where it is true is the stop word replaced;
+            elsewhere it is kept and generation goes on in the same round. ``None``: every
+            occurrence.
             It keeps a forced extension inside the trained format (e.g. only a step that
             closed a move without a check gets one).
         end_word: the word that ends a response.
@@ -222,7 +223,7 @@ def force_thinking(model: Model, prompts: list[list[int]], k: int, config: Force
                 if end in o:  # a response that ended inside a round keeps nothing after its end
                     o = o[: o.index(end) + 1]
                 stopped = not final and o and o[-1] == stop and end not in o
-                if stopped and (config.intercept is None or config.intercept(out[i] + o[:-1])):
+                if stopped and (config.intercept is None or config.intercept(cur[i] + o[:-1])):
                     text = config.force(r) if callable(config.force) else config.force
                     forced = model.encode(text)
                     if len(cur[i]) + len(o) + len(forced) < model.n_ctx:

@@ -10,7 +10,8 @@ import re
 from collections.abc import Callable, Sequence
 
 from interp.organism.traces import answer_words
-from interp.organism.validator import extract_answer
+from interp.organism.validator import extract_answer, parse_node
+from interp.organism.world import World
 
 
 def organism_reference(world, start: int, goal: int, response: str | Sequence[str] | None = None) -> str:
@@ -54,6 +55,7 @@ def organism_is_correct(
         >>> organism_is_correct(w, [(0, 1)], tok)(0, tok.encode("A n0 E"))
         False
     """
+
     def check(i: int, ids: list[int]) -> bool:
         ans = extract_answer(tokenizer.decode(ids).split(), world.n_nodes)
         s, g = problems[i]
@@ -65,7 +67,21 @@ def organism_is_correct(
 _NODE = re.compile(r"n[0-9]+")
 
 
-def closes_a_move(tokenizer) -> Callable[[list[int]], bool]:
+def _at_an_uncertain_step(words: list[str], world: World) -> bool:
+    """Does the move ending ``words`` (``... cur : .. > x``) leave an uncertain step for a node
+    other than the goal, and not as the correction after ``BAD BACK``?"""
+    if "Q" not in words or len(words) < 4:
+        return False
+    q = words.index("Q")
+    goal = parse_node(words[q + 2], world.n_nodes) if q + 2 < len(words) else None
+    if goal is None or parse_node(words[-1], world.n_nodes) == goal or words[-3:-2] == ["BACK"]:
+        return False
+    ends = [i for i, w in enumerate(words) if w in (";", "T")]
+    cur = parse_node(words[ends[-1] + 1], world.n_nodes) if ends and ends[-1] + 1 < len(words) else None
+    return cur is not None and world.uncertain(cur, goal)
+
+
+def closes_a_move(tokenizer, world: World | None = None) -> Callable[[list[int]], bool]:
     """The intercept that keeps forced thinking inside the organism's trained format.
 
     For :class:`probes.cot_length.ForceConfig` with ``stop_word=";"``: true only where the ``;``
@@ -74,12 +90,18 @@ def closes_a_move(tokenizer) -> Callable[[list[int]], bool]:
     training places checks; the model then writes the check (``CHECK n17 : ... D 1 OK ;``)
     itself. A ``;`` that closes a check (``OK ;``), or anything else, is let through.
 
+    With ``world``, it reads the problem from the prompt (``Q s g T``) and allows only a move
+    made at an uncertain step (:meth:`World.uncertain`, where training places checks), not the
+    move onto the goal and not the corrected move after ``BAD BACK``.
+
     Args:
         tokenizer: decodes one token id to its word (the organism's
             :class:`~interp.organism.tokenizer.WordTokenizer`).
+        world: the world, to keep forcing at the steps where training places checks.
 
     Returns:
-        ``intercept(ids_so_far) -> bool`` over the response generated so far, the ``;`` excluded.
+        ``intercept(ids_so_far) -> bool`` over the prompt and the response generated so far,
+        the ``;`` excluded.
 
     Example:
         >>> from interp.organism.tokenizer import WordTokenizer, organism_vocab
@@ -93,6 +115,8 @@ def closes_a_move(tokenizer) -> Callable[[list[int]], bool]:
         if len(ids) < 2:
             return False
         before, last = (tokenizer.decode([int(i)]).strip() for i in ids[-2:])
-        return before == ">" and _NODE.fullmatch(last) is not None
+        if before != ">" or _NODE.fullmatch(last) is None:
+            return False
+        return world is None or _at_an_uncertain_step(tokenizer.decode([int(i) for i in ids]).split(), world)
 
     return closes_a_move

@@ -21,7 +21,7 @@ def rl(correct, excess):
         "share_of_tokens_high_entropy": 0.2,
         "solve_rate_id": sum(correct) / N,
         "per_response": shift(0.5, excess),
-        "per_problem": {"correct": correct},
+        "per_problem": {"correct": correct, "solved": correct},
     }
 
 
@@ -33,7 +33,7 @@ def result(noise=None, fork_correct=(1,) * N, rl_excess=0.6, raised=True):
             "rl-answer": rl([1] * N if raised else HALF, rl_excess),
             "rl-fork": rl(list(fork_correct), rl_excess),
         },
-        "per_problem": {"base_correct": HALF},
+        "per_problem": {"base_correct": HALF, "base_solved": HALF},
         "vs_parent": {
             "rl-answer": {
                 "parent": "base",
@@ -85,3 +85,27 @@ def test_shift_arrays_per_response_against_hand_computed_values():
     assert out["mean_kl"][0] == pytest.approx(0.25) and out["mean_kl"][1] == 0.0
     # 60% of the shift on the one high-entropy token of four: excess 0.6 - 0.25
     assert out["excess"][0] == pytest.approx(0.35) and out["excess"][1] is None
+
+
+def test_the_three_arms_and_both_matched_controls_are_reported():
+    r = result(noise=shift(0.1, 0.0))
+    r["rl"]["rl-bottom"] = rl([0] * N, 0.6)
+    r["noise"] = {"share_of_shift_on_high_entropy": 0.7, "share_of_tokens_high_entropy": 0.2}
+    r["sft_matched"] = {
+        "model": "sft-self@100",
+        "relative_weight_change": 0.048,
+        "share_of_shift_on_high_entropy": 0.55,
+    }
+    c = claim(r)
+    assert "same-size noise 70.0%, sft-self@100 (SFT of change 0.048) 55.0%" in c.organism
+    assert "test_id: base answer 0.50 [" in c.organism and "solve 50.0%" in c.organism
+    assert "rl-answer answer 1.00 [1.00, 1.00], solve 100.0%" in c.organism
+    assert "rl-bottom answer 0.00 [0.00, 0.00], solve 0.0%" in c.organism
+    assert "rl-fork - rl-bottom 1.00 [1.00, 1.00]" in c.organism
+    assert c.verdict == "reproduced"  # the controls reported beside it do not change the verdict
+
+
+def test_a_shift_of_zero_everywhere_reads_n_a_not_nan():
+    r = result(noise=shift(0.0, 0.0))
+    r["noise"] = {"share_of_shift_on_high_entropy": float("nan")}
+    assert "same-size noise n/a" in claim(r).organism and "nan" not in claim(r).organism

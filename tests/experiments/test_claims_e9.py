@@ -1,4 +1,5 @@
-"""Finding 9's verdict from a hand-made result: forcing must be measured in the trained format."""
+"""Finding 9's verdict from a hand-made result: forcing must be measured in the trained format and
+must have added checks; the format-break control never carries the verdict."""
 
 from experiments.e9_cot_length import claim
 
@@ -6,15 +7,28 @@ N = 40
 KS = [0, 1, 2, 4]
 
 
-def forced(at_0, at_max):
-    per = {"0": at_0, "1": at_0, "2": at_max, "4": at_max}
-    return {"ks": KS, "accuracy": [sum(per[str(k)]) / N for k in KS], "per_problem": per}
+def by_k(at_0, at_max):
+    return {"0": list(at_0), "1": list(at_0), "2": list(at_max), "4": list(at_max)}
 
 
-def result(in_format=None):
+def forced(at_0, at_max, in_place=((1,) * N, (3,) * N), out_of_place=((0,) * N, (0,) * N)):
+    per = by_k(at_0, at_max)
+    return {
+        "ks": KS,
+        "accuracy": [sum(per[str(k)]) / N for k in KS],
+        "per_problem": per,
+        "per_problem_solved": per,
+        "per_problem_checks_in_place": by_k(*in_place),
+        "per_problem_checks_out_of_place": by_k(*out_of_place),
+    }
+
+
+def result(in_format=None, rl_in_format=None):
     r = {"forced": {"base": forced([1] * N, [0] * N), "rl-answer": forced([1] * N, [0] * N)}}
     if in_format is not None:
         r["forced_in_format"] = {"base": in_format}
+        if rl_in_format is not None:
+            r["forced_in_format"]["rl-answer"] = rl_in_format
     return r
 
 
@@ -33,7 +47,44 @@ def test_accuracy_that_does_not_fall_beyond_its_interval_does_not_reproduce():
 
 def test_accuracy_that_falls_with_forced_checks_in_format_reproduces():
     c = claim(result(forced([1] * N, [1, 0] * 20)))
-    assert c.verdict == "reproduced" and "in the trained format: base 100.0% -> 50.0%" in c.organism
+    assert c.verdict == "reproduced"
+    assert "in the trained format (a check after a move): base 100.0% -> 50.0%" in c.organism
+    assert "(solve rate 100.0% -> 50.0%)" in c.organism
+    # the control is still reported, after the in-format forcing, and does not change the verdict
+    assert c.organism.index("in the trained format") < c.organism.index("format-break control")
+
+
+def test_forcing_that_added_no_check_where_training_places_them_is_not_testable():
+    # accuracy falls, but no check was added where training puts one: not the forcing's doing
+    same = forced([1] * N, [1, 0] * 20, in_place=((2,) * N, (2,) * N))
+    c = claim(result(same))
+    assert c.verdict == "not testable"
+    assert "forcing added checks where training places them (per response, k=4 - k=0) failed" in c.explanation
+    # an older result without these counts cannot show that the forcing did anything either
+    old = forced([1] * N, [1, 0] * 20)
+    del old["per_problem_checks_in_place"], old["per_problem_checks_out_of_place"]
+    c = claim(result(old))
+    assert c.verdict == "not testable" and "forcing added checks where training places them" in c.explanation
+
+
+def test_forcing_that_added_checks_where_training_never_places_one_is_not_testable():
+    # the measured case: most forced checks land on the move onto the goal or after BACK >
+    broke = forced([1] * N, [1, 0] * 20, out_of_place=((0,) * N, (2,) * N))
+    c = claim(result(broke))
+    assert c.verdict == "not testable"
+    assert (
+        "forcing added no check where training never places one (per response, k=4 - k=0) failed "
+        "(2.00 [2.00, 2.00] over 40 problems)" in c.explanation
+    )
+    assert "where training places them 1.00 -> 3.00, elsewhere 0.00 -> 2.00" in c.organism
+    # a few out-of-place checks, not beyond zero over the problems, do not block the verdict
+    few = forced([1] * N, [1, 0] * 20, out_of_place=((0,) * N, (1,) + (0,) * (N - 1)))
+    assert claim(result(few)).verdict == "reproduced"
+
+
+def test_rl_answer_in_format_is_reported_beside_base():
+    c = claim(result(forced([1] * N, [1, 0] * 20), rl_in_format=forced([1] * N, [1] * N)))
+    assert "; rl-answer 100.0% -> 100.0%" in c.organism and c.verdict == "reproduced"
 
 
 def test_forced_run_keeps_each_problems_outcome_per_k(monkeypatch):
@@ -48,3 +99,7 @@ def test_forced_run_keeps_each_problems_outcome_per_k(monkeypatch):
     out = e9.forced_run(None, ["p0", "p1", "p2"], lambda i, ids: ids[0] < i + 1, ForceConfig(ks=(0, 1, 2)))
     assert out["per_problem"] == {"0": [1, 1, 1], "1": [0, 1, 1], "2": [0, 0, 1]}
     assert out["accuracy"] == [1.0, 2 / 3, 1 / 3]
+    # other outcomes of the same responses, recorded the same way
+    also = {"waits": lambda i, ids: ids[0] + i}
+    out = e9.forced_run(None, ["p0", "p1"], lambda i, ids: True, ForceConfig(ks=(0, 2)), also)
+    assert out["per_problem_waits"] == {"0": [0, 1], "2": [2, 3]}
