@@ -57,6 +57,7 @@ def render_report(results: dict[str, Any]) -> str:
 
 def _organism_lines(results: dict[str, Any]) -> list[str]:
     exps = results.get("experiments", {})
+    spread = results.get("seed_spread")
     lines = [
         "# interp reproduce: report",
         "",
@@ -70,6 +71,15 @@ def _organism_lines(results: dict[str, Any]) -> list[str]:
         "are shared), printed as `estimate [low, high]`; a comparison counts only when its interval "
         "excludes zero on the paper's side. A claim whose precondition failed is **not testable**, "
         'never "not reproduced".',
+        *(
+            [
+                "",
+                f"This table is that of the first seed combination, `{spread['first']}`, only; "
+                "every combination's verdicts are under **Seed spread** below.",
+            ]
+            if spread
+            else []
+        ),
         "",
         "| # | finding (PAPERS.md) | paper | organism (95% intervals) | precondition | verdict | why |",
         "|---|---|---|---|---|---|---|",
@@ -87,6 +97,8 @@ def _organism_lines(results: dict[str, Any]) -> list[str]:
                 f"{exp.get('error', 'no claim')} |"
             )
     lines.append("")
+    if spread:
+        lines += seed_spread_lines(spread)
     if results.get("failures"):
         lines += ["## Failed steps", ""]
         lines += [f"- `{k}`: {v}" for k, v in sorted(results["failures"].items())]
@@ -126,3 +138,58 @@ def _organism_lines(results: dict[str, Any]) -> list[str]:
             lines += [f"| `{k}` | {_fmt(v)} |" for k, v in numbers]
             lines += ["", "</details>", ""]
     return lines
+
+
+def seed_spread_lines(spread: dict[str, Any]) -> list[str]:
+    """The "Seed spread" section: each combination's verdict per finding, and the card metrics'
+    mean [min, max] per model over the combinations.
+
+    Example:
+        >>> s = {"first": "w0-m0", "combinations": [], "findings": {}, "card_metrics": {}}
+        >>> seed_spread_lines(s)[0]
+        '## Seed spread'
+    """
+    combos = spread["combinations"]
+    labels = [c["label"] for c in combos]
+    lines = [
+        "## Seed spread",
+        "",
+        f"The organism suite on {len(combos)} combinations of world seed x model seed. The claims "
+        f"table above is `{spread['first']}`'s; each other combination has its own zoo "
+        "(`zoo-wW-mM`) and run folder (`seeds/wW-mM/`, with its REPORT.md and results.json).",
+        "",
+        "| combination | world seed | model seed | zoo | run folder | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in combos:
+        status = c["status"] + (f" ({', '.join(c['failed_steps'])})" if c.get("failed_steps") else "")
+        seeds = f"{c['world_seed']} | {c['model_seed']}"
+        lines.append(f"| `{c['label']}` | {seeds} | `{c['zoo']}` | `{c['dir']}` | {status} |")
+    lines += ["", "Verdict of each finding per combination.", ""]
+    lines += [
+        "| # | finding | " + " | ".join(f"`{x}`" for x in labels) + " |",
+        "|---|---|" + "---|" * len(labels),
+    ]
+    for entry in sorted(spread["findings"].values(), key=lambda e: e.get("finding") or 99):
+        cells = " | ".join(entry["verdicts"].get(x, "-") for x in labels)
+        lines.append(f"| {entry.get('finding', '?')} | {entry['title']} | {cells} |")
+    metrics = spread["card_metrics"]
+    if metrics:
+        keys = list(dict.fromkeys(k for per in metrics.values() for k in per))  # the order measured
+        lines += [
+            "",
+            "Card metrics: mean [min, max] over the combinations whose card has the metric (n of them).",
+            "",
+        ]
+        rows = [
+            {
+                "model": model,
+                **{
+                    k: f"{v['mean']:.3f} [{v['min']:.3f}, {v['max']:.3f}] (n={v['n']})"
+                    for k, v in per.items()
+                },
+            }
+            for model, per in metrics.items()
+        ]
+        lines += _table(rows, ["model", *keys])
+    return [*lines, ""]

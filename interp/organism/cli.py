@@ -31,7 +31,8 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     b = sub.add_parser("build", help="train (or reuse) every model of the zoo")
     b.add_argument("--profile", choices=PROFILE_CHOICES, default="quick")
     b.add_argument("--out", default=None, help="zoo directory (default: $INTERP_ZOO or ~/.cache/interp/zoo)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="seed of every model (and of the world, by default)")
+    b.add_argument("--world-seed", type=int, default=None, help="seed of the world (default: --seed)")
     b.add_argument("--threads", type=int, default=2, help="torch CPU threads while building (default 2)")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-model log lines")
     b.set_defaults(func=_build)
@@ -53,7 +54,14 @@ def _build(args: argparse.Namespace) -> int:
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         logging.getLogger("interp.organism").setLevel(logging.INFO)
-    cards = build_zoo(args.profile, args.out, seed=args.seed, progress=not args.quiet, threads=args.threads)
+    cards = build_zoo(
+        args.profile,
+        args.out,
+        seed=args.seed,
+        world_seed=args.world_seed,
+        progress=not args.quiet,
+        threads=args.threads,
+    )
     print(format_table(cards))
     print(format_doses(cards, args.out))
     return 0

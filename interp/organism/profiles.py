@@ -179,6 +179,8 @@ class ProfileConfig:
     ``base`` is the TrainConfig of ``base`` and of every matched control trained from scratch;
     ``rl`` is ``rl-answer``'s run (its ``steps`` the most, it stops on a plateau); ``eval`` is
     the full measurement of every final model and ``dose_eval`` the lighter one of each dose.
+    ``world_seeds`` x ``model_seeds`` are the seed combinations ``interp reproduce`` builds a
+    zoo for (:meth:`seed_combinations`); the first one is the run whose claims the report gives.
     """
 
     name: str
@@ -196,6 +198,29 @@ class ProfileConfig:
     sft_doses: tuple[int, ...] = ()
     rl_doses: tuple[int, ...] = ()
     backward_doses: tuple[int, ...] = ()
+    world_seeds: tuple[int, ...] = (0,)
+    model_seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        for name in ("world_seeds", "model_seeds"):
+            seeds = getattr(self, name)
+            ok = isinstance(seeds, tuple) and all(
+                isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds
+            )
+            if not ok or not seeds or len(set(seeds)) != len(seeds):
+                raise ZooConfigError(
+                    f"profile {self.name!r}: {name}={seeds!r}; "
+                    "expected a non-empty tuple of distinct ints >= 0"
+                )
+
+    def seed_combinations(self) -> list[tuple[int, int]]:
+        """Every ``(world_seed, model_seed)`` pair, world seeds outermost; the first is the main run.
+
+        Example:
+            >>> profile_config("full").seed_combinations()[:3]
+            [(0, 0), (0, 1), (1, 0)]
+        """
+        return [(w, m) for w in self.world_seeds for m in self.model_seeds]
 
     def specs(self) -> list[ModelSpec]:
         """Every model of the zoo, parents (and ``budget_from`` models) before children."""
@@ -428,5 +453,8 @@ def profile_config(profile: str) -> ProfileConfig:
             sft_doses=(50, 150, 500),
             rl_doses=(50, 150, 500),
             backward_doses=(50, 150, 500),
+            # issue 12: the full profile reports the spread over 3 worlds x 2 model seeds
+            world_seeds=(0, 1, 2),
+            model_seeds=(0, 1),
         )
     raise ValueError(f"profile={profile!r}; expected one of {PROFILES}")

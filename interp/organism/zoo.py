@@ -64,8 +64,13 @@ def dose_name(name: str, steps: int) -> str:
     return f"{name}{DOSE_SEP}{steps}"
 
 
-def _world_for(pc: ProfileConfig, seed: int) -> World:
-    return make_world(WorldConfig(**{**asdict(pc.world), "seed": seed}))
+def _world_for(pc: ProfileConfig, world_seed: int) -> World:
+    return make_world(WorldConfig(**{**asdict(pc.world), "seed": world_seed}))
+
+
+def _check_seed(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ZooConfigError(f"{name}={value!r}; expected an int >= 0")
 
 
 def build_zoo(
@@ -75,6 +80,7 @@ def build_zoo(
     progress: bool = True,
     threads: int | None = 2,
     only: list[str] | None = None,
+    world_seed: int | None = None,
 ) -> list[dict[str, Any]]:
     """Train or reuse every model of a profile, and each of its doses, and write the zoo.
 
@@ -86,25 +92,33 @@ def build_zoo(
     Args:
         profile: ``tiny`` (seconds, for tests), ``quick`` (minutes on 2 CPU cores) or ``full``.
         out_dir: the zoo; defaults to ``$INTERP_ZOO``, else ``~/.cache/interp/zoo``.
-        seed: seeds the world and every model.
+        seed: seeds every model (each model's own seed derives from it and its name), and the
+            world too unless ``world_seed`` is given.
         progress: show tqdm bars.
         threads: torch intra-op threads while building (``None`` leaves the setting).
         only: build these models (and the models they need) instead of all.
+        world_seed: seeds the world (its graph, colours and splits); ``None``: ``seed``, so a
+            zoo built before world and model seeds were separate is reused as it is. Each card
+            records both under ``seeds``.
 
     Returns:
         The card of each model built or reused (not of its doses), in build order.
 
     Raises:
-        ValueError: an unknown profile or model name.
+        ValueError: an unknown profile or model name, or a seed that is not an int >= 0.
     """
     pc = profile_config(profile)
+    _check_seed("seed", seed)
+    if world_seed is None:
+        world_seed = seed
+    _check_seed("world_seed", world_seed)
     if only is not None:
         unknown = sorted(set(only) - set(MODEL_NAMES))
         if unknown:
             raise ValueError(f"unknown models {unknown}; expected some of {MODEL_NAMES}")
     zoo = resolve_zoo_dir(out_dir)
     zoo.mkdir(parents=True, exist_ok=True)
-    world = _world_for(pc, seed)
+    world = _world_for(pc, world_seed)
     vocab = organism_vocab(world.n_nodes, world.config.n_colours)
     tok = WordTokenizer(vocab)
     world_doc = {
@@ -124,7 +138,7 @@ def build_zoo(
     with torch_threads(threads), deterministic():
         for spec in specs:
             if spec.name in wanted:
-                builder = _Builder(spec, pc, world, tok, zoo, seed, models, cards, progress)
+                builder = _Builder(spec, pc, world, tok, zoo, seed, models, cards, progress, world_seed)
                 cards[spec.name], models[spec.name] = builder.build()
     log.info("zoo %s (%s) ready in %.1f s", zoo, profile, time.perf_counter() - t_all)
     return list(cards.values())
@@ -189,9 +203,12 @@ class _Builder:
         models: dict[str, HookedTransformer],
         cards: dict[str, dict[str, Any]],
         progress: bool,
+        world_seed: int,
     ) -> None:
         self.spec, self.pc, self.world, self.tok, self.zoo = spec, pc, world, tok, zoo
         self.progress = progress
+        # not part of the recipe (the world hash and the model's seed are): older zoos stay reusable
+        self.seeds = {"world": world_seed, "model": seed}
         self.parent = models[spec.parent] if spec.parent else None
         self.mseed = model_seed(seed, spec.name)
         self.rl = spec.rl
@@ -229,7 +246,10 @@ class _Builder:
             if all(_complete_card(zoo / dose_name(name, d), self.dose_recipe(d)) for d in saved):
                 log.info("%s: reusing %s (doses %s)", name, zoo / name, saved or "none")
                 self._remove_stale_doses(saved)
-                return old, load_organism(name, zoo)[0]
+                for d in saved:
+                    dose = zoo / dose_name(name, d)
+                    self._record_seeds(dose, read_json(dose / "card.json"))
+                return self._record_seeds(zoo / name, old), load_organism(name, zoo)[0]
 
         t0 = time.perf_counter()
         model, stats, snaps = self._train()
@@ -287,6 +307,7 @@ class _Builder:
         old = _complete_card(folder, recipe)
         if old is not None and old.get("fingerprint") == fingerprint:
             log.info("%s: reusing %s", name, folder)
+            self._record_seeds(folder, old)
             return
         t0 = time.perf_counter()
         metrics = evaluate_model(model, self.tok, self.world, self.spec.fmt, self.pc.dose_eval)
@@ -299,6 +320,7 @@ class _Builder:
             "recipe": recipe,
             "steps": steps,
             "seed": self.mseed,
+            "seeds": self.seeds,
             "fingerprint": fingerprint,
             "relative_weight_change": self._weight_change(model),
             "n_params": sum(p.numel() for p in model.parameters()),
@@ -330,7 +352,7 @@ class _Builder:
         doses = {"doses": saved, "doses_asked": list(spec.doses)}
         if old is not None and old.get("fingerprint") == fingerprint:
             # the same weights as on disk: only the list of doses may have changed
-            card = {**old, **doses}
+            card = {**old, **doses, "seeds": self.seeds}
             atomic_write_json(folder / "card.json", card)
             return card
         details: dict[str, list] = {}
@@ -344,6 +366,7 @@ class _Builder:
             "dose_steps": int(stats["steps_run"]),
             **doses,
             "seed": self.mseed,
+            "seeds": self.seeds,
             "fingerprint": fingerprint,
             "relative_weight_change": self._weight_change(model),
             "n_params": sum(p.numel() for p in model.parameters()),
@@ -384,6 +407,13 @@ class _Builder:
         save_weights_atomic(folder / "model.safetensors", model)
         atomic_write_json(folder / "config.json", self.spec.shape.hooked_config(len(self.tok)))
         atomic_write_json(folder / "card.json", card)
+
+    def _record_seeds(self, folder: Path, card: dict[str, Any]) -> dict[str, Any]:
+        """``card`` with this build's seeds, rewritten when a card of an older build lacks them."""
+        if card.get("seeds") != self.seeds:
+            card = {**card, "seeds": self.seeds}
+            atomic_write_json(folder / "card.json", card)
+        return card
 
     def _remove_stale_doses(self, saved: list[int]) -> None:
         """Dose folders of this model left by an earlier build that this one did not save."""
