@@ -125,7 +125,9 @@ def _step(r: _Reader, cur: int, goal: int, k: int) -> int:
         r.take("D")
         stated, true = r.take(), distance_word(w.dist(x, goal))
         if stated != true:
-            raise _Reject(f"step {k}: check states distance {stated} for {node_name(x)}, the true one is {true}")
+            raise _Reject(
+                f"step {k}: check states distance {stated} for {node_name(x)}, the true one is {true}"
+            )
         verdict = r.take()
         if verdict == "OK":
             if not good:

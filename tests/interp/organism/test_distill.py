@@ -60,7 +60,9 @@ def test_shortest_keeps_one_response_per_problem(world, monkeypatch):
     monkeypatch.setattr(world, "splits", {**world.splits, "train": [p]})
     try:
         tok = WordTokenizer(organism_vocab(world.n_nodes))
-        data = distilled_sampler(_tiny(tok), tok, world, DistillConfig(samples_per_problem=3, keep="shortest"), 0)
+        data = distilled_sampler(
+            _tiny(tok), tok, world, DistillConfig(samples_per_problem=3, keep="shortest"), 0
+        )
     finally:
         monkeypatch.undo()
     assert [e.words[4:] for e in data.examples] == [short]
@@ -70,7 +72,9 @@ def test_a_random_parent_runs_end_to_end_and_an_empty_result_is_refused(world):
     tok = WordTokenizer(organism_vocab(world.n_nodes))
     model = _tiny(tok)
     with pytest.raises(ValueError, match="solved none"):
-        distilled_sampler(model, tok, world, DistillConfig(samples_per_problem=1, max_problems=3, max_new_tokens=8), 0)
+        distilled_sampler(
+            model, tok, world, DistillConfig(samples_per_problem=1, max_problems=3, max_new_tokens=8), 0
+        )
 
 
 def test_fixed_examples_draw_reproducibly():
@@ -84,11 +88,13 @@ def test_fixed_examples_draw_reproducibly():
 
 @pytest.mark.parametrize(
     "kwargs, word",
-    [({"samples_per_problem": 0}, "samples_per_problem"), ({"temperature": 0.0}, "temperature"),
-     ({"keep": "best"}, "keep"), ({"max_problems": 0}, "max_problems")],
+    [
+        ({"samples_per_problem": 0}, "samples_per_problem"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"keep": "best"}, "keep"),
+        ({"max_problems": 0}, "max_problems"),
+    ],
 )
 def test_config_refusals_name_the_value(kwargs, word):
     with pytest.raises(ValueError, match=word):
         DistillConfig(**kwargs)
-
-
