@@ -7,7 +7,7 @@ from interp.organism.traces import KINDS, DataRecipe, ExampleSampler
 
 
 def test_round_trip_every_kind_of_example(world):
-    tok = WordTokenizer(organism_vocab(world.n_nodes))
+    tok = WordTokenizer(organism_vocab(world.n_nodes, world.config.n_colours))
     mix = {k: 1.0 for k in KINDS}
     sampler = ExampleSampler(world, DataRecipe(mix=mix), seed=0)
     for ex in sampler.batch(300):
