@@ -7,7 +7,7 @@ import os
 import pytest
 
 from experiments.report import render_report
-from experiments.reproduce import parse_seeds, reproduce, seed_spread
+from experiments.reproduce import SPREAD_METRICS, parse_seeds, reproduce, seed_spread
 from interp.cli import main
 from interp.errors import CommandLineError
 from interp.organism.profiles import ZooConfigError
@@ -73,14 +73,7 @@ def test_spread_lists_both_combinations(runs, tiny_zoo):
     }
     for model in ("base", "sft-answer", "rl-answer"):
         cards = [json.loads((z / model / "card.json").read_text()) for z in (tiny_zoo, out / "zoo-w1-m0")]
-        for key in (
-            "solve_rate_id",
-            "solve_rate_ood",
-            "answer_accuracy_id",
-            "markers_per_response",
-            "fact_recall",
-            "attr_recall",
-        ):
+        for key in SPREAD_METRICS:
             s, v = spread["card_metrics"][model][key], [c[key] for c in cards]
             assert s["values"] == {"w0-m0": v[0], "w1-m0": v[1]} and s["n"] == 2
             assert (s["min"], s["max"]) == (min(v), max(v)) and s["mean"] == pytest.approx(
