@@ -15,9 +15,12 @@ every weight tensor moved by rl-answer's relative weight change times its own no
 (:func:`noisy_copy`), and the dose of an SFT model (``sft-clean``, ``sft-self``) whose relative
 weight change is closest to rl-answer's (:func:`matched_sft_dose`), reported beside RL and noise.
 
-Per response the shift is kept as two numbers (:func:`shift_arrays`): its mean KL per token, and
-its *excess concentration*, the share of its KL on base's high-entropy tokens minus the share of
-its tokens that are high-entropy (0 when the shift ignores entropy).
+Per response the shift is kept (:func:`shift_arrays`) as its mean KL per token, its KL on base's
+high-entropy tokens and in all, and its counts of high-entropy and all tokens. The *excess
+concentration* is the pooled share of the KL on high-entropy tokens minus the pooled share of
+high-entropy tokens (0 when the shift ignores entropy): the quantity the report states, so that
+its interval (:func:`pooled_excess_diff`, a bootstrap over responses of the pooled ratio) can
+never disagree in sign with it.
 
 The verdict (:func:`claim`) needs the noise control: its shift under ``noise_shift``
 (:func:`shift_arrays` of it) and its measured relative weight change under ``noise_weight_change``,
@@ -72,15 +75,68 @@ def shift_arrays(sh) -> dict[str, list]:
     """Per response of a :class:`probes.entropy.ShiftResult`: mean KL per token (``mean_kl``) and
     the share of its KL on base's high-entropy tokens minus the share of its tokens that are
     high-entropy (``excess``; ``None`` where the response's KL is 0)."""
-    mean_kl, excess = [], []
+    out: dict[str, list] = {k: [] for k in ("mean_kl", "excess", "kl_high", "kl_total", "n_high", "n_tokens")}
     for h, d in zip(sh.base_entropy, sh.shift, strict=True):
         d = d.double()
         high, total = h >= sh.threshold, float(d.sum())
-        mean_kl.append(total / len(d) if len(d) else None)
-        excess.append(
+        out["mean_kl"].append(total / len(d) if len(d) else None)
+        out["excess"].append(
             float(d[high].sum()) / total - float(high.double().mean()) if total > 0 and len(d) else None
         )
-    return {"mean_kl": mean_kl, "excess": excess}
+        out["kl_high"].append(float(d[high].sum()))
+        out["kl_total"].append(total)
+        out["n_high"].append(int(high.sum()))
+        out["n_tokens"].append(len(d))
+    return out
+
+
+def pooled_excess(arrays: dict[str, list], idx=None) -> float:
+    """Pooled share of KL on high-entropy tokens minus pooled share of high-entropy tokens, over
+    the responses ``idx`` (all by default) of :func:`shift_arrays`'s lists."""
+    import numpy as np
+
+    a = {k: np.asarray(arrays[k], dtype=float) for k in ("kl_high", "kl_total", "n_high", "n_tokens")}
+    if idx is not None:
+        a = {k: v[idx] for k, v in a.items()}
+    total, tokens = a["kl_total"].sum(), a["n_tokens"].sum()
+    if total <= 0 or tokens <= 0:
+        return float("nan")
+    return float(a["kl_high"].sum() / total - a["n_high"].sum() / tokens)
+
+
+def pooled_excess_diff(a: dict[str, list], b: dict[str, list], resamples: int = 2000, seed: int = 0):
+    """Bootstrap 95% interval of :func:`pooled_excess` of ``a`` minus that of ``b``, the responses
+    of each resampled on their own (they are different samples); ``None`` without the lists.
+
+    Example:
+        >>> a = {"kl_high": [3.0, 1.0], "kl_total": [4.0, 2.0], "n_high": [1, 1], "n_tokens": [5, 5]}
+        >>> b = {"kl_high": [1.0, 1.0], "kl_total": [4.0, 4.0], "n_high": [1, 1], "n_tokens": [5, 5]}
+        >>> round(pooled_excess_diff(a, b)["estimate"], 4)
+        0.4167
+    """
+    import numpy as np
+
+    from experiments.real.common import interval
+    from probes.stats import Interval
+
+    if not a or not b or "kl_total" not in a or "kl_total" not in b:
+        return None
+    na, nb = len(a["kl_total"]), len(b["kl_total"])
+    if na < 1 or nb < 1:
+        return None
+    rng = np.random.default_rng(seed)
+    stats = np.array(
+        [
+            pooled_excess(a, rng.integers(0, na, na)) - pooled_excess(b, rng.integers(0, nb, nb))
+            for _ in range(resamples)
+        ]
+    )
+    stats = stats[np.isfinite(stats)]
+    if stats.size == 0:
+        return None
+    low, high = np.percentile(stats, [2.5, 97.5])
+    est = pooled_excess(a) - pooled_excess(b)
+    return interval(Interval(float(est), float(low), float(high), 0.95, na + nb, "percentile-bootstrap"))
 
 
 def noisy_copy(model: Model, relative_change: float, seed: int = NOISE_SEED) -> Model:
@@ -263,7 +319,7 @@ def claim(r: dict) -> Claim:
     change = (r.get("rl_weight_change") or {}).get("rl-answer")
     noise = r.get("noise_shift")
     beyond_noise = diff_interval(full["per_response"]["mean_kl"], noise["mean_kl"]) if noise else None
-    concentration = diff_interval(full["per_response"]["excess"], noise["excess"]) if noise else None
+    concentration = pooled_excess_diff(full["per_response"], noise) if noise else None
     base_ok = r["per_problem"]["base_correct"]
     fork_gain = paired_interval(fork["per_problem"]["correct"], base_ok)
     fork_vs_full = paired_interval(fork["per_problem"]["correct"], full["per_problem"]["correct"])

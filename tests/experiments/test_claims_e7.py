@@ -1,5 +1,7 @@
 """Finding 7's verdict from a hand-made result: RL must move the model beyond same-norm noise first."""
 
+import re
+
 import pytest
 
 from experiments.e7_forking import claim
@@ -9,9 +11,17 @@ HALF = [1, 0] * 20
 
 
 def shift(mean_kl, excess):
+    """R responses of 10 tokens, 2 of them high-entropy (share 0.2), with the given mean KL per
+    token and excess concentration, also as the pooled sums the verdict bootstraps."""
+    kl = [mean_kl + 0.01 * (i % 3) for i in range(R)]
+    ex = [excess + 0.01 * (i % 3) for i in range(R)]
     return {
-        "mean_kl": [mean_kl + 0.01 * (i % 3) for i in range(R)],
-        "excess": [excess + 0.01 * (i % 3) for i in range(R)],
+        "mean_kl": kl,
+        "excess": ex,
+        "kl_total": [10 * k for k in kl],
+        "kl_high": [10 * k * (e + 0.2) for k, e in zip(kl, ex, strict=True)],
+        "n_high": [2] * R,
+        "n_tokens": [10] * R,
     }
 
 
@@ -61,7 +71,7 @@ def test_without_the_noise_control_it_is_not_testable():
 def test_a_concentration_no_higher_than_noise_and_no_fork_gain_do_not_reproduce():
     c = claim(result(noise=shift(0.1, 0.6), fork_correct=HALF))
     assert c.verdict == "not reproduced"
-    assert "excess concentration - noise 0.00 [" in c.organism
+    assert re.search(r"excess concentration - noise -?0\.00 \[", c.organism)
 
 
 def test_concentration_beyond_noise_and_a_fork_gain_reproduce():
@@ -109,3 +119,20 @@ def test_a_shift_of_zero_everywhere_reads_n_a_not_nan():
     r = result(noise=shift(0.0, 0.0))
     r["noise"] = {"share_of_shift_on_high_entropy": float("nan")}
     assert "same-size noise n/a" in claim(r).organism and "nan" not in claim(r).organism
+
+
+def test_the_pooled_concentration_decides_not_the_mean_of_per_response_shares():
+    """RL's responses concentrate more on average, but its KL mass sits in responses that do not:
+    pooled, noise concentrates more. The quick run once printed 'RL 89.1%, noise 94.0%' beside a
+    per-response interval above zero and said reproduced."""
+    noise = shift(0.3, 0.6)
+    full = shift(0.5, 0.7)
+    # half the responses carry almost all of RL's KL and put none of it on high-entropy tokens
+    for i in range(R // 2):
+        full["kl_total"][i] *= 50
+        full["kl_high"][i] = 0.0
+    r = result(noise=noise)
+    r["rl"]["rl-answer"]["per_response"] = full
+    c = claim(r)
+    assert "excess concentration - noise -" in c.organism
+    assert "shift concentrates on high-entropy tokens beyond noise: reproduced" not in c.explanation
