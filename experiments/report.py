@@ -4,9 +4,17 @@ from typing import Any
 
 LONG_LIST = 12
 """Lists longer than this (per-problem outcomes, kept for the intervals) show as their length."""
+SUMMARISED = {"dose_curves": "fine-tunes' dose curves"}
+"""Subtrees a numbers table names with their size instead of listing every point."""
+
+
+def _is_interval(d: Any) -> bool:
+    return isinstance(d, dict) and {"estimate", "low", "high"} <= set(d)
 
 
 def _fmt(x: Any) -> str:
+    if _is_interval(x):  # one cell, as the claims table prints intervals
+        return f"{x['estimate']:.3f} [{x['low']:.3f}, {x['high']:.3f}] (n={x.get('n', '?')})"
     if isinstance(x, float):
         return f"{x:.3f}"
     if isinstance(x, list) and len(x) > LONG_LIST:
@@ -21,10 +29,14 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
 
 
 def _flat(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(d, dict):
+    if isinstance(d, dict) and not _is_interval(d):
         items = []
         for k in sorted(d):
-            items += _flat(d[k], f"{prefix}.{k}" if prefix else str(k))
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k in SUMMARISED and isinstance(d[k], dict):
+                items.append((key, f"{len(d[k])} {SUMMARISED[k]} (in results.json and the figure)"))
+            else:
+                items += _flat(d[k], key)
         return items
     return [(prefix, d)]
 

@@ -130,3 +130,27 @@ def test_report_renders_the_precondition_column():
     assert "| 8 | b | - | - | - | **failed** | boom |" in report
     # per-problem lists stay in results.json; the numbers table shows their length
     assert "| `per_problem.x` | 40 values (in results.json) |" in report
+
+
+def test_report_prints_an_interval_as_one_row_not_seven():
+    from experiments.report import _flat, _fmt
+
+    iv = {
+        "estimate": 0.5,
+        "low": 0.25,
+        "high": 0.75,
+        "level": 0.95,
+        "n": 40,
+        "method": "wilson",
+        "excludes_0": True,
+    }
+    rows = _flat({"curve": {"sft@30": {"accuracy": 0.5, "accuracy_interval": iv}}})
+    assert [k for k, _ in rows] == ["curve.sft@30.accuracy", "curve.sft@30.accuracy_interval"]
+    assert _fmt(rows[1][1]) == "0.500 [0.250, 0.750] (n=40)"
+
+
+def test_dose_curves_are_summarised_in_the_numbers_table():
+    from experiments.report import _flat
+
+    rows = _flat({"dose_curves": {"sft-answer": {"points": {"a": 1}}, "sft-clean": {}}, "x": 1.0})
+    assert rows == [("dose_curves", "2 fine-tunes' dose curves (in results.json and the figure)"), ("x", 1.0)]
