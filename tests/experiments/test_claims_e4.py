@@ -1,5 +1,7 @@
 """Finding 4's verdict from a hand-made result: base must solve OOD and tunes must raise accuracy."""
 
+from claim_fixtures import vs_parent
+
 from experiments.e4_markers import claim
 
 N = 40
@@ -15,12 +17,7 @@ def model(markers, solved_ood, raised=True):
             "solved_ood": solved_ood,
             "solved_id_no_markers": [0] * N,
         },
-        "vs_parent": {
-            "parent": "base",
-            "format": "cot",
-            "correct": [1] * N if raised else HALF,
-            "parent_correct": HALF,
-        },
+        "vs_parent": vs_parent(raised),
     }
 
 

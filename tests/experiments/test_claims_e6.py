@@ -1,5 +1,7 @@
 """Finding 6's verdict from a hand-made result: the tune must raise accuracy, then pass@k crosses."""
 
+from claim_fixtures import vs_parent
+
 from experiments.e6_elicitation import claim
 
 N, K = 40, 16
@@ -24,14 +26,7 @@ def result(raised, tune_1, tune_n, base_1=None, base_n=None):
         "cot_decoding": {"base": {"accuracy_greedy": 0.5, "accuracy_best": 0.6}},
         "steering": {"sweeps": {}},
         "n_samples": K,
-        "vs_parent": {
-            "rl-answer": {
-                "parent": "base",
-                "format": "cot",
-                "correct": [1] * N if raised else HALF,
-                "parent_correct": HALF,
-            }
-        },
+        "vs_parent": {"rl-answer": vs_parent(raised)},
     }
 
 

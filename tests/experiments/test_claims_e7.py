@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from claim_fixtures import vs_parent
 
 from experiments.e7_forking import claim
 
@@ -44,14 +45,7 @@ def result(noise=None, fork_correct=(1,) * N, rl_excess=0.6, raised=True):
             "rl-fork": rl(list(fork_correct), rl_excess),
         },
         "per_problem": {"base_correct": HALF, "base_solved": HALF},
-        "vs_parent": {
-            "rl-answer": {
-                "parent": "base",
-                "format": "cot",
-                "correct": [1] * N if raised else HALF,
-                "parent_correct": HALF,
-            }
-        },
+        "vs_parent": {"rl-answer": vs_parent(raised)},
         "rl_weight_change": {"rl-answer": 0.05, "rl-fork": 0.04},
     }
     if noise is not None:
