@@ -33,6 +33,7 @@ from typing import Any
 
 from experiments.claims import Claim
 from experiments.context import Context
+from experiments.controls import noisy_copy
 from experiments.dose_axis import dose_curves, plot_dose_curves
 from experiments.verdicts import (
     MIN_N,
@@ -106,6 +107,8 @@ def run(ctx: Context) -> dict:
         }
         if name != "base":
             zoo[name]["vs_parent"] = parent_comparison(ctx, name)
+            if beyond_zero(gain_interval(zoo[name]["vs_parent"]), +1):
+                zoo[name]["noise_control"] = noise_control(ctx, name)
         distances = [world.dist(s, g) for s, g in det["problems_id"]]
         difficulty[name] = markers_by_difficulty(distances, det["markers_id"], det["solved_id"])
     features = marker_features(ctx)
@@ -124,6 +127,27 @@ def run(ctx: Context) -> dict:
         "n_problems_id": len(ctx.problems("test_id")),
         "n_problems_ood": len(ctx.problems("test_ood")),
     }
+
+
+def noise_control(ctx: Context, name: str) -> dict:
+    """``base`` moved at random as far as ``name`` (its card's relative weight change, per tensor,
+    :func:`experiments.controls.noisy_copy`), measured like the models: per-problem markers and
+    solve rates, greedy, on the same problems. A tune's markers and OOD solving must fall beyond it."""
+    from interp.organism.evaluate import EvalConfig, evaluate_model
+
+    change = float(ctx.card(name).get("relative_weight_change") or 0.0)
+    world, tok = ctx.world
+    b = ctx.budget
+    cfg = EvalConfig(
+        b.problems,
+        b.max_new_tokens,
+        samples=0,
+        marker_ablation=False,
+        splits=("test_id", "test_ood", "test_comp", "test_start"),
+    )
+    det: dict[str, list] = {}
+    evaluate_model(noisy_copy(ctx.model("base"), change).module, tok, world, "cot", cfg, details=det)
+    return {"relative_change": change, "per_problem": {k: det.get(k) for k in PER_PROBLEM}}
 
 
 def markers_by_difficulty(
@@ -401,6 +425,9 @@ def claim(r: dict) -> Claim:
         up = raised(name, m[name].get("vs_parent"))
         markers = paired_interval(mine["markers_id"], base["markers_id"])
         solve = paired_interval(mine[key], base[key])
+        noise = (m[name].get("noise_control") or {}).get("per_problem")
+        markers_vs_noise = paired_interval(mine["markers_id"], noise["markers_id"]) if noise else None
+        solve_vs_noise = paired_interval(mine[key], noise[key]) if noise else None
         pre.append(up)
         text.append(
             f"{name} - base: markers {fmt_interval(markers)}, OOD solve {fmt_interval(solve)}, "
@@ -411,12 +438,24 @@ def claim(r: dict) -> Claim:
                 else ""
             )
         )
+        if noise:
+            text[-1] += (
+                f", beyond same-size noise: markers {fmt_interval(markers_vs_noise)}, "
+                f"OOD solve {fmt_interval(solve_vs_noise)}"
+            )
         if not up.held or markers is None or solve is None:
             parts[name] = "not testable"
         elif interval_verdict(markers, -1) == "not reproduced":
             parts[name] = "not reproduced"
-        else:  # markers fell; the OOD drop decides between all and part of the finding
-            parts[name] = "reproduced" if interval_verdict(solve, -1) == "reproduced" else "partly"
+        elif noise is None or interval_verdict(markers_vs_noise, -1) == "not reproduced":
+            # markers fell, but not beyond what the same amount of random change does
+            parts[name] = "not reproduced" if noise is not None else "not testable"
+        else:  # markers fell beyond noise; the OOD drop (beyond noise too) decides all or part
+            fell = (
+                interval_verdict(solve, -1) == "reproduced"
+                and interval_verdict(solve_vs_noise, -1) == "reproduced"
+            )
+            parts[name] = "reproduced" if fell else "partly"
     organism = "; ".join(text)
     if not ood.held:
         return check_preconditions(HEAD, organism, *pre)

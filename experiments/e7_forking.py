@@ -32,13 +32,13 @@ base's (paired over problems) must exclude zero upward without rl-fork falling s
 rl-answer.
 """
 
-import copy
 import math
 
 import torch
 
 from experiments.claims import Claim, pct
 from experiments.context import Context
+from experiments.controls import NOISE_SEED, noisy_copy
 from experiments.verdicts import (
     ClaimHead,
     Precondition,
@@ -68,7 +68,6 @@ HEAD = ClaimHead(FINDING, TITLE, PAPER)
 RL_MODELS = ("rl-answer", "rl-fork")
 OPTIONAL = ("rl-bottom",)  # the bottom-80% arm, in zoos that have it
 SFT_MODELS = ("sft-clean", "sft-self")  # candidates for the SFT shift of matched relative size
-NOISE_SEED = 0
 
 
 def shift_arrays(sh) -> dict[str, list]:
@@ -137,29 +136,6 @@ def pooled_excess_diff(a: dict[str, list], b: dict[str, list], resamples: int = 
     low, high = np.percentile(stats, [2.5, 97.5])
     est = pooled_excess(a) - pooled_excess(b)
     return interval(Interval(float(est), float(low), float(high), 0.95, na + nb, "percentile-bootstrap"))
-
-
-def noisy_copy(model: Model, relative_change: float, seed: int = NOISE_SEED) -> Model:
-    """A copy of ``model`` plus seeded Gaussian noise, every parameter tensor moved by
-    ``relative_change`` times its own norm, so that the whole relative weight change
-    (:func:`interp.organism.rl.relative_weight_change`) is ``relative_change`` as well.
-
-    Raises:
-        ValueError: a ``relative_change`` that is not a finite number >= 0.
-    """
-    if not (
-        isinstance(relative_change, int | float) and math.isfinite(relative_change) and relative_change >= 0
-    ):
-        raise ValueError(f"relative_change={relative_change!r}; expected a finite number >= 0")
-    module = copy.deepcopy(model.module)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            z = torch.randn(p.shape, generator=gen, dtype=torch.float64)
-            norm, z_norm = float(p.double().norm()), float(z.norm())
-            if norm > 0 and z_norm > 0:
-                p.add_((z * (relative_change * norm / z_norm)).to(p.dtype))
-    return Model(module, model.tokenizer, f"{model.spec} + noise of relative norm {relative_change:.4g}")
 
 
 def matched_sft_dose(ctx: Context, target: float) -> tuple[str, float] | None:

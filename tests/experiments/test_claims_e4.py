@@ -21,10 +21,17 @@ def model(markers, solved_ood, raised=True):
     }
 
 
-def result(base_ood, tuned_markers, tuned_ood, raised=True):
+def noise(markers=(2,) * N, solved_ood=HALF):
+    """The same-size noise control: by default base moved at random and unchanged."""
+    per = {"markers_id": list(markers), "solved_ood": list(solved_ood), "solved_start": list(solved_ood)}
+    return {"relative_change": 0.03, "per_problem": per}
+
+
+def result(base_ood, tuned_markers, tuned_ood, raised=True, control=None):
     models = {"base": model([2] * N, base_ood)}
     for name in ("sft-answer", "sft-clean", "rl-answer", "rl-fork"):
         models[name] = model(tuned_markers, tuned_ood, raised)
+        models[name]["noise_control"] = control or noise(solved_ood=base_ood)
     models["backward"] = model([2] * N, base_ood)  # not an accuracy tune: left out of the verdict
     return {"models": models, "features": {"top_features": [], "switched_off": {}}}
 
@@ -55,12 +62,28 @@ def test_markers_and_ood_solving_both_falling_reproduce():
     assert c.verdict == "partly" and "only in part for sft-answer" in c.explanation
 
 
+def test_a_fall_that_same_size_noise_also_causes_does_not_reproduce():
+    """Random change of the tune's size removes the markers and the OOD solving as well: the
+    tune's fall is not beyond noise, so it is no evidence (a hollow 'reproduced' before)."""
+    c = claim(result(HALF, [0] * N, [0] * N, control=noise([0] * N, [0] * N)))
+    assert c.verdict == "not reproduced"
+    assert "beyond same-size noise: markers 0.00 [0.00, 0.00]" in c.organism
+    # without the control measured, a fall cannot be credited
+    r = result(HALF, [0] * N, [0] * N)
+    for m in r["models"].values():
+        m.pop("noise_control", None)
+    assert claim(r).verdict == "not testable"
+
+
 def test_base_that_solves_none_of_300_ood_problems_is_not_testable():
     # Wilson's lower bound of 0 of 300 once rounded to 8.7e-19, above zero: that alone held the
     # precondition (probes.stats.wilson now returns exactly 0)
     r = result([0] * N, [0] * N, [0] * N)
     for m in r["models"].values():
         m["per_problem"]["solved_ood"] = [0] * 300
+        if "noise_control" in m:
+            m["noise_control"] = noise(solved_ood=[0] * 300)
+            m["noise_control"]["per_problem"]["markers_id"] = [2] * N
     c = claim(r)
     assert c.verdict == "not testable"
     assert "failed (0.00 [0.00, 0.01] over 300 OOD problems)" in c.explanation

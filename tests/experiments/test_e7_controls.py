@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from experiments.context import Context
-from experiments.e7_forking import matched_sft_dose, noisy_copy
+from experiments.controls import noisy_copy
+from experiments.e7_forking import matched_sft_dose
 from interp.models import Model
 from interp.organism.rl import relative_weight_change
 from interp.organism.tokenizer import WordTokenizer, organism_vocab
