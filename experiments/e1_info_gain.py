@@ -29,9 +29,11 @@ from typing import Any
 
 from experiments.claims import Claim, rel_change
 from experiments.context import Context
+from experiments.controls import noisy_copy
 from experiments.dose_axis import accuracy_key, dose_curves, intermediate_doses, plot_dose_curves
 from experiments.verdicts import (
     ClaimHead,
+    beyond_zero,
     fmt_interval,
     gain_interval,
     in_zoo,
@@ -70,7 +72,7 @@ def run(ctx: Context) -> dict:
     models = (*MODELS, *in_zoo(ctx, OPTIONAL))
     primary = SCORER if in_zoo(ctx, [SCORER]) else SECONDARY_SCORER  # an older zoo has no small-base
     scorers = {"primary": ctx.model(primary), "secondary": ctx.model(SECONDARY_SCORER)}
-    rows = {name: _measure(ctx, name, problems, scorers) for name in models}
+    rows = {name: _measure(ctx, ctx.model(name), problems, scorers) for name in models}
     for name in models:
         fmt = ctx.card(name).get("format", "cot")
         rows[name].update(
@@ -81,13 +83,21 @@ def run(ctx: Context) -> dict:
         )
         if name != "base":
             rows[name]["vs_parent"] = parent_comparison(ctx, name)
+            if name.startswith("sft-") and beyond_zero(gain_interval(rows[name]["vs_parent"]), +1):
+                # base moved at random as far as the tune: the tune's IG fall must exceed this one's
+                change = float(ctx.card(name).get("relative_weight_change") or 0.0)
+                noisy = noisy_copy(ctx.model("base"), change)
+                control = _measure(ctx, noisy, problems, {"primary": scorers["primary"]})
+                rows[name]["noise_control"] = {"relative_change": change, **control}
     for name in models[1:]:
         for form in ("info_gain", IG_FORM):
             rows[name][f"{form}_change_vs_base"] = rel_change(
                 rows[name].get(form, math.nan), rows["base"].get(form, math.nan)
             )
     sft = [n for n in models if n.startswith("sft-")]
-    at_doses = {d: _measure(ctx, d, problems, scorers) for n in sft for _, d in intermediate_doses(ctx, n)}
+    at_doses = {
+        d: _measure(ctx, ctx.model(d), problems, scorers) for n in sft for _, d in intermediate_doses(ctx, n)
+    }
     curves = ig_along_dose({**rows, **at_doses}, {n: c for n, c in dose_curves(ctx).items() if n in sft})
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
@@ -117,12 +127,12 @@ def run(ctx: Context) -> dict:
     }
 
 
-def _measure(ctx: Context, name: str, problems: list[tuple[int, int]], scorers: dict) -> dict:
-    """``name``'s greedy traces on ``problems``, scored by each scorer: means and per-problem IG
+def _measure(ctx: Context, model, problems: list[tuple[int, int]], scorers: dict) -> dict:
+    """``model``'s greedy traces on ``problems``, scored by each scorer: means and per-problem IG
     (``None`` where the trace was skipped), the secondary scorer's under ``scored_by_<name>``."""
     world, tok = ctx.world
     prompts = [cot_prompt(s, g) for s, g in problems]
-    responses = respond(ctx.model(name).module, tok, prompts, ctx.budget.max_new_tokens)
+    responses = respond(model.module, tok, prompts, ctx.budget.max_new_tokens)
     n_ctx = min(m.n_ctx for m in scorers.values())
     qs, traces, answers, scored, too_long, unanswered = [], [], [], [], 0, 0
     for i, ((s, g), prompt, words) in enumerate(zip(problems, prompts, responses, strict=True)):
@@ -204,11 +214,22 @@ def claim(r: dict) -> Claim:
         }
         traced = measured(f"{name} and base both traced", ig[IG_FORM])
         pre += [up, traced]
-        parts[name] = interval_verdict(ig[IG_FORM], -1) if up.held and traced.held else "not testable"
+        noise = (m[name].get("noise_control") or {}).get("per_problem")
+        vs_noise = paired_interval(m[name]["per_problem"][IG_FORM], noise[IG_FORM]) if noise else None
+        fell = interval_verdict(ig[IG_FORM], -1) == "reproduced" if ig[IG_FORM] else False
+        if not (up.held and traced.held):
+            parts[name] = "not testable"
+        elif fell and vs_noise is None:
+            parts[name] = "not testable"  # a fall with no same-size control measured is no evidence
+        elif fell:
+            parts[name] = interval_verdict(vs_noise, -1)  # it must fall beyond random change too
+        else:
+            parts[name] = "not reproduced"
         text.append(
             f"{name}: IG (paper form) - base {fmt_interval(ig[IG_FORM])}, clean total - base "
             f"{fmt_interval(ig['info_gain'])} nats; accuracy - parent "
             f"{fmt_interval(gain_interval(m[name].get('vs_parent')))}"
+            + (f"; IG (paper form) - same-size noise {fmt_interval(vs_noise)}" if noise else "")
         )
     for name, curve in (r.get("ig_along_dose") or {}).items():
         pts = sorted(curve["points"].values(), key=lambda p: p["steps"])

@@ -23,9 +23,11 @@ from dataclasses import replace
 
 from experiments.claims import Claim
 from experiments.context import Context
+from experiments.controls import noisy_copy
 from experiments.dose_axis import dose_curves, intermediate_doses, plot_dose_curves
 from experiments.verdicts import (
     ClaimHead,
+    beyond_zero,
     fmt_interval,
     gain_interval,
     in_zoo,
@@ -123,6 +125,11 @@ def run(ctx: Context) -> dict:
         }
         if name not in ("base", *CONTROLS):
             rows[name]["vs_parent"] = parent_comparison(ctx, name)
+            if beyond_zero(gain_interval(rows[name]["vs_parent"]), +1):
+                # base moved at random as far as the tune: its AOC fall must exceed this one's
+                change = float(ctx.card(name).get("relative_weight_change") or 0.0)
+                noisy = noisy_copy(ctx.model("base"), change)
+                rows[name]["noise_control"] = {"relative_change": change, **_early_only(noisy, solve, config)}
         if res.early:
             ax.plot(
                 res.early.fractions, res.early.same, marker="o", label=f"{name} (AOC {res.early.aoc:.2f})"
@@ -135,7 +142,9 @@ def run(ctx: Context) -> dict:
     sft = [n for n in rows if n.startswith("sft-")]
     middle = ctx.profile not in ALL_DOSES
     at_doses = {
-        d: _early_only(ctx, d, solve, config) for n in sft for _, d in intermediate_doses(ctx, n, middle)
+        d: _early_only(ctx.model(d), solve, config)
+        for n in sft
+        for _, d in intermediate_doses(ctx, n, middle)
     }
     curves = aoc_along_dose({**rows, **at_doses}, {n: c for n, c in dose_curves(ctx).items() if n in sft})
     if curves:
@@ -161,12 +170,11 @@ def _per_problem_aoc(
     return aoc
 
 
-def _early_only(ctx: Context, name: str, solve, config: FaithfulnessConfig) -> dict:
-    """Early answering alone (the AOC, per problem too) on ``name``'s own greedy traces; no AOC
+def _early_only(model, solve, config: FaithfulnessConfig) -> dict:
+    """Early answering alone (the AOC, per problem too) on ``model``'s own greedy traces; no AOC
     when no trace of it has a step."""
     from interp.tasks.protocol import TaskError
 
-    model = ctx.model(name)
     n = len(solve.examples)
     try:
         task, kept = model_cot_task(model, solve)
@@ -226,10 +234,21 @@ def claim(r: dict) -> Claim:
         drop = paired_interval(m[name]["per_problem"]["aoc"], base_aoc)
         traced = measured(f"{name} and base both answer after their traces", drop)
         pre += [up, traced]
-        parts[name] = interval_verdict(drop, -1) if up.held and traced.held else "not testable"
+        noise = (m[name].get("noise_control") or {}).get("per_problem")
+        vs_noise = paired_interval(m[name]["per_problem"]["aoc"], noise["aoc"]) if noise else None
+        if not (up.held and traced.held):
+            parts[name] = "not testable"
+        elif interval_verdict(drop, -1) == "reproduced" and noise is None:
+            parts[name] = "not testable"  # a fall with no same-size control measured is no evidence
+        elif interval_verdict(drop, -1) == "reproduced":
+            # it must fall beyond random change too
+            parts[name] = interval_verdict(vs_noise, -1) if vs_noise else "not testable"
+        else:
+            parts[name] = "not reproduced"
         text.append(
             f"{name} AOC {_f(m[name]['aoc'])}, - base {fmt_interval(drop)}, "
             f"accuracy - parent {fmt_interval(gain_interval(m[name].get('vs_parent')))}"
+            + (f", - same-size noise {fmt_interval(vs_noise)}" if noise else "")
         )
     for c in (c for c in CONTROLS if c in m):
         diff = paired_interval(m[c]["per_problem"]["aoc"], base_aoc)

@@ -6,10 +6,17 @@ N = 40
 BASE_IG = [1.0 + 0.1 * (i % 5) for i in range(N)]
 
 
-def result(tuned_correct, tuned_ig):
+def result(tuned_correct, tuned_ig, noise_ig=BASE_IG):
+    """SFT tunes with the given correctness and IG; their same-size noise control has ``noise_ig``
+    (by default base's own: random change that leaves IG as it was)."""
+
     def row(correct, ig):
         return {
             "per_problem": {"info_gain": ig, "ppl_info_gain": ig},
+            "noise_control": {
+                "relative_change": 0.03,
+                "per_problem": {"info_gain": list(noise_ig), "ppl_info_gain": list(noise_ig)},
+            },
             "vs_parent": {
                 "parent": "base",
                 "format": "cot",
@@ -49,6 +56,17 @@ def test_ig_below_base_with_accuracy_up_reproduces():
     ig = [x - 0.5 for x in BASE_IG]
     ig[0] = None
     assert claim(result([1] * N, ig)).verdict == "reproduced"
+
+
+def test_an_ig_fall_that_same_size_noise_also_causes_does_not_reproduce():
+    fall = [x - 0.5 for x in BASE_IG]
+    c = claim(result([1] * N, fall, noise_ig=fall))
+    assert c.verdict == "not reproduced"
+    assert "IG (paper form) - same-size noise 0.00 [0.00, 0.00]" in c.organism
+    r = result([1] * N, fall)
+    for m in r["models"].values():
+        m.pop("noise_control", None)
+    assert claim(r).verdict == "not testable"  # a fall with no control measured is no evidence
 
 
 def test_ig_along_dose_pairs_each_dose_with_base_and_the_claim_names_the_scorer():

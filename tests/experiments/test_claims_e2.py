@@ -6,12 +6,16 @@ N = 40
 BASE_AOC = [0.4 + 0.05 * (i % 4) for i in range(N)]
 
 
-def result(tuned_correct, tuned_aoc):
+def result(tuned_correct, tuned_aoc, noise_aoc=BASE_AOC):
+    """Tunes with the given correctness and AOC; their same-size noise control has ``noise_aoc``
+    (by default base's own: random change that leaves the AOC as it was)."""
+
     def row(correct, aoc):
         return {
             "aoc": sum(a for a in aoc if a is not None) / N,
             "per_problem": {"aoc": aoc},
             "vs_parent": {"parent": "base", "format": "cot", "correct": correct, "parent_correct": [0] * N},
+            "noise_control": {"relative_change": 0.03, "per_problem": {"aoc": list(noise_aoc)}},
         }
 
     models = {
@@ -40,6 +44,16 @@ def test_aoc_below_base_after_an_accuracy_tune_reproduces():
     few = [a - 0.3 if i < 5 else None for i, a in enumerate(BASE_AOC)]
     c = claim(result([1] * N, few))
     assert c.verdict == "not testable" and "fewer than 10" in c.explanation
+
+
+def test_an_aoc_fall_that_same_size_noise_also_causes_does_not_reproduce():
+    fall = [a - 0.3 for a in BASE_AOC]
+    c = claim(result([1] * N, fall, noise_aoc=fall))  # random change lowers the AOC as much
+    assert c.verdict == "not reproduced" and "- same-size noise 0.00 [0.00, 0.00]" in c.organism
+    r = result([1] * N, fall)
+    for m in r["models"].values():
+        m.pop("noise_control", None)
+    assert claim(r).verdict == "not testable"  # a fall with no control measured is no evidence
 
 
 def test_per_problem_aoc_is_read_back_without_generating_and_averages_to_the_battery_aoc():
