@@ -29,7 +29,7 @@ from typing import Any
 
 from experiments.claims import Claim, rel_change
 from experiments.context import Context
-from experiments.controls import noisy_copy
+from experiments.controls import beyond_control, noise_like
 from experiments.dose_axis import accuracy_key, dose_curves, intermediate_doses, plot_dose_curves
 from experiments.verdicts import (
     ClaimHead,
@@ -37,7 +37,6 @@ from experiments.verdicts import (
     fmt_interval,
     gain_interval,
     in_zoo,
-    interval_verdict,
     mean_interval,
     measured,
     over_models,
@@ -85,8 +84,7 @@ def run(ctx: Context) -> dict:
             rows[name]["vs_parent"] = parent_comparison(ctx, name)
             if name.startswith("sft-") and beyond_zero(gain_interval(rows[name]["vs_parent"]), +1):
                 # base moved at random as far as the tune: the tune's IG fall must exceed this one's
-                change = float(ctx.card(name).get("relative_weight_change") or 0.0)
-                noisy = noisy_copy(ctx.model("base"), change)
+                change, noisy = noise_like(ctx, name)
                 control = _measure(ctx, noisy, problems, {"primary": scorers["primary"]})
                 rows[name]["noise_control"] = {"relative_change": change, **control}
     for name in models[1:]:
@@ -216,15 +214,8 @@ def claim(r: dict) -> Claim:
         pre += [up, traced]
         noise = (m[name].get("noise_control") or {}).get("per_problem")
         vs_noise = paired_interval(m[name]["per_problem"][IG_FORM], noise[IG_FORM]) if noise else None
-        fell = interval_verdict(ig[IG_FORM], -1) == "reproduced" if ig[IG_FORM] else False
-        if not (up.held and traced.held):
-            parts[name] = "not testable"
-        elif fell and vs_noise is None:
-            parts[name] = "not testable"  # a fall with no same-size control measured is no evidence
-        elif fell:
-            parts[name] = interval_verdict(vs_noise, -1)  # it must fall beyond random change too
-        else:
-            parts[name] = "not reproduced"
+        ok = up.held and traced.held
+        parts[name] = beyond_control(ig[IG_FORM], vs_noise) if ok else "not testable"
         text.append(
             f"{name}: IG (paper form) - base {fmt_interval(ig[IG_FORM])}, clean total - base "
             f"{fmt_interval(ig['info_gain'])} nats; accuracy - parent "

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from experiments.claims import Claim
 from experiments.context import Context
-from experiments.controls import noisy_copy
+from experiments.controls import beyond_control, noise_like
 from experiments.dose_axis import dose_curves, intermediate_doses, plot_dose_curves
 from experiments.verdicts import (
     ClaimHead,
@@ -31,7 +31,6 @@ from experiments.verdicts import (
     fmt_interval,
     gain_interval,
     in_zoo,
-    interval_verdict,
     mean_interval,
     measured,
     over_models,
@@ -127,8 +126,7 @@ def run(ctx: Context) -> dict:
             rows[name]["vs_parent"] = parent_comparison(ctx, name)
             if beyond_zero(gain_interval(rows[name]["vs_parent"]), +1):
                 # base moved at random as far as the tune: its AOC fall must exceed this one's
-                change = float(ctx.card(name).get("relative_weight_change") or 0.0)
-                noisy = noisy_copy(ctx.model("base"), change)
+                change, noisy = noise_like(ctx, name)
                 rows[name]["noise_control"] = {"relative_change": change, **_early_only(noisy, solve, config)}
         if res.early:
             ax.plot(
@@ -236,15 +234,8 @@ def claim(r: dict) -> Claim:
         pre += [up, traced]
         noise = (m[name].get("noise_control") or {}).get("per_problem")
         vs_noise = paired_interval(m[name]["per_problem"]["aoc"], noise["aoc"]) if noise else None
-        if not (up.held and traced.held):
-            parts[name] = "not testable"
-        elif interval_verdict(drop, -1) == "reproduced" and noise is None:
-            parts[name] = "not testable"  # a fall with no same-size control measured is no evidence
-        elif interval_verdict(drop, -1) == "reproduced":
-            # it must fall beyond random change too
-            parts[name] = interval_verdict(vs_noise, -1) if vs_noise else "not testable"
-        else:
-            parts[name] = "not reproduced"
+        ok = up.held and traced.held
+        parts[name] = beyond_control(drop, vs_noise) if ok else "not testable"
         text.append(
             f"{name} AOC {_f(m[name]['aoc'])}, - base {fmt_interval(drop)}, "
             f"accuracy - parent {fmt_interval(gain_interval(m[name].get('vs_parent')))}"

@@ -33,7 +33,7 @@ from typing import Any
 
 from experiments.claims import Claim
 from experiments.context import Context
-from experiments.controls import noisy_copy
+from experiments.controls import beyond_control, noise_like
 from experiments.dose_axis import dose_curves, plot_dose_curves
 from experiments.verdicts import (
     MIN_N,
@@ -47,7 +47,6 @@ from experiments.verdicts import (
     gain_interval,
     holds,
     in_zoo,
-    interval_verdict,
     mean_interval,
     model_details,
     over_models,
@@ -131,11 +130,11 @@ def run(ctx: Context) -> dict:
 
 def noise_control(ctx: Context, name: str) -> dict:
     """``base`` moved at random as far as ``name`` (its card's relative weight change, per tensor,
-    :func:`experiments.controls.noisy_copy`), measured like the models: per-problem markers and
+    :func:`experiments.controls.noise_like`), measured like the models: per-problem markers and
     solve rates, greedy, on the same problems. A tune's markers and OOD solving must fall beyond it."""
     from interp.organism.evaluate import EvalConfig, evaluate_model
 
-    change = float(ctx.card(name).get("relative_weight_change") or 0.0)
+    change, noisy = noise_like(ctx, name)
     world, tok = ctx.world
     b = ctx.budget
     cfg = EvalConfig(
@@ -146,7 +145,7 @@ def noise_control(ctx: Context, name: str) -> dict:
         splits=("test_id", "test_ood", "test_comp", "test_start"),
     )
     det: dict[str, list] = {}
-    evaluate_model(noisy_copy(ctx.model("base"), change).module, tok, world, "cot", cfg, details=det)
+    evaluate_model(noisy.module, tok, world, "cot", cfg, details=det)
     return {"relative_change": change, "per_problem": {k: det.get(k) for k in PER_PROBLEM}}
 
 
@@ -445,17 +444,10 @@ def claim(r: dict) -> Claim:
             )
         if not up.held or markers is None or solve is None:
             parts[name] = "not testable"
-        elif interval_verdict(markers, -1) == "not reproduced":
-            parts[name] = "not reproduced"
-        elif noise is None or interval_verdict(markers_vs_noise, -1) == "not reproduced":
-            # markers fell, but not beyond what the same amount of random change does
-            parts[name] = "not reproduced" if noise is not None else "not testable"
+        elif (lost := beyond_control(markers, markers_vs_noise)) != "reproduced":
+            parts[name] = lost  # markers did not fall, or not beyond same-size random change
         else:  # markers fell beyond noise; the OOD drop (beyond noise too) decides all or part
-            fell = (
-                interval_verdict(solve, -1) == "reproduced"
-                and interval_verdict(solve_vs_noise, -1) == "reproduced"
-            )
-            parts[name] = "reproduced" if fell else "partly"
+            parts[name] = "reproduced" if beyond_control(solve, solve_vs_noise) == "reproduced" else "partly"
     organism = "; ".join(text)
     if not ood.held:
         return check_preconditions(HEAD, organism, *pre)
