@@ -40,7 +40,8 @@ def _load_options(args) -> dict:
     """Keyword arguments for ``load_model`` from ``--device``, ``--model-dtype`` and ``--bos``.
 
     Under ``torchrun`` the process group is initialised here (before any model loads), and plain
-    ``cuda`` becomes this rank's GPU.
+    ``cuda`` becomes this rank's GPU. ``--device-map`` / ``--max-memory`` are not among them:
+    ``main`` loads every model of a command with them (:func:`_placement`).
     """
     from interp.cache.distributed import current_world, rank_device
 
@@ -273,6 +274,7 @@ def _add_plugins(sub: "argparse._SubParsersAction") -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "quiet", False):
@@ -287,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from interp.errors import InterpError
 
     try:
-        with _remote_code_consent(args.trust_remote_code):
+        with _remote_code_consent(args.trust_remote_code), _placement(args, argv):
             return int(args.func(args) or 0)
     except (InterpError, ValueError) as exc:
         print(f"interp: error: {_one_line(str(exc))}", file=sys.stderr)
@@ -317,6 +319,41 @@ def _remote_code_consent(given: bool) -> Iterator[None]:
             os.environ.pop(TRUST_REMOTE_CODE_ENV, None)
         else:
             os.environ[TRUST_REMOTE_CODE_ENV] = old
+
+
+@contextmanager
+def _placement(args, argv: Sequence[str]) -> Iterator[None]:
+    """``--device-map`` / ``--max-memory`` for every model this command loads, checked first."""
+    device_map, max_memory = getattr(args, "device_map", None), getattr(args, "max_memory", None)
+    if device_map is None and max_memory is None:
+        yield
+        return
+    import os
+
+    from interp.commands import CommandLineError
+    from interp.placement import DEVICE_MAP_STRATEGIES, default_placement
+
+    strategies = "|".join(DEVICE_MAP_STRATEGIES)
+    if device_map is None:
+        raise CommandLineError(f"--max-memory needs --device-map {strategies}, which it budgets")
+    if max_memory is not None and device_map not in DEVICE_MAP_STRATEGIES:
+        raise CommandLineError(
+            f"--max-memory with --device-map {json.dumps(device_map)}: a device or JSON map places "
+            f"the modules itself; --max-memory budgets only --device-map {strategies}"
+        )
+    if any(a == "--device" or a.startswith("--device=") for a in argv):
+        raise CommandLineError(
+            f"--device {args.device} and --device-map {json.dumps(device_map)}: give one; a device "
+            "map places every module itself"
+        )
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1:
+        raise CommandLineError(
+            f"--device-map under torchrun (WORLD_SIZE {world}): every rank would spread its own copy "
+            "over the same devices; run one process with --device-map, or torchrun with --device"
+        )
+    with default_placement(device_map, max_memory):
+        yield
 
 
 def _one_line(text: str) -> str:

@@ -7,6 +7,7 @@ flag, its value and what is accepted (:class:`CommandLineError`), and nothing is
 
 import argparse
 import importlib
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,18 +36,23 @@ def add_command_modules(
 MODEL_DTYPES = ("float32", "bfloat16", "float16")
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--model-dtype`` (and ``--device``, unless the command already has it) to a command.
+def add_model_options(parser: argparse.ArgumentParser, *, placement: bool = True) -> None:
+    """Add ``--model-dtype`` (and ``--device``, unless the command already has it) to a command,
+    and with ``placement`` ``--device-map`` / ``--max-memory`` for models larger than one device.
 
-    Every command that loads a model calls this, and passes both on:
-    ``load_model(spec, device=args.device, dtype=args.model_dtype)``.
+    Every command that loads a model calls this, and passes the first two on:
+    ``load_model(spec, device=args.device, dtype=args.model_dtype)``. The placement flags need
+    no passing: ``interp``'s ``main`` loads every model of the command with them (see
+    :func:`interp.models.default_placement`). A command that cannot use a device map (one that
+    trains) passes ``placement=False``.
 
     Example:
         >>> p = argparse.ArgumentParser()
         >>> add_model_options(p)
-        >>> args = p.parse_args(["--model-dtype", "bfloat16"])
-        >>> args.model_dtype, args.device
-        ('bfloat16', None)
+        >>> args = p.parse_args(["--model-dtype", "bfloat16", "--device-map", "auto",
+        ...                      "--max-memory", "cpu=2GiB"])
+        >>> args.model_dtype, args.device, args.device_map, args.max_memory
+        ('bfloat16', None, 'auto', {'cpu': '2GiB'})
     """
     try:
         parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if any)")
@@ -58,6 +64,66 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default="float32",
         help="the dtype the model's weights are loaded in (default float32)",
     )
+    if not placement:
+        return
+    parser.add_argument(
+        "--device-map", type=device_map_arg, default=None, metavar="MAP",
+        help="spread an hf: model over devices instead of --device: auto, balanced, balanced_low_0, "
+        "sequential, one device, or a JSON object from Hugging Face module name to device",
+    )
+    parser.add_argument(
+        "--max-memory", type=max_memory_arg, default=None, metavar="DEV=SIZE,...",
+        help="budget per device for --device-map auto|balanced|sequential, e.g. cpu=2GiB,cuda:0=40GiB",
+    )
+
+
+def device_map_arg(text: str) -> str | dict:
+    """An argparse ``type`` for ``--device-map``: a strategy or device name, or a JSON object.
+
+    Example:
+        >>> device_map_arg("auto"), device_map_arg('{"": "cpu"}')
+        ('auto', {'': 'cpu'})
+    """
+    from interp.placement import PlacementError, check_placement
+
+    value: Any = text.strip()
+    if value.startswith("{"):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a JSON object ({exc}); expected e.g. "
+                '\'{"model.embed_tokens": 0, "model.layers.0": 0, "lm_head": 1}\''
+            ) from None
+    try:
+        check_placement(value, None)
+    except PlacementError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def max_memory_arg(text: str) -> dict[str, str]:
+    """An argparse ``type`` for ``--max-memory``: ``DEVICE=SIZE`` pairs, comma-separated.
+
+    Example:
+        >>> max_memory_arg("cpu=2GiB")
+        {'cpu': '2GiB'}
+    """
+    from interp.placement import PlacementError, check_max_memory
+
+    pairs = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in pairs if p.count("=") != 1 or not all(s.strip() for s in p.split("="))]
+    if not pairs or bad:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected comma-separated DEVICE=SIZE pairs like cpu=2GiB,cuda:0=40GiB"
+            + (f" ({bad[0]!r} is not one)" if bad else "")
+        )
+    given = {k.strip(): v.strip() for k, v in (p.split("=") for p in pairs)}
+    try:
+        check_max_memory(given)
+    except PlacementError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return given
 
 
 def comma_separated(cast: Callable[[str], Any], what: str, example: str) -> Callable[[str], tuple]:

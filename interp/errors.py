@@ -13,6 +13,10 @@ class SpecError(InterpError, ValueError):
     """A model or prompt spec string that cannot be resolved."""
 
 
+class PlacementError(SpecError):
+    """A ``device_map`` or ``max_memory`` that cannot be used here, or that would offload weights."""
+
+
 class HookNameError(InterpError, KeyError):
     """A hook name or pattern that the model does not have."""
 

@@ -8,7 +8,9 @@ every handle it registered on exit, also when the body raises::
     acts["blocks.0.hook_resid_post"]  # [batch, pos, d_model]
 
 Positions select along the ``pos`` axis: ``None`` (all), an int, a list of ints, a slice, or
-a boolean mask ``[batch, pos]``.
+a boolean mask ``[batch, pos]``. Vectors, replacements and masks are moved to the device and
+dtype of the activation they act on, so they work on a model whose layers sit on several
+devices (a ``device_map``).
 
 Hook names are TransformerLens's (``blocks.0.hook_resid_post``). Patterns are globs over the
 dotted name, where a wildcard stays inside one dot-separated part unless doubled:
@@ -257,7 +259,8 @@ def record(
         model: a :class:`interp.models.Model` or TransformerLens module.
         names: hook names or glob patterns.
         positions: which positions to keep (see module docstring).
-        device: move recorded tensors there (e.g. ``"cpu"``); default: where they are.
+        device: move recorded tensors there (e.g. ``"cpu"``); default: where they are, which
+            for a model loaded with a ``device_map`` is each layer's own device.
 
     Yields:
         A dict from hook name to activation ``[batch, pos, ...]`` (``[n, ...]`` for a mask),

@@ -7,12 +7,16 @@ was loaded from, and a fingerprint of its weights.
 Loading never runs code that a model folder names (``auto_map``, ``trust_remote_code``) unless
 the caller allows it, never unpickles weights, and accepts only decoder-only causal LMs of the
 families in :data:`CAUSAL_LM_FAMILIES`; every refusal is a one-line :class:`SpecError`.
+
+An ``hf:`` model larger than one device is spread over several with ``device_map`` (and
+``max_memory``), Hugging Face's own placement: see :func:`load_model`.
 """
 
 import difflib
 import json
 import logging
 import os
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -33,8 +37,17 @@ from interp.checkpoints import (  # noqa: F401  (CAUSAL_LM_FAMILIES re-exported)
     _read_hf_configs,
     _safetensors_files,
 )
-from interp.errors import RemoteCodeError, SpecError
+from interp.errors import PlacementError, RemoteCodeError, SpecError
 from interp.fingerprint import fingerprint_module
+from interp.placement import (  # noqa: F401  (default_placement re-exported)
+    Placement,
+    check_placement,
+    default_device,
+    default_placement,
+    first_line,
+    placement_in_force,
+    short_repr,
+)
 from interp.tokenizers import HFTokenizer, Tokenizer, encode_plain, hash_tokenizer, pad_id
 from interp.tokenizers import tokenizer_record as _tokenizer_record
 
@@ -103,8 +116,17 @@ class Model:
 
     @property
     def device(self) -> torch.device:
+        """Where token ids go in: the input embedding's device (with a ``device_map`` too)."""
+        if self.device_map is not None and getattr(self.cfg, "device", None) is not None:
+            return torch.device(self.cfg.device)  # the bridge sets it to the embedding's device
         p = next(self.module.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
+
+    @property
+    def device_map(self) -> dict[str, str | int] | None:
+        """Hugging Face module name -> device of a model loaded with ``device_map``, else ``None``."""
+        placed = getattr(getattr(self.module, "original_model", None), "hf_device_map", None)
+        return dict(placed) if placed else None
 
     @property
     def hook_points(self) -> dict[str, nn.Module]:
@@ -301,25 +323,6 @@ def _with_bos_policy(tok: Tokenizer | None, prepend_bos: bool | None, spec: str)
     return tok
 
 
-def _default_device(device: str | torch.device | None) -> str:
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        torch.empty(0, device=device)  # parses the name and reaches the device, allocating nothing
-    except (RuntimeError, AssertionError, ValueError) as exc:
-        usable = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-        if torch.backends.mps.is_available():
-            usable.append("mps")
-        raise SpecError(
-            f"device {str(device)!r} is not usable here ({_first_line(exc)}); usable: {', '.join(usable)}"
-        ) from None
-    return str(device)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if dtype is None:
         return torch.float32
@@ -345,6 +348,8 @@ def load_model(
     *,
     prepend_bos: bool | None = None,
     trust_remote_code: bool | None = None,
+    device_map: "str | int | torch.device | Mapping[str, str | int | torch.device] | None" = None,
+    max_memory: "Mapping[str | int, str | int] | None" = None,
 ) -> Model:
     """Load a model by spec string, or wrap one already built.
 
@@ -365,13 +370,29 @@ def load_model(
             ``trust_remote_code`` in its configs). ``None`` allows it only when the
             environment variable ``INTERP_TRUST_REMOTE_CODE`` is ``1`` (the command line's
             ``--trust-remote-code``).
+        device_map: spread an ``hf:`` model (also ``gguf:`` and named ones) over several
+            devices, as Hugging Face's ``from_pretrained`` does: ``"auto"``, ``"balanced"``,
+            ``"balanced_low_0"`` or ``"sequential"`` (fill the devices ``max_memory`` allows),
+            one device (``"cpu"``, ``"cuda:1"``, a GPU index), or a dict from Hugging Face
+            module name (``model.layers.0``, ``lm_head``; ``""`` for the whole model) to
+            device. Instead of ``device``, not with it. The weights are read into CPU memory,
+            checked, then dispatched with ``accelerate``; token ids go to the input
+            embedding's device (:attr:`Model.device`), each layer runs on its own, and the
+            fingerprint is that of the weights, wherever they sit. Offload (to ``disk``, or
+            CPU entries next to GPU ones) is refused: the TransformerLens bridge computes from
+            weights that offload leaves on the meta device.
+        max_memory: device -> budget (bytes, or ``"2GiB"``, ``"500MB"``) for the strategies
+            ``"auto"`` / ``"balanced"`` / ``"balanced_low_0"`` / ``"sequential"``; devices
+            are ``"cpu"``, ``"mps"``, ``"cuda:N"`` or GPU indices.
 
     Returns:
         A :class:`Model`.
 
     Raises:
         SpecError: the spec has no known prefix, or its path or name does not exist, or the
-            hub is unreachable for ``tl:``.
+            hub is unreachable for ``tl:``; a ``device_map`` or ``max_memory`` that is not
+            usable here, given with ``device``, or given for a spec other than ``hf:``,
+            ``gguf:`` or a named model (:class:`PlacementError`).
         RemoteCodeError: a folder asks to run its own code and that was not allowed.
         CheckpointError: the weights are pickled, truncated or do not fit the config, or the
             architecture is not a decoder-only causal LM of :data:`CAUSAL_LM_FAMILIES`.
@@ -382,6 +403,19 @@ def load_model(
         ...
         interp.errors.SpecError: model spec 'gpt2' has no source prefix; expected one of (...)
     """
+    given = placement_in_force()
+    if device_map is None and max_memory is None and given is not None and isinstance(spec, str):
+        device_map, max_memory = given
+        device = None  # the command's own default device gives way (the command line refuses both)
+    placement = None
+    if device_map is not None or max_memory is not None:
+        label = spec if isinstance(spec, str) else f"an already loaded {type(spec).__name__}"
+        placement = check_placement(device_map, max_memory, device=device, spec=label)
+        if not isinstance(spec, str):
+            raise PlacementError(
+                f"device_map {short_repr(device_map)} for {label}: a model is placed while it loads; "
+                "load it from its hf:PATH with device_map instead"
+            )
     if not isinstance(spec, str):
         return as_model(spec, prepend_bos=prepend_bos)
     from interp import real_model
@@ -391,14 +425,20 @@ def load_model(
         kind, rest = "named", spec
     elif not sep or not rest:
         raise SpecError(f"model spec {spec!r} has no source prefix; expected one of {SPEC_KINDS}")
-    dev, dt = _default_device(device), _dtype(dtype)
+    if placement is not None and kind not in ("hf", "gguf", "named"):
+        raise PlacementError(
+            f"device_map {short_repr(device_map)} for {spec!r}: only hf:PATH, gguf: and named models "
+            f"load with a device_map; load {kind}: models with device= instead"
+        )
+    dev = default_device(device) if placement is None else None
+    dt = _dtype(dtype)
     trust = remote_code_allowed(trust_remote_code)
     if kind in ("named", "gguf"):
         gguf = real_model.named_gguf(rest) if kind == "named" else real_model.parse_gguf_spec(rest)
         folder = real_model.checkpoint_for_gguf(gguf)
-        return _load_hf(str(folder), spec, dev, dt, prepend_bos, trust)
+        return _load_hf(str(folder), spec, dev, dt, prepend_bos, trust, placement)
     if kind == "hf":
-        return _load_hf(rest, spec, dev, dt, prepend_bos, trust)
+        return _load_hf(rest, spec, dev, dt, prepend_bos, trust, placement)
     if kind == "tl":
         return _load_tl(rest, spec, dev, dt, prepend_bos, trust)
     if kind == "organism":
@@ -453,7 +493,8 @@ def _load_tl(
 
 
 def _load_hf(
-    path: str, spec: str, device: str, dtype: torch.dtype, prepend_bos: bool | None, trust: bool
+    path: str, spec: str, device: str | None, dtype: torch.dtype, prepend_bos: bool | None, trust: bool,
+    placement: "Placement | None" = None,
 ) -> Model:
     p = Path(path).expanduser()
     if not (p / "config.json").is_file():
@@ -467,12 +508,26 @@ def _load_hf(
     config = _hf_config(p, spec, trust)
     files = _safetensors_files(p, spec)
     tok = _load_hf_tokenizer(p, spec, trust)
-    hf_model = _load_hf_weights(p, spec, config, files, dtype, trust).to(device)
+    if placement is None:
+        hf_model = _load_hf_weights(p, spec, config, files, dtype, trust).to(device)
+    else:  # the map is settled (and refused) before the weights are read
+        where = placement.resolve(config, dtype, spec, trust)
+        hf_model = placement.dispatch(_load_hf_weights(p, spec, config, files, dtype, trust), where, spec)
     from transformer_lens.model_bridge import TransformerBridge
 
-    bridge = TransformerBridge.boot_transformers(
-        str(p), device=device, dtype=dtype, hf_model=hf_model, trust_remote_code=trust
-    )
+    try:
+        # With a device map, device=None lets the bridge take the embedding's device from it
+        # and leave every module where accelerate put it.
+        bridge = TransformerBridge.boot_transformers(
+            str(p), device=device, dtype=dtype, hf_model=hf_model, trust_remote_code=trust
+        )
+    except ValueError as exc:
+        if placement is None:
+            raise
+        raise PlacementError(
+            f"{spec!r}: the TransformerLens bridge cannot run device_map {short_repr(placement.device_map)} "
+            f"({first_line(exc)})"
+        ) from None
     return Model(bridge, HFTokenizer(tok, prepend_bos=prepend_bos), spec)
 
 

@@ -59,6 +59,7 @@ def capture_rows(
     tokens, mask = pad_rows(rows, kept, model.pad_token_id)
     device = model.device
     mask_dev = mask.to(device)
+    masks = {mask_dev.device: mask_dev}  # one copy per device the layers sit on (device_map)
     out: dict[str, Tensor] = {}
 
     def keep(act: Tensor, name: str) -> None:
@@ -67,7 +68,10 @@ def capture_rows(
                 f"hook {name!r} gave activations of shape {tuple(act.shape)}; a cache needs "
                 f"[batch, pos, ...] = {tuple(tokens.shape)} + (...)"
             )
-        kept = act[mask_dev].detach()
+        m = masks.get(act.device)
+        if m is None:
+            m = masks[act.device] = mask.to(act.device)
+        kept = act[m].detach()
         out[name] = (kept if dtype is None else kept.to(dtype)).to("cpu")
         if early_stop and len(out) == len(names):
             raise _StopForward

@@ -70,7 +70,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     p.add_argument("--self-samples", type=int, default=4, help="sft-self samples per problem")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--device", default="cpu", help="where to train (default cpu, the reproducible one)")
-    add_model_options(p)
+    add_model_options(p, placement=False)
     p.set_defaults(func=_finetune)
     return p
 

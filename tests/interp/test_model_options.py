@@ -47,7 +47,7 @@ def test_add_model_options_keeps_a_commands_own_device_and_refuses_other_dtypes(
     p = argparse.ArgumentParser(prog="interp x")
     p.add_argument("--device", default="cpu")
     add_model_options(p)
-    assert vars(p.parse_args([])) == {"device": "cpu", "model_dtype": "float32"}
+    assert vars(p.parse_args([])) == {"device": "cpu", "model_dtype": "float32", "device_map": None, "max_memory": None}
     assert p.parse_args(["--model-dtype", "float16"]).model_dtype == "float16"
     with pytest.raises(SystemExit):
         p.parse_args(["--model-dtype", "float64"])

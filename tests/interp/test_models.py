@@ -155,8 +155,10 @@ def test_the_api_contract_other_modules_rely_on():
     assert [p for p in params if params[p].kind is inspect.Parameter.KEYWORD_ONLY] == [
         "prepend_bos",
         "trust_remote_code",
+        "device_map",
+        "max_memory",
     ]
-    assert params["prepend_bos"].default is None and params["trust_remote_code"].default is None
+    assert all(params[p].default is None for p in ("prepend_bos", "trust_remote_code", "device_map", "max_memory"))
 
 
 def test_a_tokenizer_that_names_its_own_code_is_refused_and_never_imported(gpt2_dir, tmp_path, monkeypatch):
