@@ -418,14 +418,19 @@ def profile_config(profile: str) -> ProfileConfig:
             ),
             big=ModelShape(3, 128, 4, 512, 160),
             small=ModelShape(2, 64, 4, 256, 160),
-            # 800 steps: a base with headroom (a 1200-step calibration run solved 0.79 of test_id)
-            base=TrainConfig(steps=800, batch_size=64, lr=2e-3, warmup=50),
+            # 1000 steps: a base with headroom, calibrated once on world seed 0 (greedy test_id
+            # solve rate: 800 steps 0.54, 1000 steps 0.63, 1200 steps 0.79; target 0.6-0.75)
+            base=TrainConfig(steps=1000, batch_size=64, lr=2e-3, warmup=50),
             small_base=TrainConfig(steps=600, batch_size=64, lr=3e-3, warmup=50),
             sft=TrainConfig(steps=300, batch_size=64, lr=3e-4, warmup=10),
             backward=TrainConfig(steps=200, batch_size=64, lr=3e-4, warmup=10),
+            # 8 prompts x 8 samples, up to 150 steps: on a 1000-step base (world seed 0) rl-split
+            # reward rose 0.60 -> 0.83 over 150 steps while held-out greedy answer accuracy moved
+            # +0.007 [-0.05, 0.06] (sampled +0.03 [-0.01, 0.06]); 4 x 8 with window 10 stopped
+            # on noise at step 25 with the reward falling
             rl=RLConfig(
-                steps=80, prompts_per_step=4, group_size=8, lr=1e-4, max_new_tokens=140,
-                window=10, patience=15, min_steps=20,
+                steps=150, prompts_per_step=8, group_size=8, lr=1e-4, max_new_tokens=140,
+                window=20, patience=30, min_steps=40,
             ),
             eval=EvalConfig(max_problems=300, max_new_tokens=140, samples=2),
             dose_eval=EvalConfig(
@@ -433,7 +438,7 @@ def profile_config(profile: str) -> ProfileConfig:
             ),
             distill=DistillConfig(samples_per_problem=4, max_problems=300, max_new_tokens=140),
             sft_doses=(30, 100),
-            rl_doses=(20, 40),
+            rl_doses=(30, 80),
             backward_doses=(50,),
         )
     if profile == "full":
