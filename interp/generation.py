@@ -29,10 +29,14 @@ The pad id: by default the model's tokenizer's pad token, else its end-of-sequen
 (:func:`default_pad_id`), never an arbitrary 0 (which is a real token in most vocabularies).
 
 The cache: ``HookedTransformer`` uses TransformerLens' ``TransformerLensKeyValueCache``;
-``TransformerBridge`` hands the Hugging Face cache (``past_key_values``) back and forth through
-the bridge's forward (``use_cache=True``), which keeps the bridge's hook points in the path. On
-an ``hf:`` model the unembedding runs on the last position only (``logits_to_keep=1``, as
-Hugging Face's ``generate`` does), so hooks at ``unembed.*`` see one position in the prompt pass.
+``TransformerBridge`` hands the Hugging Face cache back and forth. Each step of an ``hf:`` model
+runs on its plain Hugging Face modules (:func:`interp.native_hooks.native_step`, at the speed of
+``transformers``' own ``generate``), the hooks at the common hook points (``hook_resid_pre`` /
+``_mid`` / ``_post``, ``hook_attn_out``, ``hook_mlp_out``, ``hook_embed``, ...) served from the
+modules they stand for; a hook at a point only the bridge computes (``hook_pattern``,
+``hook_attn_scores``, ...) sends the step through the bridge's forward instead. Both give the
+same activations and logits. The unembedding runs on the last position only (``logits_to_keep=1``,
+as Hugging Face's ``generate`` does), so hooks at ``unembed.*`` see one position in the prompt pass.
 """
 
 import inspect
@@ -49,6 +53,7 @@ from tqdm.auto import tqdm
 from interp.batching import length_batches, padded_batches, row_budgets, trim_at_stop
 from interp.errors import GenerationError
 from interp.models import Model, as_model
+from interp.native_hooks import native_step
 from interp.sampling import check_forbid, check_sampling, sample_next
 
 log = logging.getLogger(__name__)
@@ -242,22 +247,22 @@ class IncrementalDecoder:
         with torch.no_grad():
             if self._hooked:
                 logits = module(tokens, past_kv_cache=self._cache, attention_mask=mask)
-            else:
-                if self._bridge is None:  # once per decoder: a walk over every module per step cost ~10%
-                    self._bridge = (
-                        _hf_cache_name(module),
-                        _attention_components(module),
-                        _keeps_logits(module),
-                    )
-                name, targets, keep = self._bridge
-                extra = {} if self._cache is None else {name: self._cache}
-                if keep:  # only the last position's logits are used: skip the unembedding of the rest
-                    extra["logits_to_keep"] = 1
-                with _bridge_cache_kwarg(targets):
-                    logits, self._cache = module(
-                        tokens, return_type="logits_and_cache", attention_mask=mask, use_cache=True, **extra
-                    )
+            else:  # the Hugging Face modules themselves when every hooked point allows it
+                step = native_step(module, tokens, mask, self._cache)
+                logits, self._cache = step if step is not None else self._bridge_forward(tokens, mask)
         return logits[:, -1].float()
+
+    def _bridge_forward(self, tokens: Tensor, mask: Tensor) -> tuple[Tensor, Any]:
+        module = self.model.module
+        if self._bridge is None:  # once per decoder: a walk over every module per step cost ~10%
+            self._bridge = (_hf_cache_name(module), _attention_components(module), _keeps_logits(module))
+        name, targets, keep = self._bridge
+        extra = {} if self._cache is None else {name: self._cache}
+        if keep:  # only the last position's logits are used: skip the unembedding of the rest
+            extra["logits_to_keep"] = 1
+        with _bridge_cache_kwarg(targets):
+            return module(tokens, return_type="logits_and_cache", attention_mask=mask, use_cache=True,
+                          **extra)
 
 
 def _hf_cache_name(bridge: nn.Module) -> str:
