@@ -7,6 +7,10 @@ own argmax, the proxy's, whether the offset changed the choice, and the offset's
 
 Prompts are batched by equal length (:func:`interp.generation.length_batches`, no padding), so
 ``alpha = 0`` reproduces the base model's own greedy decoding exactly.
+
+:func:`amplify_difference` is model-diff amplification, ``tuned + alpha * (tuned - base)``: proxy-
+tuning with the tuned model as both base and expert and its parent as antiexpert (a role played
+by the same model object runs one decoder, so it costs two forward passes per step, not three).
 """
 
 import math
@@ -261,9 +265,14 @@ def _proxy_batch(
     generator: torch.Generator | None,
 ) -> dict[str, list[list]]:
     pad = resolve_pad_id(models["base"], cfg.pad_id, cfg.stop_id)
-    decs = {role: IncrementalDecoder(m, prompts, pad_id=pad) for role, m in models.items()}
+    by_module: dict[int, IncrementalDecoder] = {}  # a model in two roles decodes once
+    decs = {}
+    for role, m in models.items():
+        if id(m.module) not in by_module:
+            by_module[id(m.module)] = IncrementalDecoder(m, prompts, pad_id=pad)
+        decs[role] = by_module[id(m.module)]
     base, exp, anti = decs["base"], decs["expert"], decs["antiexpert"]
-    steps = min([cfg.max_new_tokens] + [d.remaining for d in decs.values()])
+    steps = min([cfg.max_new_tokens] + [d.remaining for d in by_module.values()])
     done = torch.zeros(len(prompts), dtype=torch.bool, device=base.logits.device)
     toks, b_arg, p_arg, norms = [], [], [], []
     for t in range(steps):
@@ -280,7 +289,7 @@ def _proxy_batch(
             done |= nxt == cfg.stop_id
         if bool(done.all()) or t == steps - 1:
             break
-        for d in decs.values():
+        for d in by_module.values():
             d.advance(nxt)
     if not toks:
         empty = [[] for _ in prompts]
@@ -292,3 +301,41 @@ def _proxy_batch(
         return [row[:k] for row, k in zip(torch.stack(xs, 1).tolist(), lens, strict=True)]
 
     return {"tokens": tokens, "base": cut(b_arg), "proxy": cut(p_arg), "norm": cut(norms)}
+
+
+def amplify_difference(
+    tuned: "Model | nn.Module",
+    base: "Model | nn.Module",
+    prompts: Sequence[Sequence[int]],
+    config: ProxyConfig | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> ProxyResult:
+    """Model-diff amplification: decode with ``tuned + alpha * (tuned - base)``.
+
+    What a fine-tune changed, exaggerated at decoding time (``alpha > 0``) so that rare
+    behaviours it introduced show up in samples; ``alpha = 0`` is the tuned model itself and
+    ``alpha = -1`` is the base model. It is :func:`proxy_tune` with ``base = expert = tuned`` and
+    ``antiexpert = base``; the result's ``base_argmax`` is the tuned model's own choice.
+
+    Args:
+        tuned: the fine-tuned model.
+        base: the model it was tuned from (same vocabulary).
+        prompts: token ids of each prompt.
+        config: ``alpha`` (the amplification) and decoding settings.
+        generator: random generator for sampling.
+        progress: show a progress bar over batches.
+
+    Raises:
+        VocabularyMismatchError: the two models' ``d_vocab`` or tokenizers differ.
+
+    Example:
+        >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=8, d_head=4, d_vocab=5, act_fn="relu")
+        >>> a, b = HookedTransformer(cfg), HookedTransformer(cfg)
+        >>> res = amplify_difference(a, b, [[1, 2]], ProxyConfig(alpha=0.0, max_new_tokens=3))
+        >>> res.tokens == res.base_argmax
+        True
+    """
+    t = as_model(tuned)
+    return proxy_tune(t, t, as_model(base), prompts, config, generator, progress)
