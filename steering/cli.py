@@ -12,7 +12,10 @@ from interp.commands import add_command_modules
 GROUPS = {
     "sae": ("train SAEs on caches and rank their features", ("sae_train", "sae_features")),
     "steer": ("steering vectors and dose-response sweeps", ("steer_vector", "steer_sweep")),
-    "decode": ("decoding-time tuning: proxy-tuning and CoT-decoding", ("decode_proxy", "decode_cot")),
+    "decode": (
+        "decoding-time tuning: proxy-tuning, model-diff amplification and CoT-decoding",
+        ("decode_proxy", "decode_amplify", "decode_cot"),
+    ),
 }
 
 

@@ -151,6 +151,11 @@ CASES: dict[str, Case] = {
                    "--task", "arithmetic", "--n", 2, *SMALL],
         "proxy.json", ("accuracy", "task", "tokens"),
     ),
+    "decode amplify": Case(
+        lambda s: ["decode", "amplify", "--tuned", s.tuned, "--parent", s.base, "--alpha", 2,
+                   "--task", "arithmetic", "--n", 2, *SMALL],
+        "proxy.json", ("accuracy", "task", "tokens"),
+    ),
 }
 
 
@@ -221,6 +226,17 @@ def test_decode_proxy_on_a_task_scores_every_decoding_and_the_gap(setup, tmp_pat
     assert set(data["accuracy"]) == {"proxy", "base", "expert", "tuned"}
     assert data["task"]["name"] == "sums" and len(data["proxy_texts"]) == 2
     assert "gap_closed" in data
+
+
+def test_decode_amplify_decodes_the_tuned_model_once_and_alpha_0_is_the_tuned_model(setup, tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["decode", "amplify", "--tuned", setup.tuned, "--parent", setup.base, "--alpha", 0,
+            "--task", "arithmetic", "--n", 2, *SMALL, "--out", out]
+    rc, _, err = cli(argv, capsys)
+    assert rc == 0, err
+    data = json.loads((out / "proxy.json").read_text())
+    assert data["models"]["base"] == data["models"]["expert"] != data["models"]["antiexpert"]
+    assert data["changed_share"] == 0.0 and data["accuracy"]["proxy"] == data["accuracy"]["base"]
 
 
 # --- the real model -------------------------------------------------------------------------------

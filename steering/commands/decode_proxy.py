@@ -30,8 +30,14 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--base", required=True, help="the model to steer, e.g. organism:base")
     p.add_argument("--expert", required=True, help="the small tuned model, e.g. organism:small-tuned")
     p.add_argument("--antiexpert", required=True, help="the small untuned model, e.g. organism:small-base")
-    p.add_argument("--alpha", type=float, default=1.0, help="offset weight (negative undoes a fine-tune)")
     p.add_argument("--tuned", default=None, help="the directly tuned model, for the share of the gap closed")
+    add_shared_options(p)
+    p.set_defaults(func=run)
+
+
+def add_shared_options(p: argparse.ArgumentParser) -> None:
+    """The options ``proxy`` shares with ``amplify``: alpha, problems, decoding, output."""
+    p.add_argument("--alpha", type=float, default=1.0, help="offset weight (negative undoes a fine-tune)")
     p.add_argument("--split", default="test_id", help="organism problems: test_id, test_ood or train")
     p.add_argument("--format", default="answer", choices=FORMATS, help="organism prompts: Q s g A or Q s g T")
     p.add_argument("--n", type=int, default=None, help="most problems (or prompts)")
@@ -51,7 +57,6 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--device", default=None)
     add_model_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
 
 
 def text_task(model, lines: list[str], stop: str | None) -> dict:
@@ -160,11 +165,13 @@ def load_models(args: argparse.Namespace) -> dict:
     flags = {
         "--base": args.base, "--expert": args.expert, "--antiexpert": args.antiexpert, "--tuned": args.tuned
     }
-    models = {
-        flag: load_model(spec, device=args.device, dtype=args.model_dtype)
-        for flag, spec in flags.items()
-        if spec is not None
-    }
+    loaded: dict[str, object] = {}  # a spec in two roles loads once (and decodes once per step)
+    models = {}
+    for flag, spec in flags.items():
+        if spec is not None:
+            if spec not in loaded:
+                loaded[spec] = load_model(spec, device=args.device, dtype=args.model_dtype)
+            models[flag] = loaded[spec]
     check_same_vocab(models)  # before decoding
     return models
 
