@@ -1,4 +1,4 @@
-"""``interp sae|steer|decode ...``: registered with the ``interp`` command line through entry points.
+"""``interp sae|steer|decode|diff ...``: registered with the ``interp`` command line through entry points.
 
 Each subcommand lives in ``steering/commands/<name>.py`` and exposes ``add_parser(subparsers)``,
 which adds its parser and sets ``func`` to a function ``(args) -> int``; heavy imports happen
@@ -15,6 +15,10 @@ GROUPS = {
     "decode": (
         "decoding-time tuning: proxy-tuning, model-diff amplification and CoT-decoding",
         ("decode_proxy", "decode_amplify", "decode_cot"),
+    ),
+    "diff": (
+        "model diffing: crosscoders and the activation-difference lens",
+        ("diff_crosscoder", "diff_lens"),
     ),
 }
 
@@ -37,3 +41,7 @@ def add_steer_parser(subparsers: "argparse._SubParsersAction") -> argparse.Argum
 
 def add_decode_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     return _add_group(subparsers, "decode")
+
+
+def add_diff_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+    return _add_group(subparsers, "diff")
