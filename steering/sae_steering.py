@@ -2,9 +2,11 @@
 
 :func:`from_sae_feature` turns ``W_dec[feature]`` into a
 :class:`~steering.steering_vector.SteeringVector`; :func:`clamp_feature` sets one feature's
-activation at the SAE's hook for the forward passes in its body.
+activation at the SAE's hook for the forward passes in its body, and :func:`amplify_feature`
+multiplies it (both at any ``positions``, which may be a selector of the tokens seen so far).
 """
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -100,11 +102,52 @@ def clamp_feature(
         ValueError: a feature out of range or no hook name.
         ModelMismatchError: the SAE's width differs from the hook's.
     """
+    with _rewrite_feature(model, sae, feature, lambda f: torch.full_like(f, value), positions, hook_name):
+        yield
+
+
+@contextmanager
+def amplify_feature(
+    model,
+    sae,
+    feature: int,
+    factor: float,
+    positions: Positions = None,
+    hook_name: str | None = None,
+) -> Iterator[None]:
+    """Multiply an SAE feature's activation by ``factor`` at the chosen positions (Galichin et al.
+    2025 amplify reasoning features found by ReasonScore in the model they came from).
+
+    At the SAE's hook, ``x`` becomes ``x + (factor - 1) * f(x) * W_dec[feature]``: where the
+    feature is silent nothing changes; ``factor = 0`` ablates it, ``1`` leaves ``x`` as it is.
+    Re-encoding gives exactly ``factor * f(x)`` under the condition :func:`clamp_feature` states.
+
+    Args:
+        model: a :class:`interp.models.Model` or TransformerLens module.
+        sae: an object with ``encode(x)`` and ``W_dec`` (an sae-lens SAE).
+        feature: the feature's index.
+        factor: the multiplier (a finite number).
+        positions: where (see :mod:`interp.hooks`); ``None``: everywhere.
+        hook_name: default ``sae.cfg.metadata.hook_name``.
+
+    Raises:
+        ValueError: a feature out of range, a non-finite factor or no hook name.
+        ModelMismatchError: the SAE's width differs from the hook's.
+    """
+    if not math.isfinite(factor):
+        raise ValueError(f"factor={factor!r}; expected a finite number")
+    with _rewrite_feature(model, sae, feature, lambda f: factor * f, positions, hook_name):
+        yield
+
+
+@contextmanager
+def _rewrite_feature(model, sae, feature: int, new_value, positions: Positions, hook_name: str | None):
+    """Move the SAE's reconstruction along ``W_dec[feature]`` so the feature reads ``new_value(f)``."""
     direction = _decoder_row(sae, feature)
     hook = _sae_hook(sae, hook_name)
     resolve_hook_names(model, hook)
 
-    def clamp(x: Tensor) -> Tensor:
+    def rewrite(x: Tensor) -> Tensor:
         if x.shape[-1] != direction.shape[0]:
             raise ModelMismatchError(
                 f"SAE of width {direction.shape[0]} cannot read {hook!r}, whose width is {x.shape[-1]}"
@@ -112,7 +155,7 @@ def clamp_feature(
         with torch.no_grad():
             f = sae.encode(x)[..., feature]
         d = direction.to(device=x.device, dtype=x.dtype)
-        return x + (value - f).to(x.dtype)[..., None] * d
+        return x + (new_value(f) - f).to(x.dtype)[..., None] * d
 
-    with patch(model, {hook: clamp}, positions=positions):
+    with patch(model, {hook: rewrite}, positions=positions):
         yield

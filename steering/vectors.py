@@ -19,7 +19,7 @@ from steering.contrastive import (
     pca_difference,
     prompt_activations,
 )
-from steering.sae_steering import clamp_feature, from_sae_feature
+from steering.sae_steering import amplify_feature, clamp_feature, from_sae_feature
 from steering.steering_vector import (
     ARCH_KEYS,
     META_FILE,
@@ -36,6 +36,7 @@ __all__ = [
     "PromptPositions",
     "SteeringVector",
     "VectorFileError",
+    "amplify_feature",
     "clamp_feature",
     "from_cache",
     "from_prompts",

@@ -11,6 +11,7 @@ from interp.models import as_model
 from steering.vectors import (
     SteeringVector,
     VectorFileError,
+    amplify_feature,
     clamp_feature,
     from_cache,
     from_prompts,
@@ -305,6 +306,33 @@ def test_clamp_sets_feature_to_value(request, fixture):
     torch.testing.assert_close(f_new[0, [0, 3]], f_old[0, [0, 3]])  # other positions untouched
     others = [i for i in range(16) if i != 3]
     torch.testing.assert_close(f_new[..., others], f_old[..., others], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("fixture", ["hooked", "gpt2"])
+def test_amplify_multiplies_the_feature_where_asked(request, fixture):
+    model = request.getfixturevalue(fixture)
+    sae = _orthonormal_sae()
+    toks = torch.tensor([[2, 3, 4, 5]])
+    with torch.inference_mode(), record(model, HOOK) as plain:
+        model(toks)
+    with (
+        torch.inference_mode(),
+        amplify_feature(model, sae, 3, 2.5, positions=[1, 2]),
+        record(model, HOOK) as acts,
+    ):
+        model(toks)
+    with torch.no_grad():
+        f_new, f_old = sae.encode(acts[HOOK]), sae.encode(plain[HOOK])
+    torch.testing.assert_close(f_new[0, [1, 2], 3], 2.5 * f_old[0, [1, 2], 3], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(f_new[0, [0, 3]], f_old[0, [0, 3]])  # other positions untouched
+    others = [i for i in range(16) if i != 3]
+    torch.testing.assert_close(f_new[..., others], f_old[..., others], atol=1e-4, rtol=0)
+    with torch.inference_mode(), amplify_feature(model, sae, 3, 1.0), record(model, HOOK) as same:
+        model(toks)
+    torch.testing.assert_close(same[HOOK], plain[HOOK])
+    with pytest.raises(ValueError, match="factor=nan"):
+        with amplify_feature(model, sae, 3, float("nan")):
+            pass
 
 
 def test_from_sae_feature(gpt2):
