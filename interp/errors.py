@@ -58,3 +58,24 @@ class CommandLineError(InterpError, ValueError):
 
 class GenerationError(InterpError, ValueError):
     """A decoding setting or input that cannot be used: a sampling parameter, pad id or mask out of range."""
+
+
+class SelectorError(InterpError, ValueError):
+    """A position selector built from unusable values (an empty id set, a negative window, ...)."""
+
+
+class NonCausalSelectorError(SelectorError):
+    """A look-ahead selector used in a pass with a key-value cache, where later tokens do not exist yet."""
+
+
+class TrackingError(SelectorError):
+    """Token history that does not fit the forward pass (tracking began after the prompt pass, ...)."""
+
+
+class CrosscoderError(SAEError):
+    """A crosscoder setting, input or directory that cannot be used."""
+
+
+class DiffLensError(CacheError, ValueError):
+    """Activations that cannot be compared position by position (other rows, hooks or widths), or a
+    setting out of range."""

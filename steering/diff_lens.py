@@ -25,16 +25,11 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.architecture import architecture_of_cache
 from interp.cache import PairedCache
-from interp.errors import CacheError
+from interp.errors import DiffLensError
 from interp.results import format_table
+from steering.crosscoder_data import provenance
 from steering.steering_vector import SteeringVector
-
-
-class DiffLensError(CacheError, ValueError):
-    """Activations that cannot be compared position by position (other rows, hooks or widths), or a
-    setting out of range."""
 
 
 @dataclass(frozen=True)
@@ -131,10 +126,7 @@ def activation_difference(
     n = min(n_positions, a.shape[1])
     diff = (b[:, :n].double() - a[:, :n].double()).mean(0).float()
     counts = torch.full((n,), a.shape[0], dtype=torch.long)
-    meta = {
-        lab: {"spec": None, "fingerprint": None, "cache_id": None, "architecture": None}
-        for lab in (base, tuned)
-    }
+    meta = {lab: provenance() for lab in (base, tuned)}
     return ActivationDifference(hook, (base, tuned), diff, counts, meta)
 
 
@@ -174,15 +166,7 @@ def _from_cache(
         sums.index_add_(0, positions[chunk], delta)
     counts = torch.bincount(positions[idx], minlength=n)
     mean = (sums / counts.clamp(min=1).unsqueeze(1)).float()
-    meta = {
-        lab: {
-            "spec": c.manifest["model"]["spec"],
-            "fingerprint": c.model_fingerprint,
-            "cache_id": c.id,
-            "architecture": architecture_of_cache(c),
-        }
-        for lab, c in caches.items()
-    }
+    meta = {lab: provenance(c) for lab, c in caches.items()}
     return ActivationDifference(hook, (base, tuned), mean, counts, meta)
 
 
