@@ -12,16 +12,14 @@ from interp.hooks import record
 from steering.layer_choice import (
     LayerChoiceError,
     LayerSweepConfig,
-    activation_patching,
-    attribution_patching,
     contrast_vector,
     hook_grid,
     layer_sweep,
     log_scales,
     pick_best,
-    rank_hooks,
     rescale_to_layer_norm,
 )
+from steering.patching import activation_patching, attribution_patching, rank_hooks
 from steering.steering_vector import SteeringVector
 
 ROWS = [[2, 3, 4, 5, 6], [7, 8, 9], [10, 11, 12, 13], [14, 15, 16, 17, 18, 19]]
