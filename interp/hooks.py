@@ -7,8 +7,12 @@ every handle it registered on exit, also when the body raises::
         model(tokens)
     acts["blocks.0.hook_resid_post"]  # [batch, pos, d_model]
 
-Positions select along the ``pos`` axis: ``None`` (all), an int, a list of ints, a slice, or
-a boolean mask ``[batch, pos]``. Vectors, replacements and masks are moved to the device and
+Positions select along the ``pos`` axis: ``None`` (all), an int, a list of ints, a slice, a
+boolean mask ``[batch, pos]``, or a :class:`~interp.selectors.Selector` (``AfterTokens([id])``,
+...), evaluated at each forward pass on the token ids seen so far (:func:`track_tokens` runs
+around the hooks) and turned into the mask of that pass's own positions: all of them in a full
+pass, the new token in a cached decoding step, so cached generation acts where a recomputation of
+the whole sequence would. Vectors, replacements and masks are moved to the device and
 dtype of the activation they act on, so they work on a model whose layers sit on several
 devices (a ``device_map``).
 
@@ -33,7 +37,7 @@ point, the TransformerLens name is kept (the one that is not the point's own mod
 import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Literal
 
 import torch
@@ -41,9 +45,13 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from interp.errors import HookNameError
+from interp.selectors import Selector
+from interp.token_tracker import track_tokens
 
 HookFn = Callable[[Tensor, str], Tensor | None]
-Positions = int | Sequence[int] | slice | Bool[Tensor, "batch pos"] | None
+Positions = int | Sequence[int] | slice | Bool[Tensor, "batch pos"] | Selector | None
+# A hook function that also takes the positions of the pass (a selector already turned into a mask).
+_PosHookFn = Callable[[Tensor, str, Positions], Tensor | None]
 
 _GLOB = re.compile(r"[*?\[]")
 
@@ -198,6 +206,29 @@ def _as_forward_hook(fn: HookFn, name: str):
     return forward_hook
 
 
+@contextmanager
+def _hooks_at(model, fns: Mapping[str, _PosHookFn], positions: Positions) -> Iterator[None]:
+    """:func:`hooks` with ``fn(act, name, where)``: ``positions``, or a selector's mask of the pass."""
+    tracker = None
+
+    def where(act: Tensor, name: str) -> Positions:
+        return positions if tracker is None else tracker.hook_mask(positions, act, name)[0]
+
+    bound = {id(fn): _bind(fn, where) for fn in fns.values()}  # one function per hook point, as given
+    with ExitStack() as stack:
+        stack.enter_context(hooks(model, {key: bound[id(fn)] for key, fn in fns.items()}))  # names first
+        if isinstance(positions, Selector):
+            tracker = stack.enter_context(track_tokens(model))
+        yield
+
+
+def _bind(fn: _PosHookFn, where: Callable[[Tensor, str], Positions]) -> HookFn:
+    def hook(act: Tensor, name: str) -> Tensor | None:
+        return fn(act, name, where(act, name))
+
+    return hook
+
+
 def _select(act: Tensor, positions: Positions) -> Tensor:
     """The activations at ``positions`` (a view or copy; never written through)."""
     if positions is None:
@@ -220,6 +251,12 @@ def _check_mask(act: Tensor, mask: Tensor) -> None:
             f"position mask has shape {tuple(mask.shape)}; expected [batch, pos] = "
             f"{tuple(act.shape[:2])}"
         )
+
+
+def _fits(shape: torch.Size, target: torch.Size) -> bool:
+    """Whether ``shape`` broadcasts to ``target`` without growing it."""
+    tail = target[len(target) - len(shape) :] if len(shape) <= len(target) else None
+    return tail is not None and all(a in (1, b) for a, b in zip(shape, tail, strict=True))
 
 
 def _write(act: Tensor, positions: Positions, value: Tensor, name: str) -> Tensor:
@@ -263,11 +300,13 @@ def record(
             for a model loaded with a ``device_map`` is each layer's own device.
 
     Yields:
-        A dict from hook name to activation ``[batch, pos, ...]`` (``[n, ...]`` for a mask),
-        filled by the last forward pass in the body.
+        A dict from hook name to activation ``[batch, pos, ...]`` (``[n, ...]`` for a mask or a
+        selector: the selected positions, row-major), filled by the last forward pass in the body
+        (in cached generation: the last step; to keep every step, see ``steering.positions.record_at``).
 
     Raises:
         HookNameError: an unknown name, before any hook is registered.
+        NonCausalSelectorError: a look-ahead selector in a pass with a key-value cache.
 
     Example:
         >>> import torch
@@ -281,12 +320,12 @@ def record(
     """
     acts: dict[str, Tensor] = {}
 
-    def keep(act: Tensor, name: str) -> None:
-        sel = _select(act, positions).detach()
+    def keep(act: Tensor, name: str, where: Positions) -> None:
+        sel = _select(act, where).detach()
         acts[name] = sel.to(device) if device is not None else sel
 
     resolved = resolve_hook_names(model, names)
-    with hooks(model, dict.fromkeys(resolved, keep)):
+    with _hooks_at(model, dict.fromkeys(resolved, keep), positions):
         yield acts
 
 
@@ -303,17 +342,22 @@ def patch(
         values: hook name -> tensor broadcastable to the selected activations (e.g. a dict from
             :func:`record` on another run), or a callable mapping the selected activations to
             their replacement.
-        positions: where to write (see module docstring).
+        positions: where to write (see module docstring); with a selector the selected
+            activations are ``[n, ...]``, ``n`` varying from pass to pass.
+
+    Raises:
+        HookNameError: an unknown name, before any hook is registered.
+        NonCausalSelectorError: a look-ahead selector in a pass with a key-value cache.
     """
 
     def make(value):
-        def fn(act: Tensor, name: str) -> Tensor:
-            new = value(_select(act, positions)) if callable(value) else value
-            return _write(act, positions, new, name)
+        def fn(act: Tensor, name: str, where: Positions) -> Tensor:
+            new = value(_select(act, where)) if callable(value) else value
+            return _write(act, where, new, name)
 
         return fn
 
-    with hooks(model, {name: make(v) for name, v in values.items()}):
+    with _hooks_at(model, {name: make(v) for name, v in values.items()}, positions):
         yield
 
 
@@ -325,22 +369,45 @@ def add_vector(
     scale: float = 1.0,
     positions: Positions = None,
 ) -> Iterator[None]:
-    """Add ``scale * vector`` to the activations at the named hooks.
+    """Add ``scale * vector`` to the activations at the named hooks, at ``positions``.
+
+    With a selector the vector is added, pass by pass, where the selector picks among the tokens
+    seen so far: a cached generation steers as recomputing each sequence in full would.
 
     Raises:
+        HookNameError: an unknown name, before any hook is registered.
         ValueError: the vector's size differs from the activation's last axis.
+        NonCausalSelectorError: a look-ahead selector in a pass with a key-value cache.
+
+    Example:
+        >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+        >>> from interp.selectors import AfterTokens
+        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=8, d_head=4, d_vocab=9, act_fn="relu")
+        >>> m = HookedTransformer(cfg)
+        >>> with add_vector(m, "blocks.0.hook_resid_pre", torch.ones(8), positions=AfterTokens([3])):
+        ...     with record(m, "blocks.0.hook_resid_pre") as steered:
+        ...         _ = m(torch.tensor([[1, 3, 5]]))
+        >>> with record(m, "blocks.0.hook_resid_pre") as plain:
+        ...     _ = m(torch.tensor([[1, 3, 5]]))
+        >>> (steered["blocks.0.hook_resid_pre"] != plain["blocks.0.hook_resid_pre"]).any(-1).tolist()
+        [[False, False, True]]
     """
 
-    def fn(act: Tensor, name: str) -> Tensor:
+    def fn(act: Tensor, name: str, where: Positions) -> Tensor:
         if vector.shape[-1] != act.shape[-1]:
             raise ValueError(
                 f"vector of size {vector.shape[-1]} cannot be added at {name!r}, whose "
                 f"activations have size {act.shape[-1]}"
             )
         delta = scale * vector.to(device=act.device, dtype=act.dtype)
-        return _write(act, positions, _select(act, positions) + delta, name)
+        rest = act.shape[2:]
+        if isinstance(where, Tensor) and where.dtype == torch.bool and _fits(delta.shape, rest):
+            _check_mask(act, where)  # a mask without gather/scatter: no device sync per pass
+            keep = where.to(act.device).reshape(*where.shape, *[1] * len(rest))
+            return torch.where(keep, act + delta, act)
+        return _write(act, where, _select(act, where) + delta, name)
 
-    with hooks(model, dict.fromkeys(resolve_hook_names(model, names), fn)):
+    with _hooks_at(model, dict.fromkeys(resolve_hook_names(model, names), fn), positions):
         yield
 
 
@@ -357,7 +424,12 @@ def ablate(
     Args:
         mode: ``"zero"``, or ``"mean"``: the mean from ``means[name]`` when given (e.g. from a
             cache; a mean given under another name of the same hook point serves), else the mean
-            over batch and positions of the current run.
+            over batch and positions of the current run (of one pass: a cached step has one position).
+        positions: where to ablate (see module docstring).
+
+    Raises:
+        HookNameError: an unknown name, or ``means`` lacking one, before any hook is registered.
+        NonCausalSelectorError: a look-ahead selector in a pass with a key-value cache.
     """
     if mode not in ("zero", "mean"):
         raise ValueError(f"ablation mode {mode!r} is not one of ['mean', 'zero']")
@@ -371,14 +443,14 @@ def ablate(
         if missing:
             raise HookNameError(f"means given for ablation lack hooks {missing}")
 
-    def fn(act: Tensor, name: str) -> Tensor:
+    def fn(act: Tensor, name: str, where: Positions) -> Tensor:
         if mode == "zero":
             value = torch.zeros((), dtype=act.dtype, device=act.device)
         elif means is not None:
             value = by_name[name]
         else:
             value = act.mean(dim=(0, 1))
-        return _write(act, positions, value, name)
+        return _write(act, where, value, name)
 
-    with hooks(model, dict.fromkeys(resolved, fn)):
+    with _hooks_at(model, dict.fromkeys(resolved, fn), positions):
         yield
