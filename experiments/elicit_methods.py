@@ -7,17 +7,20 @@ bring back markers *and* what checking is for (recovery after an injected mistak
 recall within 2 points?
 
 The vector is base's own: the matched contrast of :func:`interp.organism.contrasts.check_vs_commit`
-(the node token of a good move at an uncertain step, followed by ``WAIT ... OK`` vs by ``;``) over
-base's greedy traces of ``train`` problems, at each layer's ``hook_resid_post``, rescaled to that
-hook's mean activation norm in the target. The hook and scale are chosen on ``train`` problems
-(most markers per response with solve rate within 5 points of unsteered); everything reported is
-measured on held-out ``test_id`` problems. Methods, all at that hook and scale:
+(the node token of a good move at an uncertain step, followed by ``WAIT ... OK`` vs by ``;``) read
+by base over training traces (teacher-forced; base's own greedy traces check at nearly every such
+step, which leaves one side almost empty), at each layer's ``hook_resid_post``, rescaled to that
+hook's mean activation norm in the target. Chosen on ``train`` problems: the hook (where always-on
+steering at 1x brings back most markers), then per method the scale (most markers with solve rate
+within 5 points of unsteered); everything reported is measured on held-out ``test_id`` problems.
+Methods, all at that hook:
 
 - ``always``: added at every position (:func:`interp.hooks.add_vector`);
 - ``targeted``: only at the node token of a committed move (``> nX``), the position the contrast
   was read at, through the KV cache (:class:`interp.selectors.AfterPattern`);
 - ``conditional``: only where a linear gate on the target's own activation at that hook says a
-  check is due (the contrast direction, thresholded at the midpoint of base's two class means:
+  check is due (the contrast direction, thresholded halfway between base's mean score where a check
+  follows and elsewhere:
   :func:`steering.conditional.steer_when`), with the share of positions steered.
 
 Each is compared with the unsteered target per problem (paired bootstrap 95% intervals): markers
@@ -41,7 +44,8 @@ log = logging.getLogger(__name__)
 TARGET = "sft-clean"
 KEEP_SOLVE = 0.05  # solve rate may fall by at most this for a setting to count (and to be chosen)
 KEEP_FACTS = 0.02
-SCALES = (0.5, 1.0, 2.0)  # times the hook's mean activation norm
+SCALES = (0.25, 0.5, 1.0, 2.0)  # times the hook's mean activation norm
+METHODS = ("always", "targeted", "conditional")
 N_SELECT, N_EVAL, N_CONTRAST = 40, 150, 200
 
 
@@ -76,10 +80,10 @@ def _mean(xs: list) -> float:
 
 def run(zoo: str | Path, out: str | Path, max_new_tokens: int = 140, seed: int = 0) -> dict[str, Any]:
     from interp.hooks import add_vector
-    from interp.organism.contrasts import check_vs_commit, encode_words, model_traces
+    from interp.organism.contrasts import check_vs_commit, encode_words, training_traces
     from interp.organism.store import load_organism, load_world
     from interp.selectors import AfterPattern
-    from steering.conditional import LinearGate, steer_when
+    from steering.conditional import steer_when
     from steering.layer_choice import contrast_vector, rescale_to_layer_norm
 
     world, tok = load_world(zoo)
@@ -88,61 +92,69 @@ def run(zoo: str | Path, out: str | Path, max_new_tokens: int = 140, seed: int =
     train = world.split("train")
     test = world.split("test_id")[:N_EVAL]
 
-    # the contrast, from base's own greedy traces of train problems
-    traces = model_traces(base, tok, train[:N_CONTRAST], max_new_tokens)
+    # the contrast, read by base over training traces (teacher-forced): at good moves of uncertain
+    # steps, those the data follows with a check vs those it closes at once
+    traces = training_traces(world, N_CONTRAST, seed=seed)
     contrast = check_vs_commit(traces, world=world)
     rows = encode_words(traces, tok)
     hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(base.cfg.n_layers)]
     raw = contrast_vector(base, rows, contrast.positive, contrast.negative, hooks)
     vec = rescale_to_layer_norm(raw, target, rows)
 
-    # choose hook and scale on train problems: most markers with solve within KEEP_SOLVE
+    # the hook: where always-on steering at 1x the layer norm brings back most markers (train problems)
     select = train[N_CONTRAST : N_CONTRAST + N_SELECT]
     plain_sel = measure(target, tok, world, select, max_new_tokens)
-    grid = []
+    node_ids = tuple(tok.token_id(f"n{v}") for v in range(world.n_nodes))
+    after_move = AfterPattern((tok.token_id(">"), node_ids), within=0)
+    by_hook = {}
     for hook in hooks:
+        with add_vector(target, hook, vec.directions[hook]):
+            by_hook[hook] = _mean(measure(target, tok, world, select, max_new_tokens)["markers"])
+    hook = max(hooks, key=lambda h: by_hook[h])
+    direction = vec.directions[hook]
+    steer_one = type(vec)({hook: direction}, vec.meta)
+    gate = _gate(base, rows, contrast, raw.directions[hook], hook)
+
+    def method(name: str, scale: float):
+        if name == "always":
+            return add_vector(target, hook, direction, scale=scale)
+        if name == "targeted":
+            return add_vector(target, hook, direction, scale=scale, positions=after_move)
+        return steer_when(target, steer_one, gate, scale=scale)
+
+    # per method, the scale: most markers with solve within KEEP_SOLVE on the train problems
+    grid, chosen = [], {}
+    for name in METHODS:
+        rows_m = []
         for scale in SCALES:
-            with add_vector(target, hook, vec.directions[hook], scale=scale):
+            with method(name, scale):
                 m = measure(target, tok, world, select, max_new_tokens)
-            grid.append(
+            rows_m.append(
                 {
-                    "hook": hook,
+                    "method": name,
                     "scale": scale,
                     "markers": _mean(m["markers"]),
                     "solve_change": _mean(m["solved"]) - _mean(plain_sel["solved"]),
                 }
             )
-    keep = [g for g in grid if g["solve_change"] >= -KEEP_SOLVE] or grid
-    chosen = max(keep, key=lambda g: g["markers"])
-    hook, scale = chosen["hook"], chosen["scale"]
-    direction = vec.directions[hook]
+        grid += rows_m
+        keep = [g for g in rows_m if g["solve_change"] >= -KEEP_SOLVE] or rows_m[:1]
+        chosen[name] = max(keep, key=lambda g: (g["markers"], -g["scale"]))["scale"]
 
-    # the gate: the contrast direction on the target's activation, threshold at base's midpoint
-    unit = raw.directions[hook] / raw.directions[hook].norm()
-    pos_mean, neg_mean = _class_means(base, rows, contrast, hook)
-    threshold = float(((pos_mean + neg_mean) / 2) @ unit)
-    gate = LinearGate(hook, unit, threshold=threshold)
-    steer_one = type(vec)({hook: direction}, vec.meta)
-
-    node_ids = tuple(tok.token_id(f"n{v}") for v in range(world.n_nodes))
-    after_move = AfterPattern((tok.token_id(">"), node_ids), within=0)
-
-    settings: dict[str, Any] = {"unsteered": None}
     results: dict[str, dict[str, list]] = {}
     shares: dict[str, float] = {}
     results["base"] = measure(base, tok, world, test, max_new_tokens, test)
     results["unsteered"] = measure(target, tok, world, test, max_new_tokens, test)
-    with add_vector(target, hook, direction, scale=scale):
-        results["always"] = measure(target, tok, world, test, max_new_tokens, test)
-    with add_vector(target, hook, direction, scale=scale, positions=after_move):
-        results["targeted"] = measure(target, tok, world, test, max_new_tokens, test)
-    with steer_when(target, steer_one, gate, scale=scale) as stats:
-        results["conditional"] = measure(target, tok, world, test, max_new_tokens, test)
-    shares["conditional"] = stats.share
+    for name in METHODS:
+        with method(name, chosen[name]) as stats:
+            results[name] = measure(target, tok, world, test, max_new_tokens, test)
+        if name == "conditional":
+            shares[name] = stats.share
     settings = {
         "hook": hook,
-        "scale": scale,
-        "gate_threshold": threshold,
+        "markers_by_hook": by_hook,
+        "scales": chosen,
+        "gate_threshold": gate.threshold,
         "selection": grid,
         "contrast": {"positive": contrast.n_positive, "negative": contrast.n_negative},
     }
@@ -161,20 +173,24 @@ def run(zoo: str | Path, out: str | Path, max_new_tokens: int = 140, seed: int =
     return doc
 
 
-def _class_means(model, rows, contrast, hook) -> tuple[torch.Tensor, torch.Tensor]:
+def _gate(model, rows, contrast, direction: torch.Tensor, hook: str):
+    """A linear gate along the contrast direction, thresholded halfway between base's mean score at
+    the positive positions (a check follows) and at every other position of the same rows."""
     from interp.hooks import record
+    from steering.conditional import LinearGate
 
-    sums = {"pos": 0.0, "neg": 0.0}
-    counts = {"pos": 0, "neg": 0}
-    for row, pos, neg in zip(rows, contrast.positive, contrast.negative, strict=True):
+    unit = direction / direction.norm()
+    pos, rest = [], []
+    for row, positive in zip(rows, contrast.positive, strict=True):
         with torch.no_grad(), record(model, hook) as acts:
             model(torch.tensor([row]))
-        a = acts[hook][0].double()
-        for side, idx in (("pos", pos), ("neg", neg)):
-            if idx:
-                sums[side] = sums[side] + a[list(idx)].sum(0)
-                counts[side] += len(idx)
-    return (sums["pos"] / counts["pos"]).float(), (sums["neg"] / counts["neg"]).float()
+        score = acts[hook][0].float() @ unit
+        chosen = torch.zeros(len(row), dtype=torch.bool)
+        chosen[list(positive)] = True
+        pos.append(score[chosen])
+        rest.append(score[~chosen])
+    threshold = float((torch.cat(pos).mean() + torch.cat(rest).mean()) / 2)
+    return LinearGate(hook, unit, threshold=threshold)
 
 
 def _table(results: dict[str, dict[str, list]], shares: dict[str, float]) -> list[dict]:
@@ -204,12 +220,13 @@ def _markdown(doc: dict) -> str:
     lines = [
         f"# Steering methods on {doc['target']} ({doc['n_problems']} test_id problems)",
         "",
-        f"Vector: base's matched contrast at `{s['hook']}`, scale {s['scale']} x the hook's mean norm "
-        f"(chosen on train problems); contrast positions {s['contrast']['positive']} vs "
-        f"{s['contrast']['negative']}.",
+        f"Vector: base's matched contrast at `{s['hook']}`, scales in units of the hook's mean norm "
+        f"(hook and scales chosen on train problems); contrast positions {s['contrast']['positive']} "
+        f"vs {s['contrast']['negative']}.",
         "",
-        "| setting | steered share | markers | solve | answer | flag | recovery | facts | within costs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| setting | scale | steered share | markers | solve | answer | flag | recovery | facts "
+        "| within costs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["table"]:
 
@@ -219,7 +236,10 @@ def _markdown(doc: dict) -> str:
 
         share = "" if r["steered_share"] is None else f"{r['steered_share']:.2f}"
         cells = [cell(k) for k in ("markers", "solved", "answer", "flagged", "recovered", "facts")]
-        lines.append(f"| {r['setting']} | {share} | " + " | ".join(cells) + f" | {r['within_costs']} |")
+        scale = s.get("scales", {}).get(r["setting"], "")
+        lines.append(
+            f"| {r['setting']} | {scale} | {share} | " + " | ".join(cells) + f" | {r['within_costs']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

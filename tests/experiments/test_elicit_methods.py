@@ -32,7 +32,11 @@ def test_table_means_intervals_and_the_cost_rule():
             "target": "t",
             "n_problems": 4,
             "table": list(table.values()),
-            "settings": {"hook": "h", "scale": 1.0, "contrast": {"positive": 5, "negative": 7}},
+            "settings": {
+                "hook": "h",
+                "scales": {"targeted": 0.5},
+                "contrast": {"positive": 5, "negative": 7},
+            },
         }
     )
-    assert "| targeted | 0.25 | 1.00 (" in md and "| always |  | 2.50 (" in md
+    assert "| targeted | 0.5 | 0.25 | 1.00 (" in md and "| always |  |  | 2.50 (" in md
