@@ -18,15 +18,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
         "(interp cache pair), classify its latents base-only / shared / tuned-only by decoder-norm "
         "ratio, and flag model-specific latents that latent scaling explains as shrinkage.",
     )
-    p.add_argument("pair", help="paired cache directory (interp cache pair)")
-    p.add_argument("--hook", required=True, help="the hook to read, e.g. blocks.1.hook_resid_post")
-    p.add_argument(
-        "--labels",
-        nargs=2,
-        default=None,
-        metavar=("BASE", "TUNED"),
-        help="the two models of the pair (default: its first two)",
-    )
+    add_pair_options(p)
     p.add_argument("--n-latents", type=int, default=None, help="dictionary size (default 1024)")
     p.add_argument("--k", type=int, default=None, help="active latents per position (default 32)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default 2000)")
@@ -36,6 +28,19 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--out", required=True, help="directory for crosscoder/, diff.json and ratios.png")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_pair_options(p: argparse.ArgumentParser) -> None:
+    """The paired cache, its hook and which two of its models: shared by ``diff crosscoder`` and ``lens``."""
+    p.add_argument("pair", help="paired cache directory (interp cache pair)")
+    p.add_argument("--hook", required=True, help="the hook to read, e.g. blocks.1.hook_resid_post")
+    p.add_argument(
+        "--labels",
+        nargs=2,
+        default=None,
+        metavar=("BASE", "TUNED"),
+        help="the two models of the pair (default: its first two)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ difference as a steering vector for the base model.
 import argparse
 
 from interp.commands import add_model_options
+from steering.commands.diff_crosscoder import add_pair_options
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
@@ -20,15 +21,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
         "of a paired cache, read through the base model's final norm and unembedding (top tokens per "
         "position); optionally saved as a steering vector.",
     )
-    p.add_argument("pair", help="paired cache directory (interp cache pair)")
-    p.add_argument("--hook", required=True, help="the hook, e.g. blocks.1.hook_resid_post")
-    p.add_argument(
-        "--labels",
-        nargs=2,
-        default=None,
-        metavar=("BASE", "TUNED"),
-        help="the two models of the pair (default: its first two)",
-    )
+    add_pair_options(p)
     p.add_argument("--positions", type=int, default=5, help="leading positions of each row (default 5)")
     p.add_argument("--k", type=int, default=10, help="top tokens per position")
     p.add_argument(
