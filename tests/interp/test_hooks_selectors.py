@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from interp.errors import HookNameError, InterpError, NonCausalSelectorError
-from interp.generation import IncrementalDecoder, generate
+from interp.generation import generate
 from interp.hooks import ablate, add_vector, patch, record
 from interp.models import as_model
 from interp.selectors import AfterPattern, AfterTokens, AtTokens, BeforeTokens, Every, Not, Or
+from tests.decoding_oracles import PAD, decode_logits, no_cache_greedy
 
 HOOK = "blocks.0.hook_resid_post"
-PAD = 1  # the tiny models' <eos>, which the llama fixture's tokenizer pads with
 PROMPTS = [[2, 5, 7], [3, 9, 11, 20, 4], [4, 4, 12], [10, 30, 2, 8, 9, 6, 5], [6, 2]]  # left-padded
 N_NEW = 6
 # Fires on some prompt and some generated positions, with lookback windows (a cached step must
@@ -38,30 +38,6 @@ INTERVENTIONS = {  # each a context manager acting at SELECTOR (or at the positi
     "patch callable": lambda m, pos: patch(m, {HOOK: lambda a: -2 * a}, positions=pos),
     "ablate zero": lambda m, pos: ablate(m, HOOK, positions=pos),
 }
-
-
-def no_cache_greedy(model, prompts, n):
-    """Each prompt alone; for every new token the whole sequence again. Tokens and per-step logits."""
-    tokens, logits = [], []
-    for p in prompts:
-        seq, steps = list(p), []
-        for _ in range(n):
-            with torch.no_grad():
-                last = as_model(model).module(torch.tensor([seq]))[0, -1].float()
-            steps.append(last)
-            seq.append(int(last.argmax()))
-        tokens.append(seq[len(p) :])
-        logits.append(torch.stack(steps))
-    return tokens, torch.stack(logits, 1)  # [step, batch, d_vocab]
-
-
-def decode_logits(model, prompts, n):
-    """Greedy IncrementalDecoder (left-padded batch, KV cache): per-step logits ``[step, batch, d_vocab]``."""
-    dec = IncrementalDecoder(model, prompts, pad_id=PAD)
-    out = [dec.logits]
-    for _ in range(n - 1):
-        out.append(dec.advance(dec.logits.argmax(-1)))
-    return torch.stack(out)
 
 
 def tracker_hooks_left(model) -> bool:

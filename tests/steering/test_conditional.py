@@ -8,7 +8,7 @@ from interp.hooks import add_vector, record
 from interp.models import as_model
 from steering.conditional import FeatureGate, GateError, GateOrderError, LinearGate, steer_when
 from steering.steering_vector import SteeringVector
-from tests.steering.test_positions import PAD, decode_logits, no_cache_greedy
+from tests.decoding_oracles import PAD, decode_logits, no_cache_greedy
 
 PROMPTS = [[5, 9, 12, 7], [3, 4], [20, 11, 6, 2, 8, 14, 30]]
 GATE_HOOK, STEER_HOOK = "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"

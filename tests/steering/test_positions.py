@@ -28,9 +28,9 @@ from steering.positions import (
     steer_at,
     track_tokens,
 )
+from tests.decoding_oracles import PAD, decode_logits, no_cache_greedy
 
 HOOK = "blocks.0.hook_resid_post"
-PAD = 1  # the tiny models' <eos>, which the llama fixture's tokenizer pads with
 PROMPTS = [[2, 5, 7], [3, 9, 11, 20, 4], [4, 4, 12], [10, 30, 2, 8, 9, 6, 5], [6, 2]]  # left-padded
 N_NEW = 8
 # Fires on some prompt and some generated positions, through Or / And / Not and lookback windows.
@@ -126,30 +126,6 @@ def test_bad_steer_arguments_refused_before_any_hook(hooked, hook_counts):
         with steer_at(hooked, HOOK, torch.ones(5), Every()):
             hooked(torch.tensor([[2, 3]]))
     assert hook_counts(hooked) == {}
-
-
-def no_cache_greedy(model, prompts, n):
-    """Each prompt alone; for every new token the whole sequence again. Tokens and per-step logits."""
-    tokens, logits = [], []
-    for p in prompts:
-        seq, steps = list(p), []
-        for _ in range(n):
-            with torch.no_grad():
-                last = as_model(model).module(torch.tensor([seq]))[0, -1].float()
-            steps.append(last)
-            seq.append(int(last.argmax()))
-        tokens.append(seq[len(p) :])
-        logits.append(torch.stack(steps))
-    return tokens, torch.stack(logits, 1)  # [step, batch, d_vocab]
-
-
-def decode_logits(model, prompts, n):
-    """Greedy IncrementalDecoder (left-padded batch, KV cache): per-step logits ``[step, batch, d_vocab]``."""
-    dec = IncrementalDecoder(model, prompts, pad_id=PAD)
-    out = [dec.logits]
-    for _ in range(n - 1):
-        out.append(dec.advance(dec.logits.argmax(-1)))
-    return torch.stack(out)
 
 
 @pytest.fixture
