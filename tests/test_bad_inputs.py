@@ -257,6 +257,18 @@ CASES = [
         "proxy-vocabularies-differ | --prompts {prompts} | d_vocab differs",
     ]),
     *_adding(PROXY_HF, ["proxy-prompts-blank-file | --prompts {blank} | blank.txt' has no non-"]),
+    Case(
+        "amplify-alpha-nan",
+        "decode amplify --tuned organism:small-tuned --parent organism:small-base --alpha nan --out {t}/a -q",
+        "alpha=nan",
+    ),
+    # model diffing
+    Case(
+        "diff-crosscoder-not-a-pair",
+        "diff crosscoder {adir} --hook blocks.0.hook_resid_post --out {t}/c -q",
+        "is not a paired cache (no pair.json)",
+    ),
+    Case("diff-lens-positions-0", "diff lens {adir} --hook h --positions 0 --out {t}/l", "--positions 0"),
     # the command line itself
     Case("no-command", "", "required"),
     Case("unknown-subcommand", "probe nosuch", "invalid choice: 'nosuch'"),

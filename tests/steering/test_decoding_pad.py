@@ -84,9 +84,9 @@ def test_a_stopped_row_is_fed_the_tokenizers_pad_by_default(hooked):
     with fed_tokens(hooked) as seen:
         res = proxy_tune(model, model, model, prompts, ProxyConfig(max_new_tokens=4, stop_id=stop))
     assert res.tokens[0] == [stop] and res.tokens[1] == free[1]
-    # three models (one module) per step: row 0 is fed its stop token, then the tokenizer's pad
+    # one module in all three roles decodes once per step: row 0 is fed its stop token, then the pad
     row0 = [s[0][0] for s in seen if len(s[0]) == 1]
-    assert row0 == [stop] * 3 + [7] * 6
+    assert row0 == [stop] + [7] * 2
 
 
 def test_without_a_pad_or_stop_nothing_is_padded_and_nothing_fails(hooked):
