@@ -19,6 +19,7 @@ Every ``positions=`` of :mod:`interp.hooks` takes a selector::
 """
 
 import functools
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -85,7 +86,7 @@ def _is_in(history: Tensor, ids: tuple[int, ...]) -> Tensor:
     return table[history.clamp(max=table.shape[0] - 1)]
 
 
-class Selector:
+class Selector(ABC):
     """Picks positions from token ids: ``mask(history, pad_mask)``; pads are never picked.
 
     ``causal`` says whether position ``t`` depends on tokens ``<= t`` only; ``lookback`` how many
@@ -117,8 +118,9 @@ class Selector:
         real = torch.ones_like(history, dtype=torch.bool) if pad_mask is None else ~pad_mask.bool()
         return self._hits(history, real) & real
 
+    @abstractmethod
     def _hits(self, history: Tensor, real: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Each subclass's rule: where it fires, before padding is masked out."""
 
     def __invert__(self) -> "Not":
         return Not(self)
