@@ -428,3 +428,20 @@ def smollm2(smollm2_dir):
     from interp.models import load_model
 
     return _shared(load_model(f"hf:{smollm2_dir}", device="cpu"))
+
+
+@pytest.fixture
+def native_calls(monkeypatch):
+    """Whether each hf: decoding step ran on the plain Hugging Face modules (True) or the bridge."""
+    from interp import generation
+
+    calls: list[bool] = []
+    real = generation.native_step
+
+    def spy(*args):
+        out = real(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(generation, "native_step", spy)
+    return calls

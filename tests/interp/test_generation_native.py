@@ -29,21 +29,6 @@ def no_cache_greedy(model, prompts, n):
     return out
 
 
-@pytest.fixture
-def native_calls(monkeypatch):
-    """Whether each decoding step ran natively (True) or took the bridge path (False)."""
-    calls: list[bool] = []
-    real = native_hooks.native_step
-
-    def spy(*args):
-        out = real(*args)
-        calls.append(out is not None)
-        return out
-
-    monkeypatch.setattr(generation, "native_step", spy)
-    return calls
-
-
 def decode_logits(model, prompts, steps):
     """The logits of every step of a greedy IncrementalDecoder, stacked ``[step, batch, d_vocab]``."""
     dec = IncrementalDecoder(model, prompts, pad_id=1)
@@ -140,7 +125,8 @@ def test_a_point_without_native_equivalent_takes_the_bridge_path(llama, native_c
         oracle = no_cache_greedy(llama, PROMPTS, 5)
         with hooks(llama, {"blocks.0.attn.hook_pattern": lambda a, n: patterns.append(a.shape)}):
             assert sorted(native_hooks.hooked_points(llama.module)) == [
-                "blocks.0.attn.hook_pattern", "blocks.0.hook_out"
+                "blocks.0.attn.hook_pattern",
+                "blocks.0.hook_out",
             ]
             with caplog.at_level(logging.DEBUG, logger="interp.native_hooks"):
                 out = generate(llama, PROMPTS, 5)

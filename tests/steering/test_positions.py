@@ -7,7 +7,6 @@ alone, the whole sequence run again under the same ``steer_at`` for every new to
 import pytest
 import torch
 
-from interp import generation
 from interp.errors import InterpError, ModelMismatchError
 from interp.generation import IncrementalDecoder, generate
 from interp.hooks import add_vector
@@ -126,21 +125,6 @@ def test_bad_steer_arguments_refused_before_any_hook(hooked, hook_counts):
         with steer_at(hooked, HOOK, torch.ones(5), Every()):
             hooked(torch.tensor([[2, 3]]))
     assert hook_counts(hooked) == {}
-
-
-@pytest.fixture
-def native_calls(monkeypatch):
-    """Whether each hf: decoding step ran on the plain Hugging Face modules (True) or the bridge."""
-    calls: list[bool] = []
-    real = generation.native_step
-
-    def spy(*args):
-        out = real(*args)
-        calls.append(out is not None)
-        return out
-
-    monkeypatch.setattr(generation, "native_step", spy)
-    return calls
 
 
 @pytest.mark.parametrize("family", ["hooked", "llama"])
