@@ -287,51 +287,45 @@ def _orthonormal_sae(d_in=32, d_sae=16, hook=HOOK):
     return sae
 
 
+# (context manager, expected feature value from the old one): clamp to 7.5, amplify by 2.5
+REWRITES = {
+    "clamp": (
+        lambda m, sae: clamp_feature(m, sae, 3, 7.5, positions=[1, 2]),
+        lambda f: torch.full_like(f, 7.5),
+    ),
+    "amplify": (lambda m, sae: amplify_feature(m, sae, 3, 2.5, positions=[1, 2]), lambda f: 2.5 * f),
+}
+
+
+@pytest.mark.parametrize("rewrite", sorted(REWRITES))
 @pytest.mark.parametrize("fixture", ["hooked", "gpt2"])
-def test_clamp_sets_feature_to_value(request, fixture):
+def test_feature_rewrites_set_the_feature_where_asked(request, fixture, rewrite):
     model = request.getfixturevalue(fixture)
     sae = _orthonormal_sae()
+    apply, expected = REWRITES[rewrite]
     toks = torch.tensor([[2, 3, 4, 5]])
     with torch.inference_mode(), record(model, HOOK) as plain:
         model(toks)
-    with (
-        torch.inference_mode(),
-        clamp_feature(model, sae, 3, 7.5, positions=[1, 2]),
-        record(model, HOOK) as acts,
-    ):
+    with torch.inference_mode(), apply(model, sae), record(model, HOOK) as acts:
         model(toks)
     with torch.no_grad():
         f_new, f_old = sae.encode(acts[HOOK]), sae.encode(plain[HOOK])
-    torch.testing.assert_close(f_new[0, [1, 2], 3], torch.tensor([7.5, 7.5]), atol=1e-4, rtol=0)
+    want = expected(f_old[0, [1, 2], 3])
+    torch.testing.assert_close(f_new[0, [1, 2], 3], want, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(f_new[0, [0, 3]], f_old[0, [0, 3]])  # other positions untouched
     others = [i for i in range(16) if i != 3]
     torch.testing.assert_close(f_new[..., others], f_old[..., others], atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("fixture", ["hooked", "gpt2"])
-def test_amplify_multiplies_the_feature_where_asked(request, fixture):
-    model = request.getfixturevalue(fixture)
-    sae = _orthonormal_sae()
-    toks = torch.tensor([[2, 3, 4, 5]])
-    with torch.inference_mode(), record(model, HOOK) as plain:
-        model(toks)
-    with (
-        torch.inference_mode(),
-        amplify_feature(model, sae, 3, 2.5, positions=[1, 2]),
-        record(model, HOOK) as acts,
-    ):
-        model(toks)
-    with torch.no_grad():
-        f_new, f_old = sae.encode(acts[HOOK]), sae.encode(plain[HOOK])
-    torch.testing.assert_close(f_new[0, [1, 2], 3], 2.5 * f_old[0, [1, 2], 3], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(f_new[0, [0, 3]], f_old[0, [0, 3]])  # other positions untouched
-    others = [i for i in range(16) if i != 3]
-    torch.testing.assert_close(f_new[..., others], f_old[..., others], atol=1e-4, rtol=0)
-    with torch.inference_mode(), amplify_feature(model, sae, 3, 1.0), record(model, HOOK) as same:
-        model(toks)
+def test_amplify_by_one_changes_nothing_and_refuses_nan(hooked):
+    sae, toks = _orthonormal_sae(), torch.tensor([[2, 3, 4, 5]])
+    with torch.inference_mode(), record(hooked, HOOK) as plain:
+        hooked(toks)
+    with torch.inference_mode(), amplify_feature(hooked, sae, 3, 1.0), record(hooked, HOOK) as same:
+        hooked(toks)
     torch.testing.assert_close(same[HOOK], plain[HOOK])
     with pytest.raises(ValueError, match="factor=nan"):
-        with amplify_feature(model, sae, 3, float("nan")):
+        with amplify_feature(hooked, sae, 3, float("nan")):
             pass
 
 
