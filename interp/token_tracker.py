@@ -179,7 +179,7 @@ class TokenTracker:
         self.observe(ids, mask, length, cached)
 
 
-def _entry_modules(module: nn.Module) -> tuple[nn.Module, nn.Module]:
+def entry_modules(module: nn.Module) -> tuple[nn.Module, nn.Module]:
     """(the module every forward is called through, the one that receives the token ids)."""
     from transformer_lens import HookedTransformer
 
@@ -215,7 +215,7 @@ def track_tokens(model: Any) -> Iterator[TokenTracker]:
         >>> tracker.history.shape, tracker.n_new
         (torch.Size([1, 5]), 1)
     """
-    top, embed = _entry_modules(as_model(model).module)
+    top, embed = entry_modules(as_model(model).module)
     tracker = TokenTracker()
     handles: list = []
     try:

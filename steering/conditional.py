@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from interp.errors import InterpError
 from interp.hooks import hooks, resolve_hook_names
 from interp.models import as_model
+from interp.token_tracker import entry_modules
 from steering.steering_vector import SteeringVector
 
 
@@ -165,13 +166,6 @@ class GateStats:
         return self.steered / self.seen if self.seen else float("nan")
 
 
-def _entry_module(model: Any) -> nn.Module:
-    """The module every forward pass enters (the Hugging Face model for an ``hf:`` bridge, which
-    both the bridge path and generation's native path call)."""
-    module = as_model(model).module
-    return getattr(module, "original_model", None) or module
-
-
 @contextmanager
 def steer_when(
     model: Any,
@@ -263,7 +257,7 @@ def steer_when(
     fns = {name: make(name) for name in dict.fromkeys([*steer_hooks, gate_hook]) if name in steer_hooks}
     if gate_hook not in fns:
         fns[gate_hook] = lambda act, name: read_gate(act)
-    handle = _entry_module(model).register_forward_pre_hook(new_pass)
+    handle = entry_modules(as_model(model).module)[0].register_forward_pre_hook(new_pass)
     try:
         with hooks(model, fns):
             yield stats
