@@ -12,6 +12,11 @@
     number of new tokens, and the same directions at the same layers' outputs (``blocks.L.
     hook_resid_post`` = Hugging Face decoder block ``L``'s output); the generated tokens are
     compared.
+(c) issue 13: the same directions added only at selected positions (``add_vector(...,
+    positions=AfterTokens(...))``: the two positions after any of a quarter of the vocabulary,
+    evaluated on the tokens seen so far through the KV cache) and only where a linear gate fires
+    (``steering.conditional.steer_when`` with a ``LinearGate`` on the first steered hook, threshold
+    0), each against unsteered generation on the same model. Target: <= 1.10x.
 
 Each side runs in a fresh subprocess (``--child``); after one warm-up of each, unsteered and steered
 runs alternate (best of ``--repeats`` each), so a change in the machine's load hits both alike.
@@ -20,6 +25,7 @@ runs alternate (best of ``--repeats`` each), so a change in the machine's load h
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -99,7 +105,10 @@ def _child_interp(args, work: Path, kind: str) -> dict:
     from safetensors.torch import load_file
 
     from interp.generation import generate
+    from interp.hooks import add_vector
     from interp.models import as_model, load_model
+    from interp.selectors import AfterTokens
+    from steering.conditional import LinearGate, steer_when
     from steering.vectors import SteeringVector
 
     torch.set_num_threads(args.threads)
@@ -133,7 +142,25 @@ def _child_interp(args, work: Path, kind: str) -> dict:
         with vec.apply(model, scale=1.0):
             return generate(model, prompts, args.new_tokens, batch_size=len(prompts))
 
-    return interleaved({"unsteered": plain, "steered": steered}, args.repeats)
+    # issue 13: the same directions only after a quarter of the vocabulary (a selector evaluated
+    # through the KV cache), and only where a linear gate on the first steered hook fires
+    hooks = list(vec.directions)
+    selector = AfterTokens(range(2, 2 + args.d_vocab // 4), within=2)
+    first = hooks[0]
+    gate = LinearGate(first, dirs[first.split(".")[1]] / args.norm, threshold=0.0)
+
+    def selected():
+        with contextlib.ExitStack() as stack:
+            for hook in hooks:
+                stack.enter_context(add_vector(model, hook, vec.directions[hook], positions=selector))
+            return generate(model, prompts, args.new_tokens, batch_size=len(prompts))
+
+    def conditional():
+        with steer_when(model, vec, gate, scale=1.0):
+            return generate(model, prompts, args.new_tokens, batch_size=len(prompts))
+
+    fns = {"unsteered": plain, "steered": steered, "selector": selected, "conditional": conditional}
+    return interleaved(fns, args.repeats)
 
 
 def _child_peer(args, work: Path) -> dict:
@@ -260,7 +287,7 @@ def _report(args, results: dict, elapsed: float, load0: float) -> None:
     print(f"\n{'side':<34} {'wall s':>8} {'CPU s':>8} {'new tok/s':>10}")
     rows = {}
     for kind, res in results.items():
-        for name in ("unsteered", "steered"):
+        for name in res:
             label = f"{kind} {name}"
             rows[label] = res[name]
             wall, cpu = res[name]["wall"], res[name]["cpu"]
@@ -273,6 +300,10 @@ def _report(args, results: dict, elapsed: float, load0: float) -> None:
     checks = [
         ("interp-hooked steered", "interp-hooked unsteered", "steered/unsteered, HookedTransformer", 1.10),
         ("interp-hf steered", "interp-hf unsteered", "steered/unsteered, hf: bridge", 1.10),
+        ("interp-hooked selector", "interp-hooked unsteered", "selector/unsteered, HookedTransformer", 1.10),
+        ("interp-hf selector", "interp-hf unsteered", "selector/unsteered, hf: bridge", 1.10),
+        ("interp-hooked conditional", "interp-hooked unsteered", "gated/unsteered, HookedTransformer", 1.10),
+        ("interp-hf conditional", "interp-hf unsteered", "gated/unsteered, hf: bridge", 1.10),
         ("peer steered", "peer unsteered", "steering-vectors steered/unsteered", None),
         ("interp-hf steered", "peer steered", "interp hf steered / steering-vectors steered", None),
         ("interp-hf unsteered", "peer unsteered", "interp hf unsteered / HF generate unsteered", None),
@@ -289,10 +320,14 @@ def _report(args, results: dict, elapsed: float, load0: float) -> None:
         print(f"{label:<48} {w:6.3f} / {c:6.3f}{note}")
     same = results["interp-hf"]["steered"]["tokens"] == results["peer"]["steered"]["tokens"]
     same_plain = results["interp-hf"]["unsteered"]["tokens"] == results["peer"]["unsteered"]["tokens"]
-    changed = results["interp-hf"]["steered"]["tokens"] != results["interp-hf"]["unsteered"]["tokens"]
+    hf = results["interp-hf"]
+    kinds = ("steered", "selector", "conditional")
+    changed = {name: hf[name]["tokens"] != hf["unsteered"]["tokens"] for name in kinds}
+    partial = {name: hf[name]["tokens"] != hf["steered"]["tokens"] for name in ("selector", "conditional")}
     print(
         f"\nsame greedy tokens as steering-vectors: steered {same}, unsteered {same_plain}; "
-        f"steering changed the output: {changed}"
+        f"steering changed the output: {changed}; selector / gate output differs from every-position "
+        f"steering: {partial}"
     )
     load1 = os.getloadavg()[0]
     print(
@@ -303,6 +338,8 @@ def _report(args, results: dict, elapsed: float, load0: float) -> None:
         "config": vars(args),
         "ratios": summary,
         "same_tokens": {"steered": same, "unsteered": same_plain},
+        "changed_by_steering": changed,
+        "differs_from_every_position": partial,
         "timings": {k: {"wall": v["wall"], "cpu": v["cpu"]} for k, v in rows.items()},
         "load": [load0, load1],
     }
