@@ -81,23 +81,11 @@ def _noisy_parent(state: State, norm: float) -> tuple[Any, int]:
 
 
 def matched_noise(state: State, label: str, seed: int = 0) -> Any:
-    """The parent plus Gaussian noise with, in every weight tensor, the norm of ``label``'s change."""
-    import torch
+    """The parent plus Gaussian noise with, in every weight tensor, the norm of ``label``'s change
+    (:func:`probes.damage.noise.matched_noise`, the control the organism's experiments use too)."""
+    from probes.damage.noise import matched_noise as noise
 
-    from interp.models import Model
-
-    parent, tuned = load(state.parent), load(state.spec_of(label))
-    other = dict(tuned.module.named_parameters())
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in parent.module.named_parameters():
-            norm = float((other[name].float() - p.float()).norm())
-            if norm > 0:
-                z = torch.randn(p.shape, generator=gen)
-                p.add_((z * (norm / float(z.norm()))).to(p.dtype))
-    control = Model(parent.module, parent.tokenizer, f"{state.parent} + noise matched to {label}")
-    control.refresh_fingerprint()
-    return control
+    return noise(load(state.parent), load(state.spec_of(label)), seed=seed)
 
 
 def noise_control(state: State, label: str) -> dict[str, Any]:
