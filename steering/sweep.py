@@ -80,17 +80,35 @@ class SweepConfig:
 
     Args:
         scales: the multipliers, in order (include ``0`` for the unsteered baseline).
-        positions: where to add the vector (``None``: every position; see :mod:`steering.vectors`).
+        positions: where to add the vector (``None``: every position; an index; or a
+            :class:`interp.selectors.Selector`, evaluated on the tokens seen so far, also through
+            the key-value cache; see :mod:`steering.vectors`).
         layers: restrict the vector to these layer indices or hook names.
+        gate: steer only where this gate fires (:func:`steering.conditional.steer_when`; a
+            :class:`~steering.conditional.LinearGate` or :class:`~steering.conditional.FeatureGate`);
+            the share of positions steered at each scale is then reported as ``steered_share``.
+            Not together with ``positions``.
     """
 
     scales: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0)
-    positions: int | None = None
+    positions: Positions = None
     layers: tuple[int | str, ...] | None = None
+    gate: Any = None
 
     def __post_init__(self) -> None:
         if not self.scales or not all(isinstance(s, int | float) and math.isfinite(s) for s in self.scales):
             raise ValueError(f"scales={self.scales!r}; expected a non-empty tuple of finite numbers")
+        if self.gate is not None and self.positions is not None:
+            raise ValueError(
+                f"gate={self.gate!r} with positions={self.positions!r}; a gate decides the positions "
+                "itself: give one of the two"
+            )
+        if self.gate is not None and not (
+            callable(self.gate) and isinstance(getattr(self.gate, "hook", None), str)
+        ):
+            raise ValueError(
+                f"gate={self.gate!r}; expected a LinearGate or FeatureGate (a callable with a hook name)"
+            )
 
 
 @dataclass(frozen=True)
@@ -185,6 +203,16 @@ def check_layers(layers: Sequence[int | str] | None, vector, n_layers: int | Non
     vector.select(layers)  # lists the vector's hooks when it has no direction at one
 
 
+def _positions_meta(positions: Positions) -> Any:
+    """``positions`` as JSON: ``None``, an index or a list of them as they are, anything else (a
+    selector, a slice, a mask) as its ``repr``."""
+    if positions is None or isinstance(positions, int):
+        return positions
+    if isinstance(positions, list | tuple) and all(isinstance(p, int) for p in positions):
+        return list(positions)
+    return repr(positions)
+
+
 def dose_response(
     model,
     vector,
@@ -233,8 +261,15 @@ def dose_response(
     values: dict[str, list[float]] = {}
     target_names: list[str] = []
     for scale in tqdm(config.scales, desc="scales", disable=not progress):
-        with vector.apply(m, scale=float(scale), positions=config.positions, layers=config.layers):
-            measured = [(True, fn(m)) for fn in targets] + [(False, fn(m)) for fn in costs]
+        if config.gate is None:
+            with vector.apply(m, scale=float(scale), positions=config.positions, layers=config.layers):
+                measured = [(True, fn(m)) for fn in targets] + [(False, fn(m)) for fn in costs]
+        else:
+            from steering.conditional import steer_when
+
+            with steer_when(m, vector, config.gate, scale=float(scale), layers=config.layers) as stats:
+                measured = [(True, fn(m)) for fn in targets] + [(False, fn(m)) for fn in costs]
+            measured.append((False, {"steered_share": stats.share}))
         seen: set[str] = set()
         for is_target, out in measured:
             for k, v in out.items():
@@ -252,8 +287,15 @@ def dose_response(
             "model": vector.meta.get("model"),
             "provenance": vector.meta.get("provenance"),
         },
-        "positions": config.positions,
+        "positions": _positions_meta(config.positions),
         "layers": None if config.layers is None else list(config.layers),
+        "gate": None
+        if config.gate is None
+        else {
+            "hook": config.gate.hook,
+            "kind": type(config.gate).__name__,
+            "threshold": float(getattr(config.gate, "threshold", math.nan)),
+        },
     }
     return SweepResult(
         tuple(float(s) for s in config.scales),

@@ -211,6 +211,8 @@ CASES = [
         "sweep-scale-nan | --scales 0,nan | nan",
         "sweep-scale-not-a-number | --scales 0,big | scales '0,big'",
         "sweep-layers-not-ints | --layers x | --layers",
+        "sweep-two-ways-to-choose-positions | --at-tokens w2 --after-tokens w3 | both choose where to steer",
+        "sweep-within-0 | --after-tokens w2 --within 0 | --within",
     ]),
     # sae
     *_adding("sae features", [

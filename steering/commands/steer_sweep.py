@@ -6,6 +6,7 @@ from interp.commands import add_model_options, comma_separated
 
 _floats = comma_separated(float, "scales", "0,2,4")
 _layers = comma_separated(int, "layers", "1,2")
+_words = comma_separated(str, "words", "WAIT,;")
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
@@ -27,10 +28,28 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
         help="all: every position; last: the last prompt token and each generated token",
     )
     p.add_argument(
+        "--after-tokens",
+        type=_words,
+        default=None,
+        help="steer only the --within positions after any of these words (each one token), e.g. ';,.'",
+    )
+    p.add_argument("--within", type=int, default=1, help="with --after-tokens: how many positions after")
+    p.add_argument(
+        "--at-tokens", type=_words, default=None, help="steer only at these words (each one token)"
+    )
+    p.add_argument(
+        "--gate-threshold",
+        type=float,
+        default=None,
+        help="conditional steering: only where the model's own activation at the vector's earliest hook, "
+        "projected on the vector's unit direction, exceeds this (steered share reported)",
+    )
+    p.add_argument(
         "--layers", type=_layers, default=None, help="restrict the vector to these layers, e.g. 1,2"
     )
     p.add_argument(
-        "--task", default=None,
+        "--task",
+        default=None,
         help="facts, arithmetic, a .jsonl task file, module:function or organism:fact_recall|solve",
     )
     p.add_argument("--task-split", default=None, help="one split of the task (e.g. test)")
@@ -66,15 +85,17 @@ def run(args: argparse.Namespace) -> int:
     task = None
     if args.task is not None and not _needs_model(args.task):
         task = _task(args, None)  # a bad task fails before the model loads
+    _check_where(args)
     vec = SteeringVector.load(args.vector)
     layers = args.layers or None
-    config = SweepConfig(args.scales, None if args.positions == "all" else -1, layers)
     recorded = ((vec.meta.get("model") or {}).get("architecture") or {}).get("n_layers")
     check_layers(layers, vec, recorded if isinstance(recorded, int) else None)  # before any model loads
     neutral = read_lines(args.neutral, "--neutral", "one neutral text a line") if args.neutral else []
     model = load_model(args.model, device=args.device, dtype=args.model_dtype)
     vec.check_model(model)
     check_layers(layers, vec, model.n_layers)
+    positions, gate = _where(args, model, vec, layers)
+    config = SweepConfig(args.scales, positions, layers, gate)
     costs = []
     targets = []
     if args.task is not None:
@@ -105,3 +126,46 @@ def _task(args: argparse.Namespace, model):
     if args.task_split is not None:
         task = task.split(args.task_split)
     return task.subset(args.max_problems, args.seed)
+
+
+def _check_where(args: argparse.Namespace) -> None:
+    """The position flags, checked before anything loads: one way of choosing positions."""
+    from interp.commands import CommandLineError, require_at_least
+
+    chosen = [
+        flag
+        for flag, value in (
+            ("--positions last", args.positions == "last"),
+            ("--after-tokens", args.after_tokens),
+            ("--at-tokens", args.at_tokens),
+            ("--gate-threshold", args.gate_threshold is not None),
+        )
+        if value
+    ]
+    if len(chosen) > 1:
+        raise CommandLineError(f"{' and '.join(chosen)} both choose where to steer; give one of them")
+    require_at_least("--within", args.within)
+
+
+def _where(args: argparse.Namespace, model, vec, layers):
+    """``(positions, gate)`` for :class:`steering.sweep.SweepConfig` from the position flags."""
+    import torch
+
+    from interp.selectors import AfterTokens, AtTokens
+    from steering.commands.tokens import single_token
+    from steering.conditional import LinearGate
+
+    if args.after_tokens:
+        ids = [single_token(model, w, "--after-tokens") for w in args.after_tokens]
+        return AfterTokens(ids, within=args.within), None
+    if args.at_tokens:
+        return AtTokens([single_token(model, w, "--at-tokens") for w in args.at_tokens]), None
+    if args.gate_threshold is not None:
+        chosen = vec.select(layers)
+        hook = min(
+            chosen, key=lambda name: (int(name.split(".")[1]) if name.startswith("blocks.") else -1, name)
+        )
+        direction = chosen[hook]
+        unit = direction.float() / direction.float().norm().clamp_min(torch.finfo(torch.float32).tiny)
+        return None, LinearGate(hook, unit, threshold=args.gate_threshold)
+    return (None if args.positions == "all" else -1), None

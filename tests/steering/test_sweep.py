@@ -1,5 +1,6 @@
 """Steered generation with the key-value cache, dose-response sweeps, and the ``interp steer`` CLI."""
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -298,3 +299,92 @@ def test_cli_sweep_bad_files_are_one_line(gpt2_dir, gpt2_vector, neutral, tmp_pa
         main(_sweep_argv(gpt2_dir, gpt2_vector, neutral, tmp_path / "o3", "--layers", "x"))
     assert exc.value.code == 2 and "layers 'x' must be comma-separated" in capsys.readouterr().err
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 4))
+
+
+# --- where to steer: selectors and gates in a sweep (issue 13, items 1, 4 and 8) ----------------
+
+
+def _kl_by_hand(model, vec, rows, scale, mask_of):
+    """Oracle: KL of the steered from the unsteered next-token distribution, averaged over the real
+    tokens, with the vector added only where ``mask_of(row)`` is true (full pass, no cache)."""
+    from interp.hooks import add_vector
+
+    kls = []
+    for row in rows:
+        toks = torch.tensor([row])
+        with torch.inference_mode():
+            ref = model(toks).log_softmax(-1)[0]
+            mask = torch.tensor([mask_of(row)])
+            with contextlib.ExitStack() as stack:
+                for hook, d in vec.directions.items():
+                    stack.enter_context(add_vector(model, hook, d, scale=scale, positions=mask))
+                now = model(toks).log_softmax(-1)[0]
+        kls.append((ref.exp() * (ref - now)).sum(-1))
+    return float(torch.cat(kls).mean())
+
+
+def test_sweep_with_a_selector_steers_only_the_selected_positions(hooked):
+    from interp.selectors import AfterTokens
+
+    vec = _vector(32, norm=8.0)
+    rows = [[2, 3, 4, 5, 3, 6], [7, 3, 8]]
+    sel = AfterTokens([3], within=1)
+    r = dose_response(hooked, vec, [], [kl_cost(hooked, rows)], SweepConfig(scales=(0.0, 1.0), positions=sel))
+    after_3 = lambda row: [i > 0 and row[i - 1] == 3 for i in range(len(row))]  # noqa: E731
+    want = _kl_by_hand(hooked, vec, rows, 1.0, after_3)
+    everywhere = _kl_by_hand(hooked, vec, rows, 1.0, lambda row: [True] * len(row))
+    assert r.values["kl_to_unsteered"][1] == pytest.approx(want, rel=1e-4)
+    assert want < everywhere
+    assert r.meta["positions"] == repr(sel)
+
+
+def test_sweep_with_a_gate_reports_the_steered_share(hooked):
+    from steering.conditional import LinearGate
+
+    vec = _vector(32, norm=8.0)
+    rows = [[2, 3, 4, 5], [6, 7]]
+    cost = [kl_cost(hooked, rows)]
+    first = HOOKS[0]
+    always = LinearGate(first, torch.zeros(32), threshold=-1.0)
+    never = LinearGate(first, torch.zeros(32), threshold=1.0)
+    on = dose_response(hooked, vec, [], cost, SweepConfig(scales=(0.0, 1.0), gate=always))
+    off = dose_response(hooked, vec, [], cost, SweepConfig(scales=(1.0,), gate=never))
+    plain = dose_response(hooked, vec, [], cost, SweepConfig(scales=(0.0, 1.0)))
+    assert on.values["kl_to_unsteered"] == pytest.approx(plain.values["kl_to_unsteered"], rel=1e-5)
+    assert on.values["steered_share"] == (1.0, 1.0)
+    assert off.values["kl_to_unsteered"] == (0.0,) and off.values["steered_share"] == (0.0,)
+    assert on.meta["gate"] == {"hook": first, "kind": "LinearGate", "threshold": -1.0}
+
+
+def test_sweep_config_refuses_a_gate_with_positions_and_a_gate_that_is_not_one():
+    from steering.conditional import LinearGate
+
+    gate = LinearGate(HOOKS[0], torch.zeros(4))
+    with pytest.raises(ValueError, match="a gate decides the positions itself"):
+        SweepConfig(positions=-1, gate=gate)
+    with pytest.raises(ValueError, match="expected a LinearGate or FeatureGate"):
+        SweepConfig(gate="blocks.0.hook_resid_post")
+
+
+def test_cli_sweep_at_tokens_and_gate(gpt2_dir, gpt2_vector, neutral, tmp_path, capsys):
+    out_at, out_gate, out_all = tmp_path / "at", tmp_path / "gate", tmp_path / "all"
+    assert main(_sweep_argv(gpt2_dir, gpt2_vector, neutral, out_at, "--at-tokens", "w2,w4")) == 0
+    assert main(_sweep_argv(gpt2_dir, gpt2_vector, neutral, out_gate, "--gate-threshold=-1e9")) == 0
+    assert main(_sweep_argv(gpt2_dir, gpt2_vector, neutral, out_all)) == 0
+    at, gate, every = (json.loads((d / "sweep.json").read_text()) for d in (out_at, out_gate, out_all))
+    assert 0 < at["costs"]["kl_neutral"][1] < every["costs"]["kl_neutral"][1]
+    assert gate["costs"]["kl_neutral"] == pytest.approx(every["costs"]["kl_neutral"], rel=1e-5)
+    assert gate["costs"]["steered_share"] == [1.0, 1.0]
+    assert "AtTokens" in at["meta"]["positions"] and gate["meta"]["gate"]["hook"] == HOOKS[0]
+
+
+def test_cli_sweep_refuses_two_ways_of_choosing_positions_and_a_word_of_two_tokens(
+    gpt2_dir, gpt2_vector, neutral, tmp_path, capsys
+):
+    out = tmp_path / "o"
+    argv = _sweep_argv(gpt2_dir, gpt2_vector, neutral, out, "--at-tokens", "w2", "--gate-threshold", "0")
+    assert main(argv) == 2
+    assert "--at-tokens and --gate-threshold both choose where to steer" in capsys.readouterr().err
+    assert main(_sweep_argv(gpt2_dir, gpt2_vector, neutral, out, "--after-tokens", "w2 w3")) == 2
+    err = capsys.readouterr().err
+    assert "--after-tokens 'w2 w3' is 2 tokens" in err and "Traceback" not in err and not out.exists()
