@@ -12,6 +12,9 @@ at one middle-layer residual hook); an SAE trained on ``base``'s activations giv
 they are ranked by AUROC for the positions just before ``WAIT``; the top ones' firing rates are
 compared, at those positions and over all positions, between ``base`` and each fine-tune. A
 feature is "switched off" by a fine-tune when it fires at most 20% as often as in ``base``.
+Beside the SAE, a crosscoder diff of ``base`` against each of its fine-tunes and against a
+same-size noise control (:mod:`experiments.model_diff`, result key ``model_diff``): base-only
+latents that survive latent scaling, named by pre-``WAIT`` AUROC and top tokens.
 
 The verdict (:func:`claim`): base must first solve some out-of-distribution problems (Wilson
 interval above zero), and each accuracy fine-tune must have raised its own-format accuracy over its
@@ -35,6 +38,7 @@ from experiments.claims import Claim
 from experiments.context import Context
 from experiments.controls import beyond_control, noise_like
 from experiments.dose_axis import dose_curves, plot_dose_curves
+from experiments.model_diff import model_diff, summary
 from experiments.verdicts import (
     MIN_N,
     ClaimHead,
@@ -110,7 +114,9 @@ def run(ctx: Context) -> dict:
                 zoo[name]["noise_control"] = noise_control(ctx, name)
         distances = [world.dist(s, g) for s, g in det["problems_id"]]
         difficulty[name] = markers_by_difficulty(distances, det["markers_id"], det["solved_id"])
-    features = marker_features(ctx)
+    paired = marker_pair(ctx)
+    features = marker_features(ctx, paired)
+    diff = model_diff(ctx, paired, marker_hook(ctx), list(zoo))
     curves = dose_curves(ctx)
     _plot_zoo(ctx, zoo)
     _plot_difficulty(ctx, difficulty)
@@ -123,6 +129,7 @@ def run(ctx: Context) -> dict:
         "difficulty": difficulty,
         "dose_curves": curves,
         "features": features,
+        "model_diff": diff,
         "n_problems_id": len(ctx.problems("test_id")),
         "n_problems_ood": len(ctx.problems("test_ood")),
     }
@@ -252,28 +259,35 @@ def train_marker_sae(ctx: Context, cache, hook: str):
     return train_sae(cache, hook, cfg, progress=False)
 
 
-def marker_features(ctx: Context) -> dict:
-    """Paired cache over base's sampled texts, SAE on base, top pre-WAIT features, firing rates."""
+def marker_pair(ctx: Context):
+    """The paired cache of ``MODELS`` over base's sampled texts at :func:`marker_hook`, cited."""
+    from interp.cache import CacheConfig, build_paired_cache
+
+    hook = marker_hook(ctx)
+    models = {name: ctx.model(name) for name in MODELS}
+    paired = build_paired_cache(
+        models, sampled_rows(ctx), ctx.out / "caches" / "e4_markers", CacheConfig(hooks=hook), progress=False
+    )
+    for name in MODELS:
+        ctx.cite_cache(f"paired_{name}", paired[name], f"{name} over base's sampled responses at {hook}")
+    return paired
+
+
+def marker_features(ctx: Context, paired=None) -> dict:
+    """SAE on base over the paired cache (:func:`marker_pair`), top pre-WAIT features, firing rates."""
     import torch
 
-    from interp.cache import CacheConfig, build_paired_cache
     from steering.features import feature_activations, firing_rates, marker_labels, rank_features
     from steering.sae import save_sae
 
     _, tok = ctx.world
     hook = marker_hook(ctx)
-    rows = sampled_rows(ctx)
-    models = {name: ctx.model(name) for name in MODELS}
-    paired = build_paired_cache(
-        models, rows, ctx.out / "caches" / "e4_markers", CacheConfig(hooks=hook), progress=False
-    )
-    for name in MODELS:
-        ctx.cite_cache(f"paired_{name}", paired[name], f"{name} over base's sampled responses at {hook}")
+    paired = paired if paired is not None else marker_pair(ctx)
     labels = marker_labels(paired["base"], tok, "WAIT", offset=1)
     n_pos, n_all = int(labels.sum()), len(labels)
     out = {
         "hook": hook,
-        "n_rows": len(rows),
+        "n_rows": paired["base"].n_rows,
         "n_positions": n_all,
         "n_before_wait": n_pos,
         "top_features": [],
@@ -448,6 +462,9 @@ def claim(r: dict) -> Claim:
             parts[name] = lost  # markers did not fall, or not beyond same-size random change
         else:  # markers fell beyond noise; the OOD drop (beyond noise too) decides all or part
             parts[name] = "reproduced" if beyond_control(solve, solve_vs_noise) == "reproduced" else "partly"
+    diff = summary(r.get("model_diff"))
+    if diff:
+        text.append(diff)  # beside the verdict: it does not change it
     organism = "; ".join(text)
     if not ood.held:
         return check_preconditions(HEAD, organism, *pre)

@@ -133,3 +133,29 @@ def test_forbidding_markers_and_difficulty_are_reported_beside_the_verdict():
     c = claim(r)
     assert "solve with - without markers 0.10 [0.05, 0.15] greedy, 0.20 [0.10, 0.30] sampled" in c.organism
     assert "base markers at distance 4 - distance 1 2.00 [2.00, 2.00]" in c.organism
+
+
+def test_the_crosscoder_diff_is_one_sentence_beside_the_verdict_and_does_not_change_it():
+    r = result(HALF, [0] * N, [0] * N)
+    before = claim(r)
+    best = {"latent": 3, "kind": "shared", "ratio": 0.35, "auroc": 0.97, "survives_scaling": True}
+    r["model_diff"] = {
+        "marker": "WAIT",
+        "tunes": {
+            "sft-clean": {
+                "base_only_surviving": 4,
+                "best_marker_latent": best,
+                "control": {"base_only_surviving": 1},
+            },
+        },
+    }
+    c = claim(r)
+    assert (c.verdict, c.explanation, c.precondition) == (
+        before.verdict,
+        before.explanation,
+        before.precondition,
+    )
+    assert c.organism.endswith(
+        "; crosscoder diffs (base-only latents surviving latent scaling, tune vs same-size noise): "
+        "sft-clean 4 vs 1; best pre-WAIT latent in sft-clean: shared (decoder-norm ratio 0.35; AUROC 0.97)"
+    )
