@@ -26,6 +26,18 @@ step, the move onto the goal among them; after ``BAD BACK > n17``; after the las
 that closes a move says nothing of the goal by itself; the intercept reads the goal from the
 prompt, and the counts check that the forcing stayed in the trained format.
 
+Beside the verdict, overthinking control (SEAL, Chen et al. 2025; :func:`seal_run`): the reverse
+move, shortening by steering. A vector read by ``base`` over training traces (teacher-forced) from
+the matched contrast :func:`interp.organism.contrasts.reflection_vs_execution` (the node token of a
+move at an uncertain step followed by ``WAIT``, a reflection or a transition, minus one followed by
+``;``, execution), at the middle layer's ``hook_resid_post``, rescaled to that hook's mean
+activation norm, is added with negative scales (:data:`SEAL_SCALES`) at every such boundary
+(:func:`boundaries`, through the KV cache) while ``base`` decodes exactly as the forced-length
+curve's ``k = 0`` run (T=1, the same seed): tokens and checks per response and answer accuracy per
+scale, each paired with the unsteered run, and a random direction of the same norm at the same
+positions and scales as the control. The figure ``seal`` puts these points beside the forced ones
+(accuracy against mean tokens). It never enters the verdict.
+
 The verdict (:func:`claim`) needs forcing in the trained format that added checks where training
 places them (per response at the largest ``k`` minus at ``k = 0``, paired over problems, above
 zero) and none where it never places one (that difference not above zero). Then base's answer
@@ -34,6 +46,7 @@ downward.
 """
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 
@@ -57,6 +70,7 @@ from interp.organism import respond, validate_trace
 from interp.organism.probing import closes_a_move, organism_is_correct
 from interp.organism.traces import cot_prompt
 from interp.organism.validator import parse_node
+from interp.selectors import AfterPattern, Selector
 from probes.cot_length import (
     ForceConfig,
     accuracy_by_length,
@@ -70,6 +84,8 @@ PAPER = "forcing longer thinking cut accuracy 87.3% -> 70.3%; accuracy is an inv
 FORCED = (0, 1, 2, 4)
 HEAD = ClaimHead(FINDING, TITLE, PAPER)
 TOKEN_BINS = 5  # equal-width token bins per distance (one bin per length when there are fewer)
+SEAL_SCALES = (0.0, -0.25, -0.5, -1.0)  # times the hook's mean activation norm; 0: unsteered
+SEAL_TRACES = 200  # training traces the SEAL contrast is read over
 
 Outcome = Callable[[int, list[int]], "bool | int"]
 
@@ -177,6 +193,118 @@ def check_places(world, start: int, goal: int, words: Sequence[str]) -> tuple[in
     return in_place, out_of_place
 
 
+def boundaries(tok, n_nodes: int) -> Selector:
+    """The node token closing a forward move (``> n17``), not the move after ``BAD BACK``: the
+    boundaries :func:`~interp.organism.contrasts.reflection_vs_execution` reads, picked from the
+    tokens seen so far (so a cached decoding step steers where a full pass would)."""
+    nodes = tuple(tok.token_id(f"n{v}") for v in range(n_nodes))
+    arrow = tok.token_id(">")
+    return AfterPattern((arrow, nodes)) & ~AfterPattern((tok.token_id("BACK"), arrow, nodes))
+
+
+def seal_vector(model, tok, world, n_traces: int = SEAL_TRACES, seed: int = 0, layer: int | None = None):
+    """Base's reflection-minus-execution vector (SEAL's, with the sign that adds reflection).
+
+    Read over ``n_traces`` training traces, teacher-forced, from
+    :func:`~interp.organism.contrasts.reflection_vs_execution` with the world (uncertain steps
+    only), at ``blocks.{layer}.hook_resid_post`` (default: the middle layer), rescaled to that
+    hook's mean activation norm over the same rows.
+
+    Returns:
+        ``(vector, contrast)``: the :class:`steering.steering_vector.SteeringVector` (one hook) and the
+        :class:`~interp.organism.contrasts.Contrast` it was read from.
+    """
+    from interp.organism.contrasts import encode_words, reflection_vs_execution, training_traces
+    from steering.layer_choice import contrast_vector, rescale_to_layer_norm
+
+    traces = training_traces(world, n_traces, seed=seed)
+    contrast = reflection_vs_execution(traces, world=world)
+    rows = encode_words(traces, tok)
+    hook = f"blocks.{model.n_layers // 2 if layer is None else layer}.hook_resid_post"
+    raw = contrast_vector(model, rows, contrast.positive, contrast.negative, hook, contrast=contrast.meta)
+    return rescale_to_layer_norm(raw, model, rows), contrast
+
+
+def random_like(direction: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """A random direction (seeded Gaussian) with the norm of ``direction``."""
+    r = torch.randn(direction.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return (r * (direction.double().norm() / r.norm())).to(direction.dtype)
+
+
+def _steered(model, prompts, is_correct, cfg, also, hook, direction, scale, selector) -> dict:
+    from interp.hooks import add_vector
+
+    with add_vector(model, hook, direction, scale=scale, positions=selector):
+        f = forced_run(model, prompts, is_correct, cfg, also)
+    if "per_problem" not in f:
+        raise RuntimeError("per-problem outcomes of the steered run could not be matched to the prompts")
+    per = {"accuracy": f["per_problem"]["0"]}
+    per.update({name: f[f"per_problem_{name}"]["0"] for name in also})
+    return {"scale": scale, **{k: _mean(v) for k, v in per.items()}, "per_problem": per}
+
+
+def seal_run(
+    model,
+    tok,
+    world,
+    prompts: list[str],
+    is_correct: Callable,
+    cfg: ForceConfig,
+    also: dict[str, Outcome],
+    hook: str,
+    direction: torch.Tensor,
+    scales: Sequence[float] = SEAL_SCALES,
+    control_seed: int = 0,
+) -> dict:
+    """Sampled decoding with ``scale * direction`` added at the :func:`boundaries`, per scale.
+
+    Decoding is ``cfg`` at ``k = 0`` only (the forced-length curve's unforced run: the same
+    temperature, seed and budget), so scale 0 reproduces that run's responses. Each scale, and a
+    random direction of the same norm (:func:`random_like`) at each nonzero scale, is compared with
+    scale 0 per problem (paired bootstrap 95% intervals) on tokens and checks (``WAIT``) per
+    response, answer accuracy and solve rate; the vector also against the control at its scale.
+
+    Returns:
+        ``{"hook", "norm", "positions", "steered": [...], "random": [...]}``, one entry per scale
+        with means, per-problem outcomes and intervals.
+
+    Raises:
+        LayerChoiceError: ``scales`` without 0 (the unsteered reference).
+    """
+    if 0.0 not in [float(s) for s in scales]:
+        from steering.layer_choice import LayerChoiceError
+
+        raise LayerChoiceError(f"scales={tuple(scales)!r}; expected 0 among them (the unsteered reference)")
+    one = replace(cfg, ks=(0,))
+    also = {**also, "tokens": lambda i, ids: len(ids), "waits": lambda i, ids: tok.words(ids).count("WAIT")}
+    sel = boundaries(tok, world.n_nodes)
+    control = random_like(direction, control_seed)
+    steered = [_steered(model, prompts, is_correct, one, also, hook, direction, s, sel) for s in scales]
+    ref = next(r for r in steered if r["scale"] == 0)
+    random = [
+        _steered(model, prompts, is_correct, one, also, hook, control, s, sel) for s in scales if s != 0
+    ]
+    keys = {"tokens": "tokens", "checks": "waits", "accuracy": "accuracy", "solved": "solved"}
+    keys = {k: v for k, v in keys.items() if v in ref["per_problem"]}
+    by_scale = {r["scale"]: r for r in random}
+    for r in steered + random:
+        r["vs_unsteered"] = {
+            k: paired_interval(r["per_problem"][v], ref["per_problem"][v]) for k, v in keys.items()
+        }
+    for r in steered:
+        if r["scale"] in by_scale:
+            c = by_scale[r["scale"]]["per_problem"]
+            r["vs_random"] = {k: paired_interval(r["per_problem"][v], c[v]) for k, v in keys.items()}
+    return {
+        "hook": hook,
+        "norm": float(direction.norm()),
+        "control_norm": float(control.norm()),
+        "positions": "node token closing a forward move ('> nX', not after BAD BACK), via the KV cache",
+        "steered": steered,
+        "random": random,
+    }
+
+
 def run(ctx: Context) -> dict:
     import matplotlib.pyplot as plt
 
@@ -230,7 +358,13 @@ def run(ctx: Context) -> dict:
     for name in ("base", "rl-answer"):
         in_format[name] = forced_run(ctx.model(name), prompts, is_correct, in_format_cfg, also)
         forced[name] = forced_run(ctx.model(name), prompts, is_correct, break_cfg, also)
+    base = ctx.model("base")
+    vec, contrast = seal_vector(base, tok, world)
+    hook = vec.hook_names[0]
+    seal = seal_run(base, tok, world, prompts, is_correct, in_format_cfg, also, hook, vec.directions[hook])
+    seal["contrast"] = {"name": contrast.name, **contrast.meta}
     _figure(ctx, plt, by_dist, in_format, forced)
+    _seal_figure(ctx, plt, in_format["base"], seal)
     return {
         "natural": {
             "edges": list(natural.edges),
@@ -242,6 +376,7 @@ def run(ctx: Context) -> dict:
         "natural_responses": {"distance": distance, "steps": steps, "tokens": tokens, "solved": solved},
         "forced_in_format": in_format,
         "forced": forced,
+        "seal": seal,
         "forcing": {
             "in_format": "';' closing a move at an uncertain step ('> node ;', not onto the goal, "
             "not after BAD BACK) replaced by 'WAIT' (closes_a_move with the world); sampled at T=1, "
@@ -273,6 +408,48 @@ def _figure(ctx: Context, plt, by_dist: dict, in_format: dict, forced: dict) -> 
     a3.set_ylabel("answer accuracy")
     a3.legend(fontsize=7)
     ctx.figure(fig, "length")
+
+
+def _seal_figure(ctx: Context, plt, forced: dict, seal: dict) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(forced["mean_length"], forced["accuracy"], marker="o", label="base, forced checks (k)")
+    for k, x, y in zip(forced["ks"], forced["mean_length"], forced["accuracy"], strict=True):
+        ax.annotate(f"k={k}", (x, y), fontsize=7)
+    for key, marker, label in (
+        ("steered", "s", "SEAL vector"),
+        ("random", "x", "random direction, same norm"),
+    ):
+        pts = seal[key]
+        ax.plot([p["tokens"] for p in pts], [p["accuracy"] for p in pts], marker=marker, ls="--", label=label)
+        for p in pts:
+            ax.annotate(f"{p['scale']:g}", (p["tokens"], p["accuracy"]), fontsize=7)
+    ax.set_xlabel("mean tokens per response")
+    ax.set_ylabel("answer accuracy")
+    ax.set_title(f"lengthening by forcing vs shortening by steering ({seal['hook']})", fontsize=9)
+    ax.legend(fontsize=7)
+    ctx.figure(fig, "seal")
+
+
+def _seal_text(seal: dict) -> str:
+    """One sentence: the strongest subtraction against unsteered, and the random control."""
+    ref = next(r for r in seal["steered"] if r["scale"] == 0)
+    top = min(seal["steered"], key=lambda r: r["scale"])
+    ctrl = next((r for r in seal["random"] if r["scale"] == top["scale"]), None)
+    iv = top["vs_unsteered"]
+    text = (
+        f"overthinking control beside the verdict (SEAL: base's reflection-minus-execution vector "
+        f"subtracted at move boundaries at {seal['hook']}, scale {top['scale']:g}x the layer norm): "
+        f"tokens per response {ref['tokens']:.1f} -> {top['tokens']:.1f} ({fmt_interval(iv['tokens'])}), "
+        f"checks {ref['waits']:.2f} -> {top['waits']:.2f} ({fmt_interval(iv['checks'])}), "
+        f"answer accuracy {pct(ref['accuracy'])} -> {pct(top['accuracy'])} ({fmt_interval(iv['accuracy'])})"
+    )
+    if ctrl is not None:
+        c = ctrl["vs_unsteered"]
+        text += (
+            f"; a random direction of the same norm: tokens {fmt_interval(c['tokens'])}, "
+            f"accuracy {fmt_interval(c['accuracy'])}"
+        )
+    return text
 
 
 def _fall(f: dict, key: str = "per_problem") -> dict | None:
@@ -340,6 +517,8 @@ def claim(r: dict) -> Claim:
             "natural length: solve rate of traces longer than their distance's median minus the rest "
             f"{fmt_interval(r['natural_longer_minus_shorter'])}"
         )
+    if r.get("seal") and r["seal"].get("steered"):
+        text.append(_seal_text(r["seal"]))
     organism = "; ".join(text)
     at = f" (per response, k={in_format['ks'][-1]} - k={in_format['ks'][0]})" if in_format else ""
     pre = [

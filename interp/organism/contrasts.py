@@ -9,7 +9,10 @@ split it by the behaviour alone:
   uncertain steps (:meth:`World.uncertain`), the only places training puts a check;
 - :func:`wrong_vs_good`: moves that the trace's own check marks ``BAD`` against those marked
   ``OK`` (both followed by ``WAIT``), or, ``by="world"``, moves off every shortest path against
-  moves on one, both at uncertain steps.
+  moves on one, both at uncertain steps;
+- :func:`reflection_vs_execution` (SEAL, Chen et al. 2025): thought boundaries whose next thought
+  is a reflection (a check, ending ``OK`` or in the transition ``BAD BACK``) against those whose
+  next thought is execution (the next step, or the answer).
 
 Only forward steps (``cur : <neighbours> > next``) are moves; the correction after a caught
 mistake (``BAD BACK > n17``) is never used, its context differs. Positions index the sequence's
@@ -328,6 +331,85 @@ def wrong_vs_good(
             "world": world.hash(),
         },
     )
+
+
+def reflection_vs_execution(
+    sequences: Sequence[Words], tokenizer=None, world: World | None = None, offset: int = 0
+) -> Contrast:
+    """Thought boundaries followed by a reflection or transition vs by execution (SEAL's contrast).
+
+    A trace is a run of thoughts: execution (a step ``n5 : n9 n17 > n17``, the answer
+    ``A n5 n17 n22 E``), reflection (a check ``WAIT CHECK n17 : n4 n22 D 1 OK``) and transition
+    (``BAD BACK > n9``, leaving a wrong move for another). The boundary used is the node token
+    closing a forward move (``> n17``): it ends an execution thought, and the model reading it
+    decides what comes next. Exactly these tokens:
+
+    - positive: the node token of a forward move followed by ``WAIT`` (the next thought is a
+      reflection; when its verdict is ``BAD`` the reflection turns into the transition
+      ``BAD BACK``: in this grammar a transition is only ever reached through a check, so this
+      node token is where the model first commits to it);
+    - negative: the node token of a forward move followed by ``;`` (the next thought is
+      execution: the next step ``n17 : ...`` or the answer ``A ...``).
+
+    Never used: the move after ``BAD BACK`` (a transition's own move, never followed by a check
+    in training), a move at the sequence's end, and the ``;`` closing a step (after it training
+    always puts execution, so it has no positive side). Unlike :func:`check_vs_commit`, checks
+    that end ``BAD`` count as positives; with ``world`` this keeps wrong moves too, and since
+    training follows every mistake with a check, the positive side then also carries "this move
+    is wrong" (SEAL's reflection/transition set mixes the same two things).
+
+    Args:
+        sequences: traces as strings, word lists, or token ids (with ``tokenizer``).
+        tokenizer: reads token ids (the organism's :class:`WordTokenizer`).
+        world: when given, both sides keep only moves at uncertain steps (:meth:`World.uncertain`:
+            where training places checks and mistakes), so that certain steps, which training
+            always follows by execution, do not fill the negative side.
+        offset: added to each position (see :func:`check_vs_commit`).
+
+    Returns:
+        A :class:`Contrast`: positive = boundaries before a reflection (or transition), negative =
+        boundaries before execution; ``meta["n_transition"]`` counts the positives whose check
+        ends ``BAD``.
+
+    Raises:
+        EmptyContrastError: a side with no position.
+        ContrastError: ids without a tokenizer, or an offset that is not an int.
+
+    Example:
+        >>> seq = ("Q n0 n5 T n0 : n1 n2 > n2 WAIT CHECK n2 : n4 D 3 BAD BACK > n1 ; "
+        ...        "n1 : n3 n4 > n3 WAIT CHECK n3 : n5 D 1 OK ; n3 : n5 > n5 ; A n0 n1 n3 n5 E")
+        >>> c = reflection_vs_execution([seq])
+        >>> c.positive, c.negative, c.meta["n_transition"]
+        (((9, 27),), ((41,),), 1)
+    """
+    _check_offset(offset)
+    n_nodes = None if world is None else world.n_nodes
+
+    def at(m: Move) -> bool:
+        return world is None or (m.goal is not None and world.uncertain(m.head, m.goal))
+
+    c = _build(
+        "reflection_vs_execution",
+        sequences,
+        tokenizer,
+        n_nodes,
+        offset,
+        lambda m: m.next_word == "WAIT" and at(m),
+        lambda m: m.next_word == ";" and at(m),
+        {
+            "positive": "node token of a move followed by WAIT (a reflection; verdict BAD: a transition)",
+            "negative": "node token of a move followed by ; (execution: the next step or the answer)",
+            "filter": "moves at uncertain steps" if world is not None else "none",
+            "world": world.hash() if world is not None else None,
+        },
+    )
+    transitions = 0
+    for seq in sequences:
+        moves = parse_moves(sequence_words(seq, tokenizer), n_nodes)
+        transitions += sum(
+            1 for m in moves if not m.correction and m.node is not None and m.verdict == "BAD" and at(m)
+        )
+    return Contrast(c.name, c.positive, c.negative, {**c.meta, "n_transition": transitions})
 
 
 def training_traces(world: World, n: int, seed: int = 0, recipe: DataRecipe | None = None) -> list[list[str]]:

@@ -103,3 +103,49 @@ def test_forced_run_keeps_each_problems_outcome_per_k(monkeypatch):
     also = {"waits": lambda i, ids: ids[0] + i}
     out = e9.forced_run(None, ["p0", "p1"], lambda i, ids: True, ForceConfig(ks=(0, 2)), also)
     assert out["per_problem_waits"] == {"0": [0, 1], "2": [2, 3]}
+
+
+def _seal_point(scale, tokens, waits, accuracy):
+    from experiments.verdicts import paired_interval
+
+    per = {"tokens": list(tokens), "waits": list(waits), "accuracy": list(accuracy)}
+    return {
+        "scale": scale,
+        "tokens": sum(tokens) / N,
+        "waits": sum(waits) / N,
+        "accuracy": sum(accuracy) / N,
+        "per_problem": per,
+        "_ivs": paired_interval,
+    }
+
+
+def _seal(points, random):
+    ref = points[0]["per_problem"]
+    for p in points + random:
+        iv = p.pop("_ivs")
+        p["vs_unsteered"] = {
+            "tokens": iv(p["per_problem"]["tokens"], ref["tokens"]),
+            "checks": iv(p["per_problem"]["waits"], ref["waits"]),
+            "accuracy": iv(p["per_problem"]["accuracy"], ref["accuracy"]),
+        }
+    return {"hook": "blocks.1.hook_resid_post", "steered": points, "random": random}
+
+
+def test_seal_is_one_sentence_beside_the_verdict_and_never_changes_it():
+    seal = _seal(
+        [_seal_point(0.0, [50] * N, [2] * N, [1] * N), _seal_point(-1.0, [40] * N, [1] * N, [1, 0] * 20)],
+        [_seal_point(-1.0, [50] * N, [2] * N, [1] * N)],
+    )
+    for r in (result(), result(forced([1] * N, [1, 0] * 20)), result(forced([1, 0] * 20, [0, 1] * 20))):
+        before = claim(r)
+        after = claim({**r, "seal": seal})
+        assert (after.verdict, after.explanation) == (before.verdict, before.explanation)
+        assert after.organism.startswith(before.organism) and after.organism != before.organism
+    text = claim({**result(forced([1] * N, [1, 0] * 20)), "seal": seal}).organism
+    assert (
+        "overthinking control beside the verdict (SEAL: base's reflection-minus-execution vector subtracted "
+        "at move boundaries at blocks.1.hook_resid_post, scale -1x the layer norm): tokens per response "
+        "50.0 -> 40.0 (-10.00 [-10.00, -10.00]), checks 2.00 -> 1.00 (-1.00 [-1.00, -1.00])" in text
+    )
+    assert "answer accuracy 100.0% -> 50.0% (-0.50 [" in text
+    assert "; a random direction of the same norm: tokens 0.00 [0.00, 0.00]" in text

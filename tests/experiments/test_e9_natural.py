@@ -62,3 +62,96 @@ def test_check_places_against_the_trained_format():
     assert check_places(w, 0, 3, broke.split()) == (0, 2)
     # a forced check of the first move where the model had none: where training places it
     assert check_places(w, 0, 3, "n0 : n1 n2 n5 > n1 WAIT CHECK n1 : n3 n4 D 1 OK ;".split()) == (1, 0)
+
+
+# SEAL-style overthinking control, reported beside the verdict
+
+
+def _organism(zoo):
+    from interp.models import Model
+    from interp.organism.store import load_organism, load_world
+
+    world, tok = load_world(zoo)
+    module, _ = load_organism("base", zoo)
+    return world, tok, Model(module, tok, "organism:base")
+
+
+def test_boundaries_pick_the_contrasts_positions_and_only_there_is_the_vector_added(tiny_zoo):
+    import torch
+
+    from experiments.e9_cot_length import boundaries
+    from interp.hooks import add_vector, record
+    from interp.organism.contrasts import reflection_vs_execution
+
+    world, tok, model = _organism(tiny_zoo)
+    # 9: a move checked BAD, 20: the correction after BAD BACK (never a boundary), 27: a move
+    # checked OK, 41: a move closed by ';'
+    seq = (
+        "Q n0 n5 T n0 : n1 n2 > n2 WAIT CHECK n2 : n4 D 3 BAD BACK > n1 ; "
+        "n1 : n3 n4 > n3 WAIT CHECK n3 : n5 D 1 OK ; n3 : n5 > n5 ; A n0 n1 n3 n5 E"
+    )
+    c = reflection_vs_execution([seq])
+    ids = torch.tensor([tok.encode(seq)])
+    picked = boundaries(tok, world.n_nodes).mask(ids)[0].nonzero().flatten().tolist()
+    assert picked == sorted(c.positive[0] + c.negative[0]) == [9, 27, 41]
+    hook = "blocks.0.hook_resid_post"
+    with record(model, hook) as plain:
+        model.module(ids)
+    with add_vector(
+        model, hook, torch.ones(model.d_model), scale=-1.0, positions=boundaries(tok, world.n_nodes)
+    ):
+        with record(model, hook) as steered:
+            model.module(ids)
+    changed = (steered[hook][0] != plain[hook][0]).any(-1).nonzero().flatten().tolist()
+    assert changed == [9, 27, 41]
+
+
+def test_seal_run_at_scale_zero_reproduces_the_unforced_run_and_the_control_has_the_norm(tiny_zoo):
+    from dataclasses import replace
+
+    import torch
+
+    from experiments.e9_cot_length import forced_run, random_like, seal_run, seal_vector
+    from interp.organism.probing import closes_a_move, organism_is_correct
+    from interp.organism.traces import cot_prompt
+    from probes.cot_length import ForceConfig
+
+    world, tok, model = _organism(tiny_zoo)
+    problems = world.split("test_id")[:6]
+    prompts = [cot_prompt(s, g) for s, g in problems]
+    is_correct = organism_is_correct(world, problems, tok)
+    also = {"solved": lambda i, ids: int(is_correct(i, ids))}
+    cfg = ForceConfig(
+        ks=(0,),
+        force="WAIT",
+        stop_word=";",
+        intercept=closes_a_move(tok, world),
+        max_new_tokens=30,
+        temperature=1.0,
+        seed=0,
+    )
+    curve = forced_run(model, prompts, is_correct, cfg)  # the forced-length curve's k=0 run
+    cfg = replace(cfg, ks=(0, 1, 2, 4))  # seal_run decodes at k=0 only, whatever the curve's ks
+    vec, contrast = seal_vector(model, tok, world, n_traces=40)
+    hook = vec.hook_names[0]
+    assert hook == f"blocks.{model.n_layers // 2}.hook_resid_post" and contrast.n_positive > 0
+    direction = vec.directions[hook]
+    # rescaled to the hook's mean activation norm
+    assert float(direction.norm()) == pytest.approx(vec.meta["rescale"]["norms"][hook], rel=1e-5)
+    seal = seal_run(model, tok, world, prompts, is_correct, cfg, also, hook, direction, scales=(0.0, -1.0))
+    ref, top = seal["steered"]
+    assert ref["scale"] == 0.0 and top["scale"] == -1.0
+    assert ref["per_problem"]["accuracy"] == curve["per_problem"]["0"]
+    assert ref["tokens"] == pytest.approx(curve["mean_length"][0])
+    assert ref["accuracy"] == pytest.approx(curve["accuracy"][0])
+    assert ref["vs_unsteered"]["tokens"]["estimate"] == 0.0
+    assert sorted(top["vs_unsteered"]) == ["accuracy", "checks", "solved", "tokens"] and "vs_random" in top
+    assert [r["scale"] for r in seal["random"]] == [-1.0]  # the control at each nonzero scale
+    assert seal["control_norm"] == pytest.approx(seal["norm"], rel=1e-5)
+    control = random_like(direction, 0)
+    assert float(control.norm()) == pytest.approx(float(direction.norm()), rel=1e-5)
+    assert abs(float(torch.nn.functional.cosine_similarity(control, direction, dim=0))) < 0.9
+    from steering.layer_choice import LayerChoiceError
+
+    with pytest.raises(LayerChoiceError, match=r"scales=\(-1.0,\); expected 0 among them"):
+        seal_run(model, tok, world, prompts, is_correct, cfg, also, hook, direction, scales=(-1.0,))

@@ -9,6 +9,7 @@ from interp.organism.contrasts import (
     encode_words,
     model_traces,
     parse_moves,
+    reflection_vs_execution,
     training_traces,
     wrong_vs_good,
 )
@@ -78,6 +79,48 @@ def test_wrong_vs_good_by_verdict_and_by_world(small_world):
     assert w.negative == ((9,), (9, 16), ())  # good moves at uncertain steps; correction excluded
 
 
+def test_reflection_vs_execution_exact_positions_without_world():
+    c = reflection_vs_execution([CHECKED, PLAIN, DETOUR])
+    # a check that ends BAD BACK (25) is a positive too (a reflection turning into a transition);
+    # the correction after it (37) is never used
+    assert c.positive == ((9, 25), (), ())
+    assert c.negative == ((44,), (9, 16, 23), (9, 16))
+    assert c.meta["n_transition"] == 1 and c.name == "reflection_vs_execution"
+    assert words_at(CHECKED, c.positive[0]) == ["n1", "n4"]
+    assert [CHECKED.split()[p + 1] for p in c.positive[0]] == ["WAIT", "WAIT"]
+    assert [PLAIN.split()[p + 1] for p in c.negative[1]] == [";", ";", ";"]
+
+
+def test_reflection_vs_execution_with_world_keeps_uncertain_steps(small_world):
+    c = reflection_vs_execution([CHECKED, PLAIN, DETOUR], world=small_world)
+    # dropped: the certain steps from n3 (44, 23), the step from n2 with no wrong neighbour (16 of
+    # DETOUR); kept unlike check_vs_commit: the move checked BAD (25) and the unchecked wrong move (9)
+    assert c.positive == ((9, 25), (), ())
+    assert c.negative == ((), (9, 16), (9,))
+    assert c.meta["filter"] == "moves at uncertain steps" and c.meta["n_transition"] == 1
+    ref = check_vs_commit([CHECKED, PLAIN, DETOUR], world=small_world)
+    assert ref.positive == ((9,), (), ()) and ref.negative == ((), (9, 16), ())  # unchanged
+
+
+def test_reflection_vs_execution_on_a_hand_written_trace():
+    # 0 Q 1 n0 2 n5 3 T | 4 n0 5 : 6 n1 7 n2 8 > 9 n2 10 WAIT ... 16 3 17 BAD 18 BACK 19 > 20 n1
+    # 21 ; 22 n1 23 : 24 n3 25 n4 26 > 27 n3 28 WAIT ... 35 OK 36 ; 37 n3 38 : 39 n5 40 > 41 n5
+    # 42 ; 43 A ...
+    seq = (
+        "Q n0 n5 T n0 : n1 n2 > n2 WAIT CHECK n2 : n4 D 3 BAD BACK > n1 ; "
+        "n1 : n3 n4 > n3 WAIT CHECK n3 : n5 D 1 OK ; n3 : n5 > n5 ; A n0 n1 n3 n5 E"
+    )
+    c = reflection_vs_execution([seq])
+    assert c.positive == ((9, 27),) and c.negative == ((41,),)
+    tok = WordTokenizer(organism_vocab(6))
+    ids = reflection_vs_execution(encode_words([seq], tok), tokenizer=tok, offset=-1)
+    assert ids.positive == ((8, 26),) and ids.negative == ((40,),)  # the '>' before each node
+    with pytest.raises(
+        EmptyContrastError, match="has no positive position .node token of a move followed by WAIT"
+    ):
+        reflection_vs_execution([PLAIN])
+
+
 def test_ids_with_tokenizer_and_offset_give_the_same_positions():
     tok = WordTokenizer(organism_vocab(6))
     rows = encode_words([CHECKED, PLAIN], tok)
@@ -123,6 +166,12 @@ def test_training_traces_contrast_positions_hold_the_described_tokens(world):
     for ws, pos, neg in zip(traces, c.positive, c.negative, strict=True):
         assert all(ws[p - 1] == ">" and ws[p + 1] == "WAIT" for p in pos)
         assert all(ws[p - 1] == ">" and ws[p + 1] == ";" and ws[p - 2] != "BACK" for p in neg)
+    r = reflection_vs_execution(traces, world=world)
+    for ws, pos, neg, checked in zip(traces, r.positive, r.negative, c.positive, strict=True):
+        assert all(ws[p - 1] == ">" and ws[p + 1] == "WAIT" and ws[p - 2] != "BACK" for p in pos)
+        assert all(ws[p - 1] == ">" and ws[p + 1] == ";" and ws[p - 2] != "BACK" for p in neg)
+        assert set(checked) <= set(pos)  # every check that passes, and those ending BAD BACK
+    assert r.meta["n_transition"] == r.n_positive - c.n_positive > 0
     w = wrong_vs_good(traces, world=world, by="world")
     v = wrong_vs_good(traces)
     assert w.n_positive == v.n_positive  # training's mistakes are exactly the moves its checks mark BAD
