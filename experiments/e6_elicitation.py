@@ -13,12 +13,13 @@ Three ways to get at a behaviour without a weight update, on held-out (``test_id
    decoding for ``base``, ``sft-answer`` and ``rl-answer``: answer accuracy, and the share of
    branches that take at least one trace step (``>``) before the answer.
 3. Steering the fine-tune whose markers vanished (of ``sft-clean`` and ``rl-answer``, the one
-   with fewer markers per response) toward base's marker behaviour: the difference of means of
-   ``base``'s residual stream just before ``WAIT`` and at other positions (over base's own
-   sampled responses), and the decoder direction of the SAE feature that best picks out those
-   positions (e4's SAE when e4 ran in this run folder, else one trained here), each swept over a
-   few scales with the organism's dose-response metrics (markers, solve rates, fact recall,
-   trace validity, KL on the fact lines).
+   with fewer markers per response) back toward checking, with issue 13's methods side by side
+   (:func:`experiments.elicit_methods.compare`): base's matched-contrast vector added always, at
+   committed moves only, or where a linear gate fires, and base's marker SAE feature (e4's SAE when
+   e4 ran in this run folder, else one trained here) clamped at committed moves; each against the
+   unsteered target and a random direction of the same norm, on markers, recovery after an
+   injected wrong move, solve rate, answers and fact recall. Not testable unless the target has
+   fewer markers than base.
 
 The verdict (:func:`claim`) is on pass@k, per problem and paired: ``rl-answer`` must first have
 raised its greedy own-format accuracy over its parent (interval above zero); then rl-answer minus
@@ -31,6 +32,7 @@ import math
 
 from experiments.claims import Claim, pct
 from experiments.context import Context
+from experiments.elicit_methods import summary
 from experiments.verdicts import (
     ClaimHead,
     check_preconditions,
@@ -50,8 +52,6 @@ PASSK_MODELS = {"base": "cot", "rl-answer": "cot", "sft-answer": "answer"}
 COT_MODELS = ("base", "sft-answer", "rl-answer")
 STEER_CANDIDATES = ("sft-clean", "rl-answer")
 COT_K = 5
-SCALES = (0.0, 0.125, 0.25, 0.5, 1.0)  # in units of the difference-of-means vector's norm, for both vectors
-KEEP_SOLVE = 0.05  # steering "restores" markers only where solve rate falls by at most this
 HEAD = ClaimHead(FINDING, TITLE, PAPER)
 TUNE = "rl-answer"  # the tune whose pass@k curve is set against base's
 
@@ -60,16 +60,16 @@ def run(ctx: Context) -> dict:
     problems = ctx.problems("test_id")
     passk = {name: _pass_at_k(ctx, name, fmt, problems) for name, fmt in PASSK_MODELS.items()}
     cot = {name: _cot_decoding(ctx, name, problems) for name in COT_MODELS}
-    steering = _steering(ctx)
+    steer = steering(ctx)
     _plot_passk(ctx, passk)
-    if steering["sweeps"]:
-        _plot_sweeps(ctx, steering)
+    if steer["testable"]:
+        _plot_steering(ctx, steer)
     n = ctx.budget.samples
     base_large, tuned_large = passk["base"]["pass_at_k"][str(n)], passk["rl-answer"]["pass_at_k"][str(n)]
     return {
         "pass_at_k": passk,
         "cot_decoding": cot,
-        "steering": steering,
+        "steering": steer,
         "n_problems": len(problems),
         "n_samples": n,
         "base_minus_rl_at_1": passk["base"]["pass_at_k"]["1"] - passk["rl-answer"]["pass_at_k"]["1"],
@@ -168,63 +168,53 @@ def _marker_material(ctx: Context):
     return cache, None, hook, "e6"
 
 
-def _steering(ctx: Context) -> dict:
-    from interp.organism.steering import organism_metrics
-    from steering.features import marker_labels, rank_features
-    from steering.sweep import SweepConfig, dose_response, kl_cost
-    from steering.vectors import SteeringVector, from_cache, from_sae_feature
+def marker_feature(ctx: Context):
+    """Base's marker SAE feature: the one that best picks out the positions before ``WAIT`` (AUROC)
+    in base's cache (e4's SAE and cache when e4 ran in this run folder, else built here).
 
-    world, tok = ctx.world
-    markers = {n: ctx.evaluate(n)["markers_per_response"] for n in STEER_CANDIDATES}
-    target = min(STEER_CANDIDATES, key=lambda n: markers[n])
-    base = ctx.evaluate("base")
-    out = {
-        "model": target,
-        "markers_per_response": markers,
-        "base_markers_per_response": base["markers_per_response"],
-        "base_solve_rate_id": base["solve_rate_id"],
-        "sweeps": {},
-        "vectors": {},
-    }
+    Returns:
+        The :class:`experiments.elicit_methods.MarkerFeature` (``None`` when base's texts hold no
+        ``WAIT``) and a dict of what was found (hook, cache source, counts, feature, AUROC, its mean
+        activation before ``WAIT``).
+    """
+    from experiments.elicit_methods import MarkerFeature
+    from steering.features import feature_activations, marker_labels, rank_features
+
+    _, tok = ctx.world
     cache, sae, hook, source = _marker_material(ctx)
-    ctx.cite_cache("base_sampled", cache, f"base's residual stream at {hook}: steering vectors")
+    ctx.cite_cache("base_sampled", cache, f"base's residual stream at {hook}: the marker SAE feature")
     labels = marker_labels(cache, tok, "WAIT", offset=1)
-    out.update(hook=hook, cache_source=source, n_before_wait=int(labels.sum()), n_positions=len(labels))
+    info = {
+        "hook": hook,
+        "cache_source": source,
+        "n_before_wait": int(labels.sum()),
+        "n_positions": len(labels),
+    }
     if int(labels.sum()) in (0, len(labels)):
-        return out  # no WAIT in base's texts (a degenerate tiny model): no vector to build
-    dom = from_cache(cache, labels, hooks=[hook])
-    norm = float(dom.directions[hook].norm())
+        return None, info  # no WAIT in base's texts (a degenerate tiny model): no feature to clamp
     if sae is None:
         from experiments.e4_markers import train_marker_sae
 
         sae = train_marker_sae(ctx, cache, hook).sae
     ranking = rank_features(sae, cache, hook, labels, max_positions=None)
     feature = ranking.top(1)[0]
-    unit = from_sae_feature(sae, feature, hook)
-    direction = unit.directions[hook]
-    feat = SteeringVector({hook: direction / direction.norm().clamp(min=1e-12)}, unit.meta)
-    out["vectors"] = {
-        "mean_difference": {"norm": norm},
-        "sae_feature": {"feature": feature, "auroc": float(ranking.auroc[feature]), "norm": 1.0},
-    }
-    model = ctx.model(target)
-    targets, costs = organism_metrics(
-        model,
-        tok,
-        world,
-        max_problems=ctx.budget.problems,
-        max_new_tokens=ctx.budget.max_new_tokens,
-        kl_cost=kl_cost,
-    )
-    for name, vec, unit_scale in (("mean_difference", dom, 1.0), ("sae_feature", feat, norm)):
-        scales = tuple(s * unit_scale for s in SCALES)
-        res = dose_response(model, vec, targets, costs, SweepConfig(scales=scales))
-        out["sweeps"][name] = {
-            "scales": list(SCALES),
-            "applied_norm": [s * norm for s in SCALES],
-            **{k: list(v) for k, v in res.values.items()},
-        }
-    return out
+    typical = float(feature_activations(sae, cache, hook)[labels, feature].mean())
+    info.update(feature=feature, auroc=float(ranking.auroc[feature]), typical_activation=typical)
+    return MarkerFeature(sae, hook, feature, typical), info
+
+
+def steering(ctx: Context) -> dict:
+    """Issue 13's steering methods side by side on the fine-tune with fewer markers (by its card):
+    :func:`experiments.elicit_methods.compare`'s result, plus the target, the candidates' markers
+    per response and the SAE feature found."""
+    from experiments.elicit_methods import compare
+
+    markers = {n: ctx.evaluate(n)["markers_per_response"] for n in STEER_CANDIDATES}
+    target = min(STEER_CANDIDATES, key=lambda n: markers[n])
+    feature, info = marker_feature(ctx)
+    doc = compare(ctx, target, feature)
+    doc.update(model=target, markers_per_response=markers, sae_feature=info)
+    return doc
 
 
 def _plot_passk(ctx: Context, passk: dict) -> None:
@@ -241,21 +231,31 @@ def _plot_passk(ctx: Context, passk: dict) -> None:
     ctx.figure(fig, "pass_at_k")
 
 
-def _plot_sweeps(ctx: Context, steering: dict) -> None:
+def _plot_steering(ctx: Context, steer: dict) -> None:
     import matplotlib.pyplot as plt
 
-    keys = ("markers_per_response", "solve_rate_id", "fact_recall", "trace_validity", "kl_to_unsteered")
-    fig, axes = plt.subplots(1, len(keys), figsize=(3 * len(keys), 3))
-    for ax, key in zip(axes, keys, strict=True):
-        for name, sweep in steering["sweeps"].items():
-            ax.plot(sweep["scales"], sweep[key], marker="o", label=name)
-        ax.set_title(key, fontsize=8)
-        ax.set_xlabel("scale (x norm of the mean difference)", fontsize=7)
-    axes[0].axhline(steering["base_markers_per_response"], color="grey", ls="--", lw=0.8, label="base")
-    axes[1].axhline(steering["base_solve_rate_id"], color="grey", ls="--", lw=0.8, label="base")
-    axes[0].legend(fontsize=6)
-    fig.suptitle(f"steering {steering['model']} toward base's pre-WAIT activations ({steering['hook']})")
-    ctx.figure(fig, "steering_sweep")
+    rows = [r for r in steer["table"] if r["setting"] not in ("base", "unsteered")]
+    names = [r["setting"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    for ax, key, title in (
+        (axes[0], "markers", "markers per response"),
+        (axes[1], "recovered", "recovery rate"),
+    ):
+        ivs = [r[f"{key}_vs_unsteered"] or {"estimate": 0.0, "low": 0.0, "high": 0.0} for r in rows]
+        est = [iv["estimate"] for iv in ivs]
+        err = [
+            [e - iv["low"] for e, iv in zip(est, ivs, strict=True)],
+            [iv["high"] - e for e, iv in zip(est, ivs, strict=True)],
+        ]
+        colors = ["grey" if n == "control" else "tab:blue" for n in names]
+        ax.bar(names, est, yerr=err, capsize=3, color=colors)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_title(f"{title}: steered - unsteered (95% CI)", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7, rotation=30)
+    fig.suptitle(
+        f"steering {steer['target']} toward base's checking ({steer['settings']['hook']})", fontsize=9
+    )
+    ctx.figure(fig, "steering_methods")
 
 
 def claim(r: dict) -> Claim:
@@ -268,27 +268,7 @@ def claim(r: dict) -> Claim:
     organism += "; CoT-decoding acc greedy->best: " + ", ".join(
         f"{m} {pct(c['accuracy_greedy'])}->{pct(c['accuracy_best'])}" for m, c in cot.items()
     )
-    st = r["steering"]
-    restored, broken = [], []
-    if st["sweeps"]:
-        for name, sw in st["sweeps"].items():
-            best = max(range(len(sw["scales"])), key=lambda i: sw["markers_per_response"][i])
-            organism += (
-                f"; {name} steering of {st['model']}: markers {sw['markers_per_response'][0]:.2f}->"
-                f"{sw['markers_per_response'][best]:.2f} at x{sw['scales'][best]:g} (solve "
-                f"{pct(sw['solve_rate_id'][0])}->{pct(sw['solve_rate_id'][best])}, fact recall "
-                f"{pct(sw['fact_recall'][best])}, KL {sw['kl_to_unsteered'][best]:.3f})"
-            )
-            half = [
-                i
-                for i, v in enumerate(sw["markers_per_response"])
-                if v >= 0.5 * st["base_markers_per_response"]
-            ]
-            kept = [i for i in half if sw["solve_rate_id"][i] >= sw["solve_rate_id"][0] - KEEP_SOLVE]
-            if kept:
-                restored.append(f"{name} at x{sw['scales'][kept[0]]:g}")
-            elif half:
-                broken.append(name)
+    organism += "; " + summary(r["steering"])
     base_pp, tune_pp = pk["base"]["per_problem"], pk[TUNE]["per_problem"]
     at_1 = paired_interval(tune_pp["pass_at_1"], base_pp["pass_at_1"])
     at_n = paired_interval(base_pp[f"pass_at_{n}"], tune_pp[f"pass_at_{n}"])
@@ -306,14 +286,6 @@ def claim(r: dict) -> Claim:
         f"{TUNE} wins pass@1: {'yes' if wins_1 == 'reproduced' else 'no'} (interval {fmt_interval(at_1)}); "
         f"base wins pass@{n}: {'yes' if wins_n == 'reproduced' else 'no'} (interval {fmt_interval(at_n)})"
     )
-    if restored:
-        why += (
-            f"; steering restores half of base's markers, keeping the solve rate, with {', '.join(restored)}"
-        )
-    elif broken:
-        why += f"; steering ({', '.join(broken)}) restores markers only at scales that break solving"
-    else:
-        why += "; no swept scale restores half of base's markers"
     return HEAD.claim(organism, verdict, why, pre)
 
 
