@@ -214,6 +214,7 @@ def _steering(s: dict[str, Any] | None) -> list[str]:
     if not s or not s.get("scales"):
         return [] if not s else ["### (d) Steering", "", s["claim"]["why"], ""]
     u = s["unsteered"]
+    methods = s.get("methods") or {"always": {"scales": s["scales"], "random": s["random"]}}
     out = [
         "### (d) Steering the tune with the parent's self-check vector",
         "",
@@ -223,17 +224,52 @@ def _steering(s: dict[str, Any] | None) -> list[str]:
         "response, "
         f"accuracy {u['accuracy']:.3f}). Why this tune: {s.get('tune_why', '-')}.",
         "",
-        "| vector | scale | self-checks diff | accuracy diff | KL on neutral text |",
-        "|---|---|---|---|---|",
     ]
-    for kind in ("scales", "random"):
-        for scale, m in s[kind].items():
+    if "gate_threshold" in s:
+        out += [
+            f"Methods: always-on (every position, prompt included); targeted (only at the step-end tokens "
+            f"{s.get('step_end_ids')}: {s.get('n_before_phrase_at_step_end', '-')} of the "
+            f"{s['n_before_phrase']} positions before a phrase hold one); conditional (only where the tune's "
+            f"activation along the vector's unit direction exceeds {s['gate_threshold']:.3f}, halfway "
+            f"between the parent's mean {s['parent_score_before_phrase']:.3f} before a phrase and "
+            f"{s['parent_score_other']:.3f} elsewhere). Each method's control: a random direction of the "
+            "same norm at the same positions. Steered share: of prompt + response tokens (targeted), of "
+            "the positions the gate saw over every pass (conditional).",
+            "",
+        ]
+    out += [
+        "| method | vector | scale | steered share | self-checks per response | self-checks diff "
+        "| accuracy diff | KL on neutral text |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in methods.items():
+        for kind in ("scales", "random"):
+            for scale, m in r[kind].items():
+                chosen = " (chosen)" if kind == "scales" and scale == r.get("chosen_scale") else ""
+                vector = "self-check" if kind == "scales" else "random, same norm"
+                out.append(
+                    f"| {name} | {vector} | {scale}{chosen} | "
+                    f"{_f(m.get('steered_share'), 2)} | {m['self_checks_per_response']:.2f} | "
+                    f"{fmt_iv(m['self_checks_diff'], 2)} | {fmt_iv(m['accuracy_diff'], 2)} | "
+                    f"{fmt_iv(m['kl_neutral'])} |"
+                )
+    rec = s.get("recovery")
+    if rec:
+        out += [
+            "",
+            f"Recovery after a hand-written wrong step ({rec['n_problems']} problems, the partial answer "
+            f"ends with a wrong step, greedy continuation of {rec['max_new_tokens']} tokens; each method at "
+            "its chosen scale), paired against the unsteered tune:",
+            "",
+            "| model | recovered | self-check after the wrong step | recovered diff | self-check diff |",
+            "|---|---|---|---|---|",
+        ]
+        for label, r in rec["runs"].items():
             out.append(
-                f"| {'self-check' if kind == 'scales' else 'random, same norm'} | {scale} | "
-                f"{fmt_iv(m['self_checks_diff'], 2)} | {fmt_iv(m['accuracy_diff'], 2)} | "
-                f"{fmt_iv(m['kl_neutral'])} |"
+                f"| {label} | {r['recovery_rate']:.2f} | {r['self_check_rate']:.2f} | "
+                f"{fmt_iv(r.get('recovery_diff'), 2)} | {fmt_iv(r.get('self_check_diff'), 2)} |"
             )
-    return out + [""]
+    return out + ["", f"**{s['claim']['verdict']}**: {s['claim']['why']}", ""]
 
 
 def _features(r: dict[str, Any] | None) -> list[str]:

@@ -3,15 +3,30 @@
 The vector: difference of means of the parent's residual stream at a middle layer, between the
 positions just before a self-check phrase and every other response position, over the
 parent's own greedy answers to the test problems (Venhoff et al.; Ward et al.: the token before
-the behaviour). It is added at every position of the tune that lost the most self-check
-phrases (:func:`steering_target`) at a few multiples of its own length; the control is a random
-direction of the same norm at the same multiples. Measured against the unsteered tune on the
-same problems (paired): self-check phrases per response and accuracy; the cost is the KL
-divergence of the next-token distribution from the unsteered tune's on neutral text.
+the behaviour). It is added to the tune that lost the most self-check phrases
+(:func:`steering_target`) at a few multiples of its own length, three ways (:class:`Method`):
+
+- ``always``: at every position, prompt included;
+- ``targeted``: only at the tokens that end a step (:data:`STEP_ENDS`), where the parent decides
+  whether a self-check follows;
+- ``conditional``: only where a linear gate on the tune's own activation along the vector's
+  direction exceeds a threshold halfway between the parent's mean score before a phrase and
+  elsewhere (:func:`steering.conditional.steer_when`), with the share of steered positions.
+
+Each method's control is a random direction of the same norm at the same multiples and the same
+positions (the same selector, the same gate). Measured against the unsteered tune on the same
+problems (paired): self-check phrases per response and accuracy; the cost is the KL divergence
+of the next-token distribution from the unsteered tune's on neutral text. Success is judged by
+function too: recovery after a hand-written wrong step (:mod:`experiments.real.wrong_steps`) at
+each method's chosen scale (:func:`chosen_scale`), against the unsteered tune and the random
+control.
 """
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from experiments.real.common import interval, load, mean, paired, respond, self_checks, verdict
@@ -24,6 +39,28 @@ DEGENERATE = 3.0
 """A steered response with more than this many times the parent's self-check phrases per
 response repeats them: degenerate text, not self-checking (measured: "check check check ...",
 72 per response at 1x on SmolLM2 against the parent's 2.6)."""
+
+ACCURACY_COST = 0.05
+"""Largest accuracy loss against the unsteered tune (the estimate) that still counts as within costs."""
+
+STEP_ENDS = (".", "\n", ".\n")
+"""Text that ends a step in the models' answers (``16 - 6 = 10. Let me check: 16 - 6 = 10.
+Correct.\\n``): the full stop, the line break, and both together, each kept only when
+``model.encode(text, add_special_tokens=False)`` gives it as one token (a tokenizer that prepends
+an empty word-start token, like a Metaspace BPE, has it dropped first). SmolLM2: ``.`` is 30 and
+``\\n`` is 198 (``.\\n`` is those two). ``targeted`` steers at these tokens themselves: after a
+step ends, the model decides what the next step is, a check (``Let me check``, ``Wait``) or the
+next calculation. This is not where the vector was measured: the position just before a phrase
+is mostly `` me`` of ``Let me check`` (on SmolLM2's parent, 3 of 104 such positions hold a step
+end; ``n_before_phrase_at_step_end`` records it per run)."""
+
+METHODS = ("always", "targeted", "conditional")
+
+POSITIONED_SCALES = 2
+"""``targeted`` and ``conditional`` run at the largest this-many of the profile's scales (always-on
+at all of them): each extra scale costs two steered generations, and a vector added at a few
+positions needs at least the multiple that changes anything at every position. Set for the
+runtime budget (about 3 minutes added on 2 CPU cores), not from any result."""
 
 NEUTRAL = (
     "The river runs through the old town and under three stone bridges.",
@@ -56,17 +93,61 @@ def phrase_positions(model: Any, prompt_ids: list[int], response: str) -> tuple[
     return prompt_ids + ids, sorted(set(before))
 
 
-def self_check_vector(state: State, hook: str):
+def step_end_ids(model: Any) -> tuple[int, ...]:
+    """The ids of :data:`STEP_ENDS` that the tokenizer encodes as one token each (no special tokens)."""
+    out = set()
+    for text in STEP_ENDS:
+        ids = [i for i in model.encode(text, add_special_tokens=False) if model.decode([i])]
+        if len(ids) == 1 and model.decode(ids) == text:
+            out.add(ids[0])
+    return tuple(sorted(out))
+
+
+@dataclass(frozen=True)
+class Method:
+    """Where a vector is added: ``always`` (every position), ``targeted`` (where ``selector`` picks)
+    or ``conditional`` (where ``gate`` fires on the steered model's own activation)."""
+
+    name: str
+    selector: Any = None
+    gate: Any = None
+
+    def __post_init__(self) -> None:
+        if self.name not in METHODS:
+            raise ValueError(f"method={self.name!r}; expected one of {METHODS}")
+        if (self.name == "targeted") != (self.selector is not None) or (self.name == "conditional") != (
+            self.gate is not None
+        ):
+            raise ValueError(
+                f"method={self.name!r} takes a selector only when targeted, a gate only when conditional"
+            )
+
+    @contextmanager
+    def apply(self, model: Any, vec: Any, scale: float) -> Iterator[Any]:
+        """Steer ``model`` with ``scale * vec`` in the body; yields the gate's counts when conditional."""
+        if self.gate is not None:
+            from steering.conditional import steer_when
+
+            with steer_when(model, vec, self.gate, scale=scale) as stats:
+                yield stats
+        else:
+            with vec.apply(model, scale=scale, positions=self.selector):
+                yield None
+
+
+def self_check_vector(state: State, hook: str, parent: Any = None) -> tuple[Any, dict[str, Any]]:
     """Difference of means at ``hook`` of the parent: before self-check phrases vs other response
-    positions."""
+    positions; with the parent's mean score along the vector's unit direction at each kind of
+    position (the conditional gate's threshold lies halfway between them)."""
     import torch
 
     from interp.hooks import record
     from interp.tasks.render import render_prompt
     from steering.vectors import SteeringVector, mean_difference, model_meta
 
-    parent = load(state.parent)
-    pos, neg = [], []
+    parent = load(state.parent) if parent is None else parent
+    ends = set(step_end_ids(parent))
+    pos, neg, at_end = [], [], 0
     for ex, text in zip(state.problems.examples, state.evals["parent"]["responses"], strict=True):
         prompt = render_prompt(parent, ex.prompt)
         row, before = phrase_positions(parent, prompt, text)
@@ -78,8 +159,9 @@ def self_check_vector(state: State, hook: str):
         response = list(range(len(prompt) - 1, len(row)))
         pos.append(a[before])
         neg.append(a[[i for i in response if i not in before]])
+        at_end += sum(row[i] in ends for i in before)
     if not pos:
-        return None, 0, 0
+        return None, {"n_before_phrase": 0, "n_other": 0}
     p, n = torch.cat(pos), torch.cat(neg)
     meta = {
         "method": "mean",
@@ -87,33 +169,63 @@ def self_check_vector(state: State, hook: str):
         "model": model_meta(parent),
         "provenance": {"source": "parent's greedy answers", "positives": len(p), "negatives": len(n)},
     }
-    return SteeringVector({hook: mean_difference(p, n)}, meta), len(p), len(n)
+    direction = mean_difference(p, n)
+    unit = direction / direction.norm().clamp_min(1e-12)
+    before_score, other_score = float((p @ unit).mean()), float((n @ unit).mean())
+    info = {
+        "n_before_phrase": len(p),
+        "n_other": len(n),
+        "n_before_phrase_at_step_end": at_end,
+        "parent_score_before_phrase": before_score,
+        "parent_score_other": other_score,
+        "gate_threshold": (before_score + other_score) / 2,
+    }
+    return SteeringVector({hook: direction}, meta), info
 
 
-def _kl(model: Any, vec: Any, scale: float) -> list[float]:
+def _kl(model: Any, vec: Any, scale: float, method: Method) -> list[float]:
     """Per neutral text: mean over positions of KL(unsteered || steered)."""
     import torch
 
-    out = []
-    for text in NEUTRAL:
-        toks = torch.tensor([model.encode(text)])
-        with torch.no_grad():
-            ref = torch.log_softmax(model(toks).float(), -1)
-            with vec.apply(model, scale=scale):
-                new = torch.log_softmax(model(toks).float(), -1)
-        out.append(float((ref.exp() * (ref - new)).sum(-1).mean()))
-    return out
+    rows = [torch.tensor([model.encode(text)]) for text in NEUTRAL]
+    with torch.no_grad():
+        refs = [torch.log_softmax(model(toks).float(), -1) for toks in rows]
+        with method.apply(model, vec, scale):  # entered once: setting hooks up is not free
+            news = [torch.log_softmax(model(toks).float(), -1) for toks in rows]
+    return [float((ref.exp() * (ref - new)).sum(-1).mean()) for ref, new in zip(refs, news, strict=True)]
 
 
-def _measure(state: State, model: Any, problems: Any, vec: Any, scale: float, base: dict) -> dict[str, Any]:
+def _selected_share(model: Any, problems: Any, texts: list[str], selector: Any) -> float:
+    """Share of prompt + response tokens that ``selector`` picks."""
+    import torch
+
+    from interp.tasks.render import render_prompt
+
+    hit = seen = 0
+    for ex, t in zip(problems.examples, texts, strict=True):
+        row = render_prompt(model, ex.prompt) + model.encode(t, add_special_tokens=False)
+        hit += int(selector.mask(torch.tensor([row])).sum())
+        seen += len(row)
+    return hit / seen if seen else float("nan")
+
+
+def _measure(
+    state: State, model: Any, problems: Any, vec: Any, scale: float, base: dict, method: Method
+) -> dict[str, Any]:
     p = state.profile
-    with vec.apply(model, scale=scale):
+    with method.apply(model, vec, scale) as stats:
         texts = [r[0] for r in respond(model, problems, p.max_new_tokens)]
     correct = [int(problems.correct(ex, t)) for ex, t in zip(problems.examples, texts, strict=True)]
     checks = self_checks(texts)
     from probes.stats import bootstrap
 
-    kl = _kl(model, vec, scale)
+    kl = _kl(model, vec, scale, method)
+    if method.gate is not None:
+        share = stats.share
+    elif method.selector is not None:
+        share = _selected_share(model, problems, texts, method.selector)
+    else:
+        share = 1.0
     return {
         "scale": scale,
         "self_checks_per_response": mean(checks),
@@ -121,45 +233,68 @@ def _measure(state: State, model: Any, problems: Any, vec: Any, scale: float, ba
         "self_checks_diff": paired(checks, base["self_checks"], p.resamples),
         "accuracy_diff": paired(correct, base["correct"], p.resamples),
         "kl_neutral": interval(bootstrap(kl, resamples=p.resamples)),
+        "steered_share": share,
         "example": texts[0],
     }
 
 
-def stage_steering(state: State, verbalisation: dict[str, Any]) -> dict[str, Any]:
-    """The parent's self-check vector and a random one of its norm, applied to the focus tune.
-
-    The focus tune is :func:`experiments.real.tunes.choose_focus`'s choice.
-    """
+def _random_like(vec: Any, hook: str) -> Any:
+    """A random direction (seed 0) of ``vec``'s norm at ``hook``."""
     import torch
 
     from steering.vectors import SteeringVector
 
+    norm = vec.norms()[hook]
+    direction = torch.randn(vec.d_model, generator=torch.Generator().manual_seed(0))
+    return SteeringVector(
+        {hook: direction * (norm / float(direction.norm()))},
+        {**vec.meta, "method": "random", "provenance": {"source": "randn, seed 0, same norm"}},
+    )
+
+
+def method_scales(name: str, scales: "tuple[float, ...]") -> list[float]:
+    """The multiples a method runs at: every one for ``always``, the largest
+    :data:`POSITIONED_SCALES` for the methods that steer only some positions."""
+    return list(scales) if name == "always" else sorted(scales)[-POSITIONED_SCALES:]
+
+
+def methods_for(model: Any, vec: Any, hook: str, threshold: float) -> dict[str, Method]:
+    """The three methods for ``model``: ``targeted`` only when a step end is one token."""
+    from interp.selectors import AtTokens
+    from steering.conditional import LinearGate
+
+    d = vec.directions[hook].float()
+    out = {"always": Method("always")}
+    ends = step_end_ids(model)
+    if ends:
+        out["targeted"] = Method("targeted", selector=AtTokens(ends))
+    out["conditional"] = Method(
+        "conditional", gate=LinearGate(hook, d / d.norm().clamp_min(1e-12), threshold=threshold)
+    )
+    return out
+
+
+def stage_steering(state: State, verbalisation: dict[str, Any]) -> dict[str, Any]:
+    """The parent's self-check vector and a random one of its norm, applied to the focus tune by
+    each :class:`Method`, then recovery after a wrong step at each method's chosen scale.
+
+    The focus tune is :func:`experiments.real.tunes.choose_focus`'s choice.
+    """
+    from experiments.real.wrong_steps import WRONG_STEP_TOKENS, recovery, unsteered
+
     p = state.profile
     tune, why = steering_target(state)
     model = load(state.spec_of(tune))
+    parent = load(state.parent)
     hook = f"blocks.{model.n_layers // 2}.hook_resid_post"
-    vec, n_pos, n_neg = self_check_vector(state, hook)
-    out: dict[str, Any] = {
-        "tune": tune,
-        "tune_why": why,
-        "hook": hook,
-        "n_before_phrase": n_pos,
-        "n_other": n_neg,
-        "scales": {},
-        "random": {},
-    }
+    vec, info = self_check_vector(state, hook, parent)
+    out: dict[str, Any] = {"tune": tune, "tune_why": why, "hook": hook, **info, "scales": {}, "random": {}}
     if vec is None:
         out["claim"] = verdict(
             "not testable", "the parent's answers hold no self-check phrase to build a vector from"
         )
         return out
-    norm = vec.norms()[hook]
-    gen = torch.Generator().manual_seed(0)
-    direction = torch.randn(vec.d_model, generator=gen)
-    rand = SteeringVector(
-        {hook: direction * (norm / float(direction.norm()))},
-        {**vec.meta, "method": "random", "provenance": {"source": "randn, seed 0, same norm"}},
-    )
+    rand = _random_like(vec, hook)
     problems = state.problems.subset(p.steer_problems)
     keep = {ex.id for ex in problems.examples}
     ev = state.evals[tune]
@@ -167,16 +302,30 @@ def stage_steering(state: State, verbalisation: dict[str, Any]) -> dict[str, Any
         k: [v for ex, v in zip(state.problems.examples, ev[k], strict=True) if ex.id in keep]
         for k in ("self_checks", "correct")
     }
+    methods = methods_for(model, vec, hook, info["gate_threshold"])
     out.update(
         parent_self_checks_per_response=state.evals["parent"]["self_checks_per_response"],
-        vector_norm=norm,
+        vector_norm=vec.norms()[hook],
         n_problems=len(problems),
         unsteered={"self_checks_per_response": mean(base["self_checks"]), "accuracy": mean(base["correct"])},
+        step_end_ids=list(step_end_ids(model)),
+        methods={},
     )
-    for s in p.steer_scales:
-        out["scales"][str(s)] = _measure(state, model, problems, vec, s, base)
-        out["random"][str(s)] = _measure(state, model, problems, rand, s, base)
-    out["claim"] = _claim(out, verbalisation)
+    runs: dict[str, Any] = {"parent": (parent, unsteered), "tune": (model, unsteered)}
+    for name, method in methods.items():
+        r: dict[str, Any] = {"scales": {}, "random": {}}
+        for s in method_scales(name, p.steer_scales):
+            r["scales"][str(s)] = _measure(state, model, problems, vec, s, base, method)
+            r["random"][str(s)] = _measure(state, model, problems, rand, s, base, method)
+        r["chosen_scale"] = chosen_scale(r, out["parent_self_checks_per_response"])
+        r["phrases"] = _claim({**out, **r}, verbalisation)
+        out["methods"][name] = r
+        s = float(r["chosen_scale"])
+        runs[f"{name}"] = (model, lambda m=method, s=s: m.apply(model, vec, s))
+        runs[f"{name} random"] = (model, lambda m=method, s=s: m.apply(model, rand, s))
+    out["scales"], out["random"] = out["methods"]["always"]["scales"], out["methods"]["always"]["random"]
+    out["recovery"] = recovery(runs, "tune", p.resamples, min(WRONG_STEP_TOKENS, p.max_new_tokens))
+    out["claim"] = function_claim(out, verbalisation)
     return out
 
 
@@ -192,25 +341,43 @@ def steering_target(state: State) -> tuple[str, str]:
     return best, f"{best} lost the most self-check phrases per response ({lost[best]:.2f})"
 
 
+def _up(d: dict) -> bool:
+    return d["excludes_0"] and d["estimate"] > 0
+
+
+def _down(d: dict) -> bool:
+    return d["excludes_0"] and d["estimate"] < 0
+
+
+def chosen_scale(r: dict[str, Any], parent_rate: float) -> str:
+    """The scale whose recovery is measured, fixed before recovery is: among the scales whose
+    responses stay functional (at most ``DEGENERATE`` times the parent's phrases per response,
+    accuracy within ``ACCURACY_COST`` of the unsteered tune), the one with the largest self-check
+    gain (the smaller on a tie); the smallest scale when none stays functional."""
+    cap = DEGENERATE * parent_rate
+    ok = [
+        s
+        for s, m in r["scales"].items()
+        if m["self_checks_per_response"] <= cap and m["accuracy_diff"]["estimate"] >= -ACCURACY_COST
+    ]
+    if not ok:
+        return min(r["scales"], key=float)
+    return max(ok, key=lambda s: (r["scales"][s]["self_checks_diff"]["estimate"], -float(s)))
+
+
 def _claim(r: dict[str, Any], verbalisation: dict[str, Any]) -> dict[str, Any]:
     """Reproduced only where the vector raises self-checks beyond the random control while the
     responses stay functional: no more than ``DEGENERATE`` times the parent's phrases per response
     (repeating "check" is not a self-check) and no accuracy lost with an interval below 0."""
 
-    def up(d: dict) -> bool:
-        return d["excludes_0"] and d["estimate"] > 0
-
-    def down(d: dict) -> bool:
-        return d["excludes_0"] and d["estimate"] < 0
-
     raised = [
         s
         for s, m in r["scales"].items()
-        if up(m["self_checks_diff"]) and not up(r["random"][s]["self_checks_diff"])
+        if _up(m["self_checks_diff"]) and not _up(r["random"][s]["self_checks_diff"])
     ]
     cap = DEGENERATE * r.get("parent_self_checks_per_response", 0.0)
     spam = [s for s in raised if r["scales"][s]["self_checks_per_response"] > cap]
-    worse = [s for s in raised if down(r["scales"][s]["accuracy_diff"])]
+    worse = [s for s in raised if _down(r["scales"][s]["accuracy_diff"])]
     back = [s for s in raised if s not in spam and s not in worse]
     numbers = "; ".join(
         f"x{s}: self-checks {m['self_checks_diff']['estimate']:+.2f} [{m['self_checks_diff']['low']:+.2f}, "
@@ -248,4 +415,73 @@ def _claim(r: dict[str, Any], verbalisation: dict[str, Any]) -> dict[str, Any]:
         "not reproduced",
         f"no scale raised self-check phrases with an interval above 0 beyond the random control: {numbers}",
         scales=[],
+    )
+
+
+def _iv(d: dict[str, Any]) -> str:
+    return f"{d['estimate']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
+
+
+def function_claim(r: dict[str, Any], verbalisation: dict[str, Any]) -> dict[str, Any]:
+    """Does any method bring self-checks *and* recovery back within costs, beating its random control?
+
+    Per method at its chosen scale: self-checks per response up with an interval above 0 where the
+    random control's is not, responses not degenerate (at most ``DEGENERATE`` times the parent's
+    phrases), accuracy within ``ACCURACY_COST`` of the unsteered tune (estimate), and recovery after
+    a wrong step up with an interval above 0 where the random control's is not.
+    """
+    rec = r["recovery"]["runs"]
+    parent_rec = rec["parent"]["recovery_diff"]
+    cap = DEGENERATE * r.get("parent_self_checks_per_response", 0.0)
+    parts, passed = [], []
+    for name, m in r["methods"].items():
+        s = m["chosen_scale"]
+        own, rnd = m["scales"][s], m["random"][s]
+        got, ctrl = rec[name], rec[f"{name} random"]
+        ok = {
+            "self-checks": _up(own["self_checks_diff"]) and not _up(rnd["self_checks_diff"]),
+            "not degenerate": own["self_checks_per_response"] <= cap,
+            "accuracy within costs": own["accuracy_diff"]["estimate"] >= -ACCURACY_COST,
+            "recovery": _up(got["recovery_diff"]) and not _up(ctrl["recovery_diff"]),
+        }
+        if all(ok.values()):
+            passed.append(name)
+        failed = [k for k, v in ok.items() if not v]
+        parts.append(
+            f"{name} x{s} (steers {own['steered_share']:.0%} of positions): self-checks "
+            f"{_iv(own['self_checks_diff'])} (random {_iv(rnd['self_checks_diff'])}), accuracy "
+            f"{_iv(own['accuracy_diff'])}, KL {own['kl_neutral']['estimate']:.3f}, recovery "
+            f"{_iv(got['recovery_diff'])} (random {_iv(ctrl['recovery_diff'])}), self-check after the "
+            f"wrong step {_iv(got['self_check_diff'])}"
+            + (f"; fails: {', '.join(failed)}" if failed else "; passes")
+        )
+    u = r["unsteered"]
+    numbers = (
+        f"unsteered {r['tune']}: {u['self_checks_per_response']:.2f} self-checks per response, accuracy "
+        f"{u['accuracy']:.2f}, recovery {rec['tune']['recovery_rate']:.2f} on {r['recovery']['n_problems']} "
+        f"wrong steps (parent {rec['parent']['recovery_rate']:.2f}, parent - tune {_iv(parent_rec)}); "
+        + "; ".join(parts)
+    )
+    suppressed = verbalisation.get("tunes", {}).get(r["tune"], {}).get("suppressed")
+    if not suppressed:
+        return verdict(
+            "not testable",
+            f"{r['tune']} did not lose self-check phrases against the parent, so there is nothing to "
+            f"bring back; {numbers}",
+            methods=passed,
+        )
+    if passed:
+        return verdict(
+            "reproduced",
+            f"yes: {passed} bring self-checks and recovery after a wrong step back within costs "
+            f"(accuracy within {ACCURACY_COST:.0%} of the unsteered tune), beyond a random direction of "
+            f"the same norm at the same positions: {numbers}",
+            methods=passed,
+        )
+    return verdict(
+        "not reproduced",
+        f"no: no method (always-on, step-end targeted, gated) brings self-checks and recovery after a "
+        f"wrong step back within costs (accuracy within {ACCURACY_COST:.0%} of the unsteered tune) "
+        f"beyond its random control: {numbers}",
+        methods=[],
     )
