@@ -1,10 +1,9 @@
 """experiments.model_diff: crosscoder diffs of base against its fine-tunes, for finding 4."""
 
-import importlib.util
 import json
 from dataclasses import replace
-from pathlib import Path
 
+import crosscoder_fixtures as PLANTED
 import pytest
 import torch
 
@@ -19,17 +18,6 @@ from experiments.model_diff import (
 from interp.errors import CrosscoderError, InterpError
 from steering.crosscoder import Crosscoder, CrosscoderConfig
 
-
-def _crosscoder_tests():
-    """tests/steering/test_crosscoder.py, for its planted-directions generator (not copied here)."""
-    path = Path(__file__).parents[1] / "steering" / "test_crosscoder.py"
-    spec = importlib.util.spec_from_file_location("_crosscoder_tests_for_model_diff", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-PLANTED = _crosscoder_tests()
 CONFIG = replace(PLANTED.PLANTED_CONFIG, steps=250)
 
 

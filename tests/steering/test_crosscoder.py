@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from crosscoder_fixtures import PLANTED_CONFIG, planted
 
 from interp.cache import CacheConfig, PairedCache, build_paired_cache
 from interp.errors import InterpError
@@ -62,28 +63,7 @@ def test_encode_keeps_the_batch_top_of_decoder_weighted_activations_then_the_thr
     assert cc.encode(x, batch_rule=True).tolist() == [[0.0, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 
 
-# --- planted shared and model-specific directions -------------------------------------------------
-
-
-def planted(n=4096, d_model=16, n_shared=4, n_base=3, n_tuned=3, p=0.15, seed=0, noise=0.01):
-    """Two "models" built from one sparse code over orthonormal directions.
-
-    Shared directions appear in both with the same coefficient; base-only ones only in base,
-    tuned-only ones only in tuned.
-    """
-    g = torch.Generator().manual_seed(seed)
-    n_dirs = n_shared + n_base + n_tuned
-    dirs = torch.linalg.qr(torch.randn(d_model, d_model, generator=g))[0].T[:n_dirs]
-    on = torch.rand(n, n_dirs, generator=g) < p
-    code = on * (0.5 + torch.rand(n, n_dirs, generator=g))
-    sh, bo, to = slice(0, n_shared), slice(n_shared, n_shared + n_base), slice(n_shared + n_base, n_dirs)
-    base = code[:, sh] @ dirs[sh] + code[:, bo] @ dirs[bo] + noise * torch.randn(n, d_model, generator=g)
-    tuned = code[:, sh] @ dirs[sh] + code[:, to] @ dirs[to] + noise * torch.randn(n, d_model, generator=g)
-    kinds = ["shared"] * n_shared + ["base-only"] * n_base + ["tuned-only"] * n_tuned
-    return {"base": base, "tuned": tuned}, dirs, kinds
-
-
-PLANTED_CONFIG = CrosscoderConfig(n_latents=32, k=2, steps=1000, batch_size=256, lr=1e-2, dead_steps=50)
+# --- planted shared and model-specific directions (tests/crosscoder_fixtures.py) ------------------
 
 
 @pytest.fixture(scope="module")
@@ -142,12 +122,21 @@ def _shrinkage_case(c: float, decoupled: bool):
     """Tuned = a e0 + b e1; base = a e0 + c b e1. Latent 0 is shared (e0), latent 1 tuned-only
     (e1). With ``decoupled``, a base-only latent 2 reconstructs base's e1 part; without it, that
     part is left in base's error."""
-    x = torch.stack([A[:, None] * torch.tensor(E0) + c * B[:, None] * torch.tensor(E1),
-                     A[:, None] * torch.tensor(E0) + B[:, None] * torch.tensor(E1)], dim=1)
+    x = torch.stack(
+        [
+            A[:, None] * torch.tensor(E0) + c * B[:, None] * torch.tensor(E1),
+            A[:, None] * torch.tensor(E0) + B[:, None] * torch.tensor(E1),
+        ],
+        dim=1,
+    )
     on = 1.0 if decoupled else 0.0
     cc = _hand_crosscoder(
-        enc_base=[[0.5, 0.0, 0.0], [0.0, 0.0, on]], enc_tuned=[[0.5, 0.0, 0.0], [0.0, 1.0, 0.0]],
-        dec_base=[E0, [0.0, 0.0], [0.0, on]], dec_tuned=[E0, E1, [0.0, 0.0]], k=3, threshold=0.0,
+        enc_base=[[0.5, 0.0, 0.0], [0.0, 0.0, on]],
+        enc_tuned=[[0.5, 0.0, 0.0], [0.0, 1.0, 0.0]],
+        dec_base=[E0, [0.0, 0.0], [0.0, on]],
+        dec_tuned=[E0, E1, [0.0, 0.0]],
+        k=3,
+        threshold=0.0,
     )
     return cc, {"base": x[:, 0], "tuned": x[:, 1]}
 
