@@ -24,9 +24,7 @@ def options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return {flag: a for a in parser._actions for flag in a.option_strings}
 
 
-LOADERS = {
-    path: p for path, p in leaf_parsers(build_parser()) if MODEL_FLAGS & set(options(p))
-}
+LOADERS = {path: p for path, p in leaf_parsers(build_parser()) if MODEL_FLAGS & set(options(p))}
 
 
 def test_the_walk_finds_the_model_loading_subcommands():
@@ -47,7 +45,12 @@ def test_add_model_options_keeps_a_commands_own_device_and_refuses_other_dtypes(
     p = argparse.ArgumentParser(prog="interp x")
     p.add_argument("--device", default="cpu")
     add_model_options(p)
-    assert vars(p.parse_args([])) == {"device": "cpu", "model_dtype": "float32", "device_map": None, "max_memory": None}
+    assert vars(p.parse_args([])) == {
+        "device": "cpu",
+        "model_dtype": "float32",
+        "device_map": None,
+        "max_memory": None,
+    }
     assert p.parse_args(["--model-dtype", "float16"]).model_dtype == "float16"
     with pytest.raises(SystemExit):
         p.parse_args(["--model-dtype", "float64"])
@@ -63,8 +66,20 @@ class Loaded(Exception):
     [
         ["steer", "vector", "--model", "hf:M", "--positive", "{f}", "--negative", "{f}", "--layers", "1"],
         ["decode", "cot", "--model", "hf:M", "--prompts", "{f}", "--stop", "w3"],
-        ["decode", "proxy", "--base", "hf:M", "--expert", "hf:M", "--antiexpert", "hf:M",
-         "--prompts", "{f}", "--stop", "w3"],
+        [
+            "decode",
+            "proxy",
+            "--base",
+            "hf:M",
+            "--expert",
+            "hf:M",
+            "--antiexpert",
+            "hf:M",
+            "--prompts",
+            "{f}",
+            "--stop",
+            "w3",
+        ],
     ],
     ids=["steer vector", "decode cot", "decode proxy"],
 )

@@ -158,7 +158,9 @@ def test_the_api_contract_other_modules_rely_on():
         "device_map",
         "max_memory",
     ]
-    assert all(params[p].default is None for p in ("prepend_bos", "trust_remote_code", "device_map", "max_memory"))
+    assert all(
+        params[p].default is None for p in ("prepend_bos", "trust_remote_code", "device_map", "max_memory")
+    )
 
 
 def test_a_tokenizer_that_names_its_own_code_is_refused_and_never_imported(gpt2_dir, tmp_path, monkeypatch):
@@ -210,7 +212,11 @@ def _bert_config():
     from transformers import BertConfig
 
     return BertConfig(
-        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
         max_position_embeddings=64,
     )
 
@@ -328,7 +334,11 @@ def test_tl_without_the_hub_says_so_at_once(monkeypatch):
 
 # Tiny configs of every family in CAUSAL_LM_FAMILIES: the list of supported families is what is tested.
 _COMMON = dict(
-    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=64,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    vocab_size=64,
     max_position_embeddings=64,
 )
 FAMILY_CONFIGS = {
@@ -386,8 +396,18 @@ def rotary_hooked():
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_ctx=32, d_head=8, n_heads=4, d_mlp=64, d_vocab=64, act_fn="silu",
-        normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8, seed=1,
+        n_layers=2,
+        d_model=32,
+        n_ctx=32,
+        d_head=8,
+        n_heads=4,
+        d_mlp=64,
+        d_vocab=64,
+        act_fn="silu",
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        rotary_dim=8,
+        seed=1,
         device="cpu",
     )
     return HookedTransformer(cfg).eval()
@@ -413,8 +433,8 @@ def test_a_masked_left_padded_batch_gives_each_rows_own_logits(request, backend)
         for i, p in enumerate(MASK_PROMPTS):
             with torch.no_grad():
                 alone = model(torch.tensor([p]))[0]
-            torch.testing.assert_close(batch[i, -len(p):], alone, atol=1e-4, rtol=1e-4)
-            torch.testing.assert_close(bool_mask[i, -len(p):], alone, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(batch[i, -len(p) :], alone, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(bool_mask[i, -len(p) :], alone, atol=1e-4, rtol=1e-4)
         # without the mask the padded rows are wrong: the mask is what makes them right
         short = MASK_PROMPTS[2]
         with torch.no_grad():
