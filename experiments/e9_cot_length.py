@@ -226,9 +226,12 @@ def seal_vector(model, tok, world, n_traces: int = SEAL_TRACES, seed: int = 0, l
 
 
 def random_like(direction: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """A random direction (seeded Gaussian) with the norm of ``direction``."""
-    r = torch.randn(direction.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return (r * (direction.double().norm() / r.norm())).to(direction.dtype)
+    """A random direction (seeded Gaussian, drawn in float64) with the norm of ``direction``
+    (:func:`steering.vectors.random_direction`)."""
+    from steering.vectors import random_direction
+
+    norm = float(direction.double().norm())
+    return random_direction(direction.shape[0], norm, seed, torch.float64).to(direction.dtype)
 
 
 def _steered(model, prompts, is_correct, cfg, also, hook, direction, scale, selector) -> dict:

@@ -276,6 +276,7 @@ class _Methods:
         """A random direction of norm ``norm`` at the method's hook and positions (seeded)."""
         from interp.hooks import add_vector
         from steering.conditional import steer_when
+        from steering.vectors import random_direction
 
         hook = self.feature.hook if name == "sae_clamp" else self.hook
         d = random_direction(self.direction.shape[0], norm, seed)
@@ -286,18 +287,6 @@ class _Methods:
 
     def _one(self, direction: torch.Tensor, hook: str | None = None):
         return type(self.vec)({hook or self.hook: direction}, self.vec.meta)
-
-
-def random_direction(d_model: int, norm: float, seed: int) -> torch.Tensor:
-    """A direction drawn uniformly on the sphere of radius ``norm`` (seeded).
-
-    Example:
-        >>> round(float(random_direction(8, 3.0, 0).norm()), 4)
-        3.0
-    """
-    g = torch.Generator().manual_seed(seed)
-    v = torch.randn(d_model, generator=g)
-    return v / v.norm() * norm
 
 
 def _gate(model, rows, contrast, direction: torch.Tensor, hook: str):

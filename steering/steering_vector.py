@@ -334,3 +334,20 @@ def layer_hooks(layers: Sequence[int], site: str = "hook_resid_post") -> list[st
         ['blocks.0.hook_resid_post', 'blocks.2.hook_resid_post']
     """
     return [f"blocks.{int(i)}.{site}" for i in layers]
+
+
+def random_direction(d_model: int, norm: float, seed: int = 0, dtype: Any = None) -> Tensor:
+    """A seeded Gaussian direction of length ``norm``: the control a steering vector must beat
+    (the same norm at the same hook, positions and scale, but no behaviour in it).
+
+    Drawn in ``dtype`` (default float32) with its own generator, so a seed gives the same control
+    everywhere.
+
+    Example:
+        >>> round(float(random_direction(8, 3.0, seed=0).norm()), 4)
+        3.0
+    """
+    import torch
+
+    v = torch.randn(d_model, generator=torch.Generator().manual_seed(seed), dtype=dtype or torch.float32)
+    return v * (norm / v.norm())

@@ -27,6 +27,7 @@ from steering.steering_vector import (
     SteeringVector,
     layer_hooks,
     model_meta,
+    random_direction,
 )
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "model_meta",
     "pca_difference",
     "prompt_activations",
+    "random_direction",
 ]

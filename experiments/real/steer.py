@@ -240,14 +240,10 @@ def _measure(
 
 def _random_like(vec: Any, hook: str) -> Any:
     """A random direction (seed 0) of ``vec``'s norm at ``hook``."""
-    import torch
+    from steering.vectors import SteeringVector, random_direction
 
-    from steering.vectors import SteeringVector
-
-    norm = vec.norms()[hook]
-    direction = torch.randn(vec.d_model, generator=torch.Generator().manual_seed(0))
     return SteeringVector(
-        {hook: direction * (norm / float(direction.norm()))},
+        {hook: random_direction(vec.d_model, vec.norms()[hook], seed=0)},
         {**vec.meta, "method": "random", "provenance": {"source": "randn, seed 0, same norm"}},
     )
 

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 import experiments.elicit_methods as em
-from experiments.elicit_methods import KEEP_SOLVE, MarkerFeature, _Methods, _table, markdown, random_direction
+from experiments.elicit_methods import KEEP_SOLVE, MarkerFeature, _Methods, _table, markdown
 from experiments.verdicts import paired_interval
 from interp.hooks import record
 from steering.conditional import LinearGate
 from steering.steering_vector import SteeringVector
+from steering.vectors import random_direction
 
 N = 20
 HOOK = "blocks.0.hook_resid_post"
