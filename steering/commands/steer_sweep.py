@@ -31,11 +31,15 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
         "--after-tokens",
         type=_words,
         default=None,
-        help="steer only the --within positions after any of these words (each one token), e.g. ';,.'",
+        help="steer only the --within positions after any of these words (each one token as it stands "
+        "inside text: ' the' with its leading space for byte-level BPE tokenizers), e.g. ';,.'",
     )
     p.add_argument("--within", type=int, default=1, help="with --after-tokens: how many positions after")
     p.add_argument(
-        "--at-tokens", type=_words, default=None, help="steer only at these words (each one token)"
+        "--at-tokens",
+        type=_words,
+        default=None,
+        help="steer only at these words (one token each, as --after-tokens)",
     )
     p.add_argument(
         "--gate-threshold",
