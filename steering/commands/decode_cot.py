@@ -11,9 +11,7 @@ it decodes the lines of ``--prompts FILE``, with the answer between ``--answer-a
 
 import argparse
 
-from interp.commands import add_model_options
-
-FORMATS = ("cot", "answer")
+from steering.commands.decode_proxy import add_problem_options, add_run_options
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
@@ -29,28 +27,14 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     )
     p.add_argument("--model", required=True, help="model spec, e.g. organism:base or hf:PATH")
     p.add_argument("--k", type=int, default=10, help="first tokens to branch over")
-    p.add_argument("--split", default="test_id", help="organism problems: test_id, test_ood or train")
-    p.add_argument("--format", default="cot", choices=FORMATS, help="organism prompts: Q s g T or Q s g A")
-    p.add_argument("--n", type=int, default=None, help="most problems (or prompts)")
-    p.add_argument(
-        "--task", default=None,
-        help="facts, arithmetic, a .jsonl task file, module:function or organism:fact_recall|solve",
-    )
-    p.add_argument("--task-split", default=None, help="one split of the task (e.g. test)")
-    p.add_argument("--seed", type=int, default=0, help="draws --n examples of a task")
-    p.add_argument(
-        "--prompts", default=None, help="text file, one prompt a line (models other than organism)"
-    )
+    add_problem_options(p, "cot", "Q s g T or Q s g A")
     p.add_argument("--answer-after", default=None, help="word that opens the answer (text prompts)")
     p.add_argument(
         "--stop", default=None, help="word that closes the answer and ends a branch (text prompts)"
     )
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: 120 cot, 16 answer, 32 text")
     p.add_argument("--batch-size", type=int, default=16, help="problems per batch (times k branches)")
-    p.add_argument("--out", required=True, help="directory for cot.json and cot.png")
-    p.add_argument("--device", default=None)
-    add_model_options(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_run_options(p, "cot.json and cot.png")
     p.set_defaults(func=run)
 
 

@@ -38,8 +38,20 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 def add_shared_options(p: argparse.ArgumentParser) -> None:
     """The options ``proxy`` shares with ``amplify``: alpha, problems, decoding, output."""
     p.add_argument("--alpha", type=float, default=1.0, help="offset weight (negative undoes a fine-tune)")
+    add_problem_options(p, "answer", "Q s g A or Q s g T")
+    p.add_argument("--stop", default=None, help="word that ends a continuation (default organism: E)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: 16 answer, 120 cot, 32 text")
+    p.add_argument("--batch-size", type=int, default=64)
+    add_run_options(p, "proxy.json and proxy.png")
+
+
+def add_problem_options(p: argparse.ArgumentParser, default_format: str, format_help: str) -> None:
+    """Where the problems come from, shared by the ``interp decode`` commands: organism split and
+    format, ``--task`` (with its split and seed), or ``--prompts FILE``; ``--n`` caps them."""
     p.add_argument("--split", default="test_id", help="organism problems: test_id, test_ood or train")
-    p.add_argument("--format", default="answer", choices=FORMATS, help="organism prompts: Q s g A or Q s g T")
+    p.add_argument(
+        "--format", default=default_format, choices=FORMATS, help=f"organism prompts: {format_help}"
+    )
     p.add_argument("--n", type=int, default=None, help="most problems (or prompts)")
     p.add_argument(
         "--task", default=None,
@@ -50,10 +62,11 @@ def add_shared_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--prompts", default=None, help="text file, one prompt a line (models other than organism)"
     )
-    p.add_argument("--stop", default=None, help="word that ends a continuation (default organism: E)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: 16 answer, 120 cot, 32 text")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--out", required=True, help="directory for proxy.json and proxy.png")
+
+
+def add_run_options(p: argparse.ArgumentParser, writes: str) -> None:
+    """``--out`` (the folder for ``writes``), ``--device``, the model options and ``--quiet``."""
+    p.add_argument("--out", required=True, help=f"directory for {writes}")
     p.add_argument("--device", default=None)
     add_model_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
