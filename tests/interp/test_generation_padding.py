@@ -44,52 +44,22 @@ def hooked_padded(hooked):
 @pytest.fixture(scope="module")
 def hooked_rotary():
     """A Llama-shaped HookedTransformer: rotary positions, RMS norm, gated SiLU MLP."""
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from tiny_hooked import tiny_hooked
 
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_ctx=32,
-        d_head=8,
-        n_heads=4,
-        d_mlp=64,
-        d_vocab=64,
-        act_fn="silu",
-        normalization_type="RMS",
-        positional_embedding_type="rotary",
-        rotary_dim=8,
-        gated_mlp=True,
-        seed=1,
-        device="cpu",
-    )
     words = ["<unk>", "<eos>"] + [f"w{i}" for i in range(62)]
     tok = word_tokenizer(words, eos_token="<eos>")  # no pad token: pads with <eos>
-    return Model(HookedTransformer(cfg).eval(), tok, "tiny-rotary")
+    return Model(tiny_hooked(64, kind="rotary", seed=1, gated_mlp=True), tok, "tiny-rotary")
 
 
 @pytest.fixture(scope="module")
 def organism():
     """An organism-shaped model: its config keys and its WordTokenizer (pad ``<pad>`` = id 0)."""
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from tiny_hooked import tiny_hooked
 
     from interp.organism.tokenizer import WordTokenizer, organism_vocab
 
     tok = WordTokenizer(organism_vocab(64 - 31))
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_ctx=32,
-        d_head=8,
-        n_heads=4,
-        d_mlp=64,
-        d_vocab=len(tok),
-        act_fn="gelu",
-        normalization_type="LN",
-        positional_embedding_type="standard",
-        seed=2,
-        device="cpu",
-    )
-    return Model(HookedTransformer(cfg).eval(), tok, "organism:tiny")
+    return Model(tiny_hooked(len(tok), seed=2), tok, "organism:tiny")
 
 
 @pytest.fixture(params=KINDS)

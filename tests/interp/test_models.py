@@ -393,24 +393,9 @@ MASK_PROMPTS = [[2, 5, 7], [3, 9, 11, 20, 4], [6], [10, 30, 2, 8]]
 
 
 def rotary_hooked():
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from tiny_hooked import tiny_hooked
 
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_ctx=32,
-        d_head=8,
-        n_heads=4,
-        d_mlp=64,
-        d_vocab=64,
-        act_fn="silu",
-        normalization_type="RMS",
-        positional_embedding_type="rotary",
-        rotary_dim=8,
-        seed=1,
-        device="cpu",
-    )
-    return HookedTransformer(cfg).eval()
+    return tiny_hooked(64, kind="rotary", seed=1)
 
 
 def left_padded(prompts, pad):

@@ -7,7 +7,8 @@ import math
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from tiny_hooked import tiny_hooked
+from transformer_lens import HookedTransformer
 
 from interp.hooks import record
 from interp.models import Model, load_model
@@ -28,20 +29,7 @@ DAMAGED = 1
 
 
 def _tiny(n_layers=3, d_vocab=D_VOCAB, seed=0) -> HookedTransformer:
-    cfg = HookedTransformerConfig(
-        n_layers=n_layers,
-        d_model=32,
-        n_ctx=32,
-        d_head=8,
-        n_heads=4,
-        d_mlp=64,
-        d_vocab=d_vocab,
-        act_fn="gelu",
-        normalization_type="LN",
-        seed=seed,
-        device="cpu",
-    )
-    return HookedTransformer(cfg).eval()
+    return tiny_hooked(d_vocab, seed=seed, n_layers=n_layers)
 
 
 def _damaged_copy(base: HookedTransformer, layer: int) -> HookedTransformer:
