@@ -16,8 +16,10 @@ organism's own (markers, solve rates, fact recall, trace validity) come from
     print(result); result.save("sweep.json"); result.plot("sweep.png")
 """
 
+import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,11 @@ from torch import Tensor
 from interp.errors import HookNameError
 from interp.hooks import Positions
 from interp.results import format_table, save_figure, save_json
+from interp.selectors import Selector
 
 Metric = Callable[[Any], Mapping[str, float]]
+
+log = logging.getLogger(__name__)
 
 
 def generate_steered(
@@ -86,8 +91,8 @@ class SweepConfig:
         layers: restrict the vector to these layer indices or hook names.
         gate: steer only where this gate fires (:func:`steering.conditional.steer_when`; a
             :class:`~steering.conditional.LinearGate` or :class:`~steering.conditional.FeatureGate`);
-            the share of positions steered at each scale is then reported as ``steered_share``.
-            Not together with ``positions``.
+            the share of positions steered at each scale is then reported as ``steered_share``
+            (also for a selector in ``positions``). Not together with ``positions``.
     """
 
     scales: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0)
@@ -213,6 +218,33 @@ def _positions_meta(positions: Positions) -> Any:
     return repr(positions)
 
 
+@contextmanager
+def _counted(m, vector, config: "SweepConfig", scale: float) -> Iterator[Any]:
+    """``vector`` applied at ``config.positions`` (a selector), yielding the selection's counts: a
+    zero vector at the first steered hook, added through :func:`steering.positions.steer_at`, counts
+    the positions the selector picks without changing any activation."""
+    from steering.positions import steer_at
+
+    hook, direction = next(iter(vector.select(config.layers).items()))
+    with (
+        vector.apply(m, scale=scale, positions=config.positions, layers=config.layers),
+        steer_at(m, hook, torch.zeros_like(direction), config.positions, scale=0.0) as counting,
+    ):
+        yield counting.stats
+
+
+def _warn_if_never_steered(shares: "list[float] | None", config: "SweepConfig") -> None:
+    """A log warning when the positions chosen (selector or gate) were never steered at any scale."""
+    if not shares or any(x > 0 for x in shares if not math.isnan(x)):
+        return
+    where = f"positions={config.positions!r}" if config.gate is None else f"gate={config.gate!r}"
+    log.warning(
+        "%s steered no position at any scale: the sweep measured the unsteered model; a word "
+        "matches only as the token it is inside text (e.g. ' the' with its space on a BPE model)",
+        where,
+    )
+
+
 def dose_response(
     model,
     vector,
@@ -261,7 +293,11 @@ def dose_response(
     values: dict[str, list[float]] = {}
     target_names: list[str] = []
     for scale in tqdm(config.scales, desc="scales", disable=not progress):
-        if config.gate is None:
+        if isinstance(config.positions, Selector):
+            with _counted(m, vector, config, float(scale)) as stats:
+                measured = [(True, fn(m)) for fn in targets] + [(False, fn(m)) for fn in costs]
+            measured.append((False, {"steered_share": stats.share}))
+        elif config.gate is None:
             with vector.apply(m, scale=float(scale), positions=config.positions, layers=config.layers):
                 measured = [(True, fn(m)) for fn in targets] + [(False, fn(m)) for fn in costs]
         else:
@@ -279,6 +315,7 @@ def dose_response(
                 values.setdefault(k, []).append(float(v))
                 if is_target and k not in target_names:
                     target_names.append(k)
+    _warn_if_never_steered(values.get("steered_share"), config)
     meta = {
         "model": {"spec": m.spec, "fingerprint": m.fingerprint},
         "vector": {

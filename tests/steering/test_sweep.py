@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -336,6 +337,26 @@ def test_sweep_with_a_selector_steers_only_the_selected_positions(hooked):
     assert r.values["kl_to_unsteered"][1] == pytest.approx(want, rel=1e-4)
     assert want < everywhere
     assert r.meta["positions"] == repr(sel)
+    # 3 positions follow a 3 (hand count) of the 2 x 6 the pass computes (kl_cost right-pads the
+    # short row without a mask); the counting hook changes nothing at scale 0
+    assert r.values["steered_share"] == pytest.approx((3 / 12, 3 / 12))
+    assert r.values["kl_to_unsteered"][0] == 0.0
+
+
+def test_sweep_warns_when_a_selector_never_selects(hooked, caplog):
+    from interp.selectors import AtTokens
+
+    vec = _vector(32, norm=8.0)
+    rows = [[2, 3, 4], [5, 6]]
+    nowhere = AtTokens([60])  # in no row
+    with caplog.at_level(logging.WARNING, logger="steering.sweep"):
+        r = dose_response(hooked, vec, [], [kl_cost(hooked, rows)], SweepConfig((1.0,), positions=nowhere))
+    assert r.values["steered_share"] == (0.0,) and r.values["kl_to_unsteered"] == (0.0,)
+    assert "steered no position at any scale" in caplog.text and "AtTokens" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="steering.sweep"):
+        dose_response(hooked, vec, [], [kl_cost(hooked, rows)], SweepConfig((1.0,), positions=AtTokens([3])))
+    assert "steered no position" not in caplog.text
 
 
 def test_sweep_with_a_gate_reports_the_steered_share(hooked):
