@@ -30,8 +30,14 @@ Beside the verdict, overthinking control (SEAL, Chen et al. 2025; :func:`seal_ru
 move, shortening by steering. A vector read by ``base`` over training traces (teacher-forced) from
 the matched contrast :func:`interp.organism.contrasts.reflection_vs_execution` (the node token of a
 move at an uncertain step followed by ``WAIT``, a reflection or a transition, minus one followed by
-``;``, execution), at the middle layer's ``hook_resid_post``, rescaled to that hook's mean
-activation norm, is added with negative scales (:data:`SEAL_SCALES`) at every such boundary
+``;``, execution), at each layer's ``hook_resid_post``, rescaled to that hook's mean activation
+norm. Its layer is chosen before the evaluation, on ``train`` problems only
+(:func:`choose_seal_layer`): per layer and scale, the tokens the subtraction cuts per response
+against unsteered, per unit of KL on held-out training traces (:func:`kl_trace_rows`: they hold
+the boundaries, so the KL is the subtraction's cost where it acts), among cuts of more than
+:data:`SWEEP_MIN_CUT` tokens; the middle
+layer when none qualifies. At that layer the vector is added with negative scales
+(:data:`SEAL_SCALES`) at every such boundary
 (:func:`boundaries`, through the KV cache) while ``base`` decodes exactly as the forced-length
 curve's ``k = 0`` run (T=1, the same seed): tokens and checks per response and answer accuracy per
 scale, each paired with the unsteered run, and a random direction of the same norm at the same
@@ -86,6 +92,14 @@ HEAD = ClaimHead(FINDING, TITLE, PAPER)
 TOKEN_BINS = 5  # equal-width token bins per distance (one bin per length when there are fewer)
 SEAL_SCALES = (0.0, -0.25, -0.5, -1.0)  # times the hook's mean activation norm; 0: unsteered
 SEAL_TRACES = 200  # training traces the SEAL contrast is read over
+# SEAL's layer sweep (choose_seal_layer), on train problems, before the evaluation
+SWEEP_PROBLEMS = 100  # train problems decoded per cell (at most the profile's problem budget)
+SWEEP_SCALES = (0.25, 0.5, 1.0)  # the magnitudes of SEAL_SCALES' subtractions
+# A check costs at least 8 tokens ("WAIT CHECK n3 : n5 D 1 OK"), so a cut of one token per
+# response is about one check removed in every eighth response: less is no shortening to speak of
+SWEEP_MIN_CUT = 1.0
+KL_TRACES = 64  # held-out training traces the sweep's KL is measured on
+KL_TRACE_SEED = 1  # the SEAL contrast reads seed 0's traces
 
 Outcome = Callable[[int, list[int]], "bool | int"]
 
@@ -202,17 +216,26 @@ def boundaries(tok, n_nodes: int) -> Selector:
     return AfterPattern((arrow, nodes)) & ~AfterPattern((tok.token_id("BACK"), arrow, nodes))
 
 
-def seal_vector(model, tok, world, n_traces: int = SEAL_TRACES, seed: int = 0, layer: int | None = None):
+def seal_vector(
+    model,
+    tok,
+    world,
+    n_traces: int = SEAL_TRACES,
+    seed: int = 0,
+    layer: int | None = None,
+    layers: Sequence[int] | None = None,
+):
     """Base's reflection-minus-execution vector (SEAL's, with the sign that adds reflection).
 
     Read over ``n_traces`` training traces, teacher-forced, from
     :func:`~interp.organism.contrasts.reflection_vs_execution` with the world (uncertain steps
-    only), at ``blocks.{layer}.hook_resid_post`` (default: the middle layer), rescaled to that
-    hook's mean activation norm over the same rows.
+    only), at ``blocks.{layer}.hook_resid_post`` (default: the middle layer), or at each of
+    ``layers`` when given (one pass over the same rows), each rescaled to its hook's mean
+    activation norm over the same rows.
 
     Returns:
-        ``(vector, contrast)``: the :class:`steering.steering_vector.SteeringVector` (one hook) and the
-        :class:`~interp.organism.contrasts.Contrast` it was read from.
+        ``(vector, contrast)``: the :class:`steering.steering_vector.SteeringVector` (one hook per
+        layer) and the :class:`~interp.organism.contrasts.Contrast` it was read from.
     """
     from interp.organism.contrasts import encode_words, reflection_vs_execution, training_traces
     from steering.layer_choice import contrast_vector, rescale_to_layer_norm
@@ -220,9 +243,109 @@ def seal_vector(model, tok, world, n_traces: int = SEAL_TRACES, seed: int = 0, l
     traces = training_traces(world, n_traces, seed=seed)
     contrast = reflection_vs_execution(traces, world=world)
     rows = encode_words(traces, tok)
-    hook = f"blocks.{model.n_layers // 2 if layer is None else layer}.hook_resid_post"
-    raw = contrast_vector(model, rows, contrast.positive, contrast.negative, hook, contrast=contrast.meta)
+    if layers is None:
+        layers = [model.n_layers // 2 if layer is None else layer]
+    hooks = [f"blocks.{int(x)}.hook_resid_post" for x in layers]
+    raw = contrast_vector(model, rows, contrast.positive, contrast.negative, hooks, contrast=contrast.meta)
     return rescale_to_layer_norm(raw, model, rows), contrast
+
+
+def sweep_problems(world, n: int) -> list[tuple[int, int]]:
+    """The first ``n`` ``train`` problems that are not ``test_id`` problems: the layer choice
+    never sees the evaluation's problems."""
+    held_out = set(world.split("test_id"))
+    return [p for p in world.split("train") if p not in held_out][:n]
+
+
+def kl_trace_rows(world, tok, n: int = KL_TRACES) -> list[list[int]]:
+    """``n`` training traces (teacher-forced) drawn with another seed than the SEAL contrast's:
+    rows that hold the move boundaries the vector is added at, so the layer sweep's KL measures
+    what the subtraction does to base's next-token distributions where it acts."""
+    from interp.organism.contrasts import encode_words, training_traces
+
+    return encode_words(training_traces(world, n, seed=KL_TRACE_SEED), tok)
+
+
+def choose_seal_layer(
+    model,
+    tok,
+    world,
+    vector,
+    problems: Sequence[tuple[int, int]],
+    cfg: ForceConfig,
+    kl_rows: Sequence[Sequence[int]],
+    scales: Sequence[float] = SWEEP_SCALES,
+    min_cut: float = SWEEP_MIN_CUT,
+) -> dict:
+    """SEAL's layer by tokens cut per unit of KL (:func:`steering.layer_choice.layer_sweep`).
+
+    Each layer's direction of ``vector`` is *subtracted* alone at the :func:`boundaries`: the
+    sweep adds the negated direction (execution minus reflection) at positive ``scales``, which
+    is SEAL's negative scale ``-s`` on ``vector``. The effect is tokens cut per response (the
+    unsteered mean minus the steered mean) of ``cfg``'s decoding at ``k = 0`` on ``problems``; the
+    cost is the KL on ``kl_rows``. The chosen layer is the one of the cell with the largest cut
+    per unit of KL among cuts above ``min_cut`` (:func:`steering.layer_choice.pick_best`); the
+    middle layer when no cell qualifies (``fallback``).
+
+    Returns:
+        The sweep (:meth:`LayerSweepResult.to_dict`) with, per cell, the answer accuracy on
+        ``problems`` too, and ``chosen``: ``{"hook", "layer", "scale", "tokens_cut", "kl"}``.
+
+    Raises:
+        LayerChoiceError: no problem, or bad scales.
+    """
+    from steering.layer_choice import LayerChoiceError, LayerSweepConfig, layer_sweep
+    from steering.steering_vector import SteeringVector
+
+    if not problems:
+        raise LayerChoiceError("the SEAL layer sweep got no problem; expected train problems to decode")
+    prompts = [cot_prompt(s, g) for s, g in problems]
+    is_correct = organism_is_correct(world, list(problems), tok)
+    one = replace(cfg, ks=(0,))
+    runs: list[tuple[float, float]] = []  # (mean tokens, accuracy) per call, in the sweep's order
+
+    def minus_tokens(m) -> float:
+        f = forced_run(m, prompts, is_correct, one)
+        runs.append((f["mean_length"][0], f["accuracy"][0]))
+        return -f["mean_length"][0]
+
+    subtract = SteeringVector(
+        {h: -d for h, d in vector.directions.items()},
+        {**vector.meta, "sign": "negated: execution minus reflection, so a positive scale s is SEAL's -s"},
+    )
+    sel = boundaries(tok, world.n_nodes)
+    config = LayerSweepConfig(rescale=False, positions=sel, min_effect=float(min_cut))
+    sweep = layer_sweep(model, subtract, scales, minus_tokens, kl_rows, config)
+    out = sweep.to_dict()
+    (tokens0, acc0), cells = runs[0], iter(runs[1:])
+    for row in out["table"]:  # hooks outer, scales inner: the order layer_sweep measures them in
+        row["tokens"], row["accuracy"] = next(cells)
+    out["unsteered"] = {"tokens": tokens0, "accuracy": acc0}
+    out["problems"] = {"split": "train", "count": len(problems)}
+    out["sign"] = "the direction subtracted: scale s in the table is SEAL's -s"
+    out["effect"] = "tokens cut per response (unsteered mean minus steered mean)"
+    out["kl_rows"] = (
+        f"{len(kl_rows)} training traces (teacher-forced, seed {KL_TRACE_SEED}; the contrast's are seed 0)"
+    )
+    out["min_effect"] = float(min_cut)
+    out["kl_all_zero"] = all(k == 0.0 for ks in sweep.kl.values() for k in ks)
+    if sweep.best is None:
+        middle = model.n_layers // 2
+        hook = f"blocks.{middle}.hook_resid_post"
+        out["chosen"] = {"hook": hook, "layer": middle, "scale": None, "tokens_cut": None, "kl": None}
+        out["fallback"] = True
+    else:
+        hook, scale = sweep.best
+        i = sweep.scales.index(scale)
+        out["chosen"] = {
+            "hook": hook,
+            "layer": int(hook.split(".")[1]),
+            "scale": -scale,
+            "tokens_cut": sweep.effect[hook][i],
+            "kl": sweep.kl[hook][i],
+        }
+        out["fallback"] = False
+    return out
 
 
 def random_like(direction: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -362,10 +485,15 @@ def run(ctx: Context) -> dict:
         in_format[name] = forced_run(ctx.model(name), prompts, is_correct, in_format_cfg, also)
         forced[name] = forced_run(ctx.model(name), prompts, is_correct, break_cfg, also)
     base = ctx.model("base")
-    vec, contrast = seal_vector(base, tok, world)
-    hook = vec.hook_names[0]
+    vec, contrast = seal_vector(base, tok, world, layers=range(base.n_layers))
+    n_sweep = min(SWEEP_PROBLEMS, ctx.budget.problems or SWEEP_PROBLEMS)
+    layers = choose_seal_layer(
+        base, tok, world, vec, sweep_problems(world, n_sweep), in_format_cfg, kl_trace_rows(world, tok)
+    )
+    hook = layers["chosen"]["hook"]
     seal = seal_run(base, tok, world, prompts, is_correct, in_format_cfg, also, hook, vec.directions[hook])
     seal["contrast"] = {"name": contrast.name, **contrast.meta}
+    seal["layer_choice"] = layers
     _figure(ctx, plt, by_dist, in_format, forced)
     _seal_figure(ctx, plt, in_format["base"], seal)
     return {
@@ -452,7 +580,37 @@ def _seal_text(seal: dict) -> str:
             f"; a random direction of the same norm: tokens {fmt_interval(c['tokens'])}, "
             f"accuracy {fmt_interval(c['accuracy'])}"
         )
+    if seal.get("layer_choice"):
+        text += "; " + _layer_choice_text(seal["layer_choice"])
     return text
+
+
+def _layer_choice_text(lc: dict) -> str:
+    """The SEAL layer sweep in one clause: the rule, each layer's cuts per scale, the choice."""
+    scales = lc["scales"]
+    cuts: dict[str, list[float]] = {}
+    for row in lc["table"]:
+        cuts.setdefault(row["hook"], []).append(row["effect"])
+    per_layer = ", ".join(
+        f"{h.split('.hook')[0]} " + "/".join(f"{c:.1f}" for c in cs) for h, cs in cuts.items()
+    )
+    signed = "/".join(f"-{s:g}" for s in scales)
+    text = (
+        f"SEAL's layer chosen before the evaluation on {lc['problems']['count']} train problems "
+        f"(tokens cut per response per unit of KL on {lc['kl_rows'].split(' (')[0]}, cuts above "
+        f"{lc['min_effect']:g} token): cut at scales {signed}: {per_layer}"
+    )
+    if lc["kl_all_zero"]:
+        text += " (KL 0 at every cell: the steering never acted on the KL rows, so the cut alone decided)"
+    c = lc["chosen"]
+    if lc["fallback"]:
+        return text + f"; no layer qualified: fell back to the middle layer, {c['hook']}"
+    row = next(r for r in lc["table"] if r["hook"] == c["hook"] and r["scale"] == -c["scale"])
+    cut = (
+        f"{c['tokens_cut']:.1f} tokens cut at {c['scale']:g}, KL {c['kl']:.3g}; train accuracy "
+        f"{pct(lc['unsteered']['accuracy'])} -> {pct(row['accuracy'])}"
+    )
+    return text + f"; chosen {c['hook']} ({cut})"
 
 
 def _fall(f: dict, key: str = "per_problem") -> dict | None:

@@ -32,6 +32,7 @@ from torch import Tensor
 from interp.errors import HookNameError, InterpError
 from interp.hooks import record, resolve_hook_names
 from interp.results import format_table, save_figure, save_json
+from interp.selectors import Selector
 from steering.steering_vector import SteeringVector, model_meta
 
 HOOK_KINDS = ("hook_resid_pre", "hook_resid_post", "hook_attn_out", "hook_mlp_out")
@@ -289,7 +290,11 @@ class LayerSweepConfig:
     Args:
         rescale: first set each direction to its hook's mean activation norm on the KL rows
             (:func:`rescale_to_layer_norm`), so scales are in units of the layer's norm.
-        positions: where to add the vector (``None``: every position; ``-1``: the last).
+        positions: where to add the vector: ``None`` (every position), an int (``-1``: the
+            last), or a :class:`interp.selectors.Selector` evaluated on the tokens seen so far
+            (the same positions in a full pass and in each cached decoding step), which picks
+            where the effect is measured and where the KL rows are steered alike: a selector that
+            never fires on the neutral rows costs them nothing.
         kl_floor: the KL (nats per token) below which a cost counts as this floor, so that
             effect per unit KL stays finite.
         batch_size: rows per forward pass for the norms and the KL.
@@ -299,7 +304,7 @@ class LayerSweepConfig:
     """
 
     rescale: bool = True
-    positions: int | None = None
+    positions: int | Selector | None = None
     kl_floor: float = 1e-4
     batch_size: int = 32
     min_effect: float = 0.0
@@ -307,10 +312,12 @@ class LayerSweepConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.rescale, bool):
             raise ValueError(f"rescale={self.rescale!r}; expected True or False")
-        if self.positions is not None and (
+        if self.positions is not None and not isinstance(self.positions, Selector) and (
             isinstance(self.positions, bool) or not isinstance(self.positions, int)
         ):
-            raise ValueError(f"positions={self.positions!r}; expected None or an int")
+            raise ValueError(
+                f"positions={self.positions!r}; expected None, an int or a selector (interp.selectors)"
+            )
         if not (
             isinstance(self.kl_floor, int | float) and math.isfinite(self.kl_floor) and self.kl_floor > 0
         ):
@@ -520,6 +527,7 @@ def layer_sweep(
                 es.append(_measure(effect_metric, m, f"at {hook!r}, scale {s:g}") - baseline)
                 ks.append(float(kl_metric(m)["kl"]))
         effect[hook], kl[hook] = tuple(es), tuple(ks)
+    where = config.positions
     meta = {
         "model": {"spec": m.spec, "fingerprint": m.fingerprint},
         "vector": {
@@ -527,7 +535,7 @@ def layer_sweep(
             "provenance": vec.meta.get("provenance"),
             "rescale": vec.meta.get("rescale"),
         },
-        "positions": config.positions,
+        "positions": repr(where) if isinstance(where, Selector) else where,  # JSON: a selector's repr
         "rescale": config.rescale,
         "kl_rows": {"count": len(rows), "sha256": hash_token_rows(rows)},
         "effect_metric": getattr(effect_metric, "__name__", type(effect_metric).__name__),

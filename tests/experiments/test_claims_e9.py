@@ -149,3 +149,59 @@ def test_seal_is_one_sentence_beside_the_verdict_and_never_changes_it():
     )
     assert "answer accuracy 100.0% -> 50.0% (-0.50 [" in text
     assert "; a random direction of the same norm: tokens 0.00 [0.00, 0.00]" in text
+
+
+def _layer_choice(cuts, kls, fallback=False):
+    """A hand-made SEAL layer sweep over blocks.0-2 at scales 0.5 and 1 (the direction subtracted)."""
+    from steering.layer_choice import pick_best
+
+    hooks = [f"blocks.{i}.hook_resid_post" for i in range(3)]
+    scales = [0.5, 1.0]
+    table = [
+        {"hook": h, "scale": s, "effect": cuts[i][j], "kl": kls[i][j], "tokens": 50 - cuts[i][j]}
+        | {"accuracy": 0.4}
+        for i, h in enumerate(hooks)
+        for j, s in enumerate(scales)
+    ]
+    effect, kl = dict(zip(hooks, cuts, strict=True)), dict(zip(hooks, kls, strict=True))
+    best = pick_best(effect, kl, scales, 1e-4, 1.0)
+    if best is None:
+        chosen = {"hook": hooks[1], "layer": 1, "scale": None, "tokens_cut": None, "kl": None}
+    else:
+        i, j = hooks.index(best[0]), scales.index(best[1])
+        chosen = {"hook": best[0], "layer": i, "scale": -best[1], "tokens_cut": cuts[i][j], "kl": kls[i][j]}
+    return {
+        "scales": scales,
+        "table": table,
+        "unsteered": {"tokens": 50.0, "accuracy": 0.5},
+        "problems": {"split": "train", "count": 100},
+        "kl_rows": "64 training traces (teacher-forced, seed 1; the contrast's are seed 0)",
+        "min_effect": 1.0,
+        "kl_all_zero": all(k == 0 for ks in kls for k in ks),
+        "chosen": chosen,
+        "fallback": best is None,
+    }
+
+
+def test_seal_layer_choice_is_reported_beside_the_verdict_and_never_changes_it():
+    seal = _seal(
+        [_seal_point(0.0, [50] * N, [2] * N, [1] * N), _seal_point(-1.0, [40] * N, [1] * N, [1, 0] * 20)],
+        [_seal_point(-1.0, [50] * N, [2] * N, [1] * N)],
+    )
+    r = result(forced([1] * N, [1, 0] * 20))
+    # KL 0 everywhere (the steering never acted on the KL rows): the largest cut decides
+    lc = _layer_choice([[2.0, 6.0], [1.0, 3.0], [0.5, 8.0]], [[0.0, 0.0]] * 3)
+    c = claim({**r, "seal": {**seal, "layer_choice": lc}})
+    assert (c.verdict, c.explanation) == (claim(r).verdict, claim(r).explanation)
+    assert (
+        "SEAL's layer chosen before the evaluation on 100 train problems (tokens cut per response per unit "
+        "of KL on 64 training traces, cuts above 1 token): cut at scales -0.5/-1: blocks.0 2.0/6.0, "
+        "blocks.1 1.0/3.0, blocks.2 0.5/8.0 (KL 0 at every cell" in c.organism
+    )
+    chosen = "chosen blocks.2.hook_resid_post (8.0 tokens cut at -1, KL 0; train accuracy 50.0% -> 40.0%)"
+    assert chosen in c.organism
+    # no cut above one token: the middle layer, said so
+    lc = _layer_choice([[0.5, 1.0], [-1.0, 0.0], [0.2, 0.9]], [[0.1, 0.2]] * 3)
+    c = claim({**r, "seal": {**seal, "layer_choice": lc}})
+    assert "no layer qualified: fell back to the middle layer, blocks.1.hook_resid_post" in c.organism
+    assert "KL 0 at every cell" not in c.organism

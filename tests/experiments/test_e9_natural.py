@@ -155,3 +155,151 @@ def test_seal_run_at_scale_zero_reproduces_the_unforced_run_and_the_control_has_
 
     with pytest.raises(LayerChoiceError, match=r"scales=\(-1.0,\); expected 0 among them"):
         seal_run(model, tok, world, prompts, is_correct, cfg, also, hook, direction, scales=(-1.0,))
+
+
+# SEAL's layer, chosen by tokens cut per unit of KL on train problems before the evaluation
+
+
+def _sweep_cfg(tok, world, max_new_tokens=30):
+    from interp.organism.probing import closes_a_move
+    from probes.cot_length import ForceConfig
+
+    return ForceConfig(
+        ks=(0, 1, 2, 4),  # the sweep decodes at k=0 only, as seal_run does
+        force="WAIT",
+        stop_word=";",
+        intercept=closes_a_move(tok, world),
+        max_new_tokens=max_new_tokens,
+        temperature=1.0,
+        seed=0,
+    )
+
+
+def _fake_sweep(monkeypatch, model, hooks, tokens, kl):
+    """Decoding and KL replaced by hand-built tables: ``tokens[hook][i]`` mean tokens per response
+    and ``kl[hook][i]`` KL while ``hook`` is steered at the ``i``-th scale (``tokens[None]``:
+    unsteered). Returns the prompts each decoding was given."""
+    import experiments.e9_cot_length as e9
+    import steering.sweep
+
+    seen: list[list[str]] = []
+    calls = {"tokens": {}, "kl": {}}
+
+    def steered():
+        on = [h for h in hooks if model.module.hook_dict[h]._forward_hooks]
+        assert len(on) <= 1
+        return on[0] if on else None
+
+    def cell(table, key):
+        h = steered()
+        if h is None:
+            return table[None]
+        i = calls[key].get(h, 0)
+        calls[key][h] = i + 1
+        return table[h][i]
+
+    def fake_run(m, prompts, is_correct, cfg, also=None):
+        assert cfg.ks == (0,)
+        seen.append(list(prompts))
+        return {"ks": [0], "accuracy": [0.5], "mean_length": [cell(tokens, "tokens")]}
+
+    def fake_kl(m, rows, batch_size=32, name="kl"):
+        return lambda now: {name: 0.0 if steered() is None else cell(kl, "kl")}
+
+    monkeypatch.setattr(e9, "forced_run", fake_run)
+    monkeypatch.setattr(steering.sweep, "kl_cost", fake_kl)
+    return seen
+
+
+def test_seal_layer_is_the_best_tokens_cut_per_kl_and_the_sweep_sees_train_problems_only(
+    tiny_zoo, monkeypatch
+):
+    from experiments.e9_cot_length import (
+        SWEEP_MIN_CUT,
+        SWEEP_SCALES,
+        _layer_choice_text,
+        choose_seal_layer,
+        kl_trace_rows,
+        seal_vector,
+        sweep_problems,
+    )
+    from interp.organism.traces import cot_prompt
+    from steering.layer_choice import pick_best
+
+    world, tok, model = _organism(tiny_zoo)
+    layers = range(model.n_layers)
+    vec, _ = seal_vector(model, tok, world, n_traces=40, layers=layers)
+    hooks = [f"blocks.{x}.hook_resid_post" for x in layers]
+    assert list(vec.hook_names) == hooks and len(hooks) >= 2
+    # the table: the last layer cuts the most tokens, the first the most per unit of KL
+    tokens = {None: 50.0, hooks[0]: [49.0, 47.0, 46.0], hooks[-1]: [45.0, 40.0, 30.0]}
+    kl = {hooks[0]: [0.01, 0.02, 0.5], hooks[-1]: [1.0, 2.0, 4.0]}
+    for h in hooks[1:-1]:
+        tokens[h], kl[h] = [50.0, 50.5, 49.5], [0.1, 0.2, 0.3]
+    seen = _fake_sweep(monkeypatch, model, hooks, tokens, kl)
+    problems = sweep_problems(world, 6)
+    rows = kl_trace_rows(world, tok, 8)
+    out = choose_seal_layer(model, tok, world, vec, problems, _sweep_cfg(tok, world), rows)
+    cut = {h: [tokens[None] - t for t in tokens[h]] for h in hooks}
+    oracle = pick_best(cut, kl, SWEEP_SCALES, 1e-4, SWEEP_MIN_CUT)
+    assert oracle == (hooks[0], 0.5)  # 3 tokens for 0.02 nats: 150 per nat; the last layer's best is 10
+    assert out["chosen"] == {"hook": hooks[0], "layer": 0, "scale": -0.5, "tokens_cut": 3.0, "kl": 0.02}
+    assert out["fallback"] is False and out["min_effect"] == SWEEP_MIN_CUT
+    assert len(out["table"]) == len(hooks) * len(SWEEP_SCALES)
+    assert {(r["hook"], r["scale"]): r["tokens"] for r in out["table"]}[(hooks[-1], 1.0)] == 30.0
+    text = _layer_choice_text(out)
+    assert f"chosen {hooks[0]} (3.0 tokens cut at -0.5, KL 0.02" in text
+    assert "cut at scales -0.25/-0.5/-1: blocks.0 1.0/3.0/4.0" in text
+    # train problems only, never the evaluation's (test_id), in every decoding of the sweep
+    test_id = set(world.split("test_id"))
+    assert problems and set(problems) <= set(world.split("train")) and not set(problems) & test_id
+    assert len(seen) == 1 + len(hooks) * len(SWEEP_SCALES)
+    assert all(p == [cot_prompt(s, g) for s, g in problems] for p in seen)
+    assert sum(len(h._forward_hooks) for h in model.module.hook_dict.values()) == 0
+
+
+def test_seal_layer_falls_back_to_the_middle_layer_when_no_cut_qualifies(tiny_zoo, monkeypatch):
+    from experiments.e9_cot_length import (
+        _layer_choice_text,
+        choose_seal_layer,
+        kl_trace_rows,
+        seal_vector,
+        sweep_problems,
+    )
+
+    world, tok, model = _organism(tiny_zoo)
+    vec, _ = seal_vector(model, tok, world, n_traces=40, layers=range(model.n_layers))
+    hooks = list(vec.hook_names)
+    # cuts of at most one token per response (the minimum) or lengthening: none qualifies
+    tokens = {None: 50.0, **{h: [49.5, 49.0, 51.0] for h in hooks}}
+    kl = {h: [0.0, 0.0, 0.0] for h in hooks}
+    _fake_sweep(monkeypatch, model, hooks, tokens, kl)
+    rows = kl_trace_rows(world, tok, 8)
+    out = choose_seal_layer(model, tok, world, vec, sweep_problems(world, 4), _sweep_cfg(tok, world), rows)
+    middle = f"blocks.{model.n_layers // 2}.hook_resid_post"
+    assert out["fallback"] is True and out["chosen"]["hook"] == middle and out["best"] is None
+    assert f"no layer qualified: fell back to the middle layer, {middle}" in _layer_choice_text(out)
+
+
+def test_seal_layer_sweep_on_the_tiny_organism(tiny_zoo):
+    # no fake: real decoding at the boundaries; the KL rows are traces that hold boundaries, so the
+    # subtraction costs KL there; the per-layer vectors are the single-layer vector of each layer
+    import torch
+
+    from experiments.e9_cot_length import choose_seal_layer, kl_trace_rows, seal_vector, sweep_problems
+
+    world, tok, model = _organism(tiny_zoo)
+    vec, _ = seal_vector(model, tok, world, n_traces=40, layers=range(model.n_layers))
+    single, _ = seal_vector(model, tok, world, n_traces=40)
+    middle = single.hook_names[0]
+    torch.testing.assert_close(vec.directions[middle], single.directions[middle])
+    rows = kl_trace_rows(world, tok, 8)
+    assert rows and all(">" in tok.words(r) for r in rows)
+    out = choose_seal_layer(
+        model, tok, world, vec, sweep_problems(world, 4), _sweep_cfg(tok, world, 20), rows, scales=(1.0,)
+    )
+    assert out["kl_all_zero"] is False and all(r["kl"] > 0 for r in out["table"])
+    assert len(out["table"]) == model.n_layers
+    assert out["meta"]["positions"].startswith("And(") and out["problems"] == {"split": "train", "count": 4}
+    assert out["chosen"]["hook"] in vec.hook_names
+    assert sum(len(h._forward_hooks) for h in model.module.hook_dict.values()) == 0

@@ -232,3 +232,46 @@ def test_sweep_settings_are_refused(hooked):
             LayerSweepConfig(**kw)
     with pytest.raises(LayerChoiceError, match="expected 0 < lo <= hi"):
         log_scales(2.0, 1.0, 3)
+
+
+def _sweep_with(model, positions):
+    """A two-hook sweep whose effect is the mean logit of token 5 over fixed rows."""
+    torch.manual_seed(0)
+    hooks = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    vec = SteeringVector({h: torch.randn(32) for h in hooks}, {"method": "manual"})
+    rows = torch.tensor([[2, 3, 4, 5, 6], [7, 8, 9, 10, 11]])
+
+    def logit_5(m) -> float:
+        with torch.no_grad():
+            return float(m(rows)[..., 5].mean())
+
+    cfg = LayerSweepConfig(positions=positions)
+    return layer_sweep(model, vec, [0.5, 2.0], logit_5, [[3, 1, 4, 1, 5], [9, 2, 6]], cfg)
+
+
+def test_layer_sweep_takes_a_selector_as_positions(hooked):
+    from interp.selectors import AtTokens, Every
+
+    everywhere = _sweep_with(hooked, None)
+    assert all(abs(e) > 1e-4 for es in everywhere.effect.values() for e in es)  # the vector acts
+    # a selector that picks every position is positions=None, effect and KL alike
+    every = _sweep_with(hooked, Every())
+    for h in everywhere.hooks:
+        assert every.effect[h] == pytest.approx(everywhere.effect[h], rel=1e-5, abs=1e-6)
+        assert every.kl[h] == pytest.approx(everywhere.kl[h], rel=1e-5, abs=1e-9)
+    assert every.best == everywhere.best and every.meta["positions"] == "Every()"
+    # a token none of the rows holds: nothing is steered, no effect, no KL, nothing chosen
+    never = _sweep_with(hooked, AtTokens([60]))
+    assert all(e == 0.0 for es in never.effect.values() for e in es)
+    assert all(k == 0.0 for ks in never.kl.values() for k in ks)
+    assert never.best is None and "AtTokens(ids=(60,))" in never.meta["positions"]
+    assert sum(len(p._forward_hooks) for p in hooked.hook_dict.values()) == 0
+
+
+@pytest.mark.parametrize("bad", ["last", 1.5, True, [0, 1]])
+def test_sweep_positions_are_refused_by_name(bad):
+    with pytest.raises((ValueError, TypeError)) as err:  # TypeCheckError first under jaxtyping
+        LayerSweepConfig(positions=bad)
+    assert "positions" in str(err.value)
+    if isinstance(err.value, ValueError):
+        assert f"positions={bad!r}; expected None, an int or a selector (interp.selectors)" in str(err.value)
