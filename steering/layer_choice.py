@@ -207,9 +207,18 @@ def contrast_vector(
 
 
 def mean_activation_norms(
-    model, rows: Sequence[Sequence[int]], hooks: str | Sequence[str], batch_size: int = 32
+    model,
+    rows: Sequence[Sequence[int]],
+    hooks: str | Sequence[str],
+    batch_size: int = 32,
+    skip_first: bool = True,
 ) -> dict[str, float]:
     """Mean L2 norm of each hook's activation over the tokens of ``rows`` (padding excluded).
+
+    With ``skip_first`` the first position of each row of two or more tokens is left out: the
+    first token is an attention sink whose residual norm can dwarf every other's (SmolLM2-135M at
+    ``blocks.15.hook_resid_post``: 24,860 at position 0 against 184 on average elsewhere, which put
+    the mean at 362), so it is not a typical activation's length.
 
     Raises:
         LayerChoiceError: empty rows.
@@ -221,12 +230,16 @@ def mean_activation_norms(
     names = resolve_hook_names(m, hooks)
     rows = _rows(rows)
     totals = dict.fromkeys(names, 0.0)
+    count = 0
     for start, acts in _activations(m, rows, names, batch_size, False, "norms"):
         lengths = torch.tensor([len(r) for r in rows[start : start + batch_size]])
-        mask = torch.arange(acts[names[0]].shape[1])[None, :] < lengths[:, None]
+        pos = torch.arange(acts[names[0]].shape[1])[None, :]
+        mask = pos < lengths[:, None]
+        if skip_first:
+            mask &= (pos > 0) | (lengths[:, None] < 2)
+        count += int(mask.sum())
         for n in names:
             totals[n] += float(acts[n][mask].double().norm(dim=-1).sum())
-    count = sum(len(r) for r in rows)
     return {n: t / count for n, t in totals.items()}
 
 
@@ -236,7 +249,8 @@ def rescale_to_layer_norm(
     """Each direction set to unit norm times its hook's mean activation norm over ``rows``.
 
     The factor and the norm of each hook are kept in ``meta["rescale"]``; a scale of 1 then adds
-    one typical activation's length at every layer (Venhoff et al. 2025).
+    one typical activation's length at every layer (Venhoff et al. 2025). The mean leaves out each
+    row's first position, an attention sink (:func:`mean_activation_norms`).
 
     Args:
         vector: the vector to rescale.
@@ -276,6 +290,7 @@ def rescale_to_layer_norm(
         directions[name] = (d.double() * factors[name]).float()
     rescale = {
         "method": "layer-norm",
+        "first_position": "left out of the mean (attention sink)",
         "norms": norms,
         "factors": factors,
         "rows": {"count": len(rows), "tokens": sum(map(len, rows)), "sha256": hash_token_rows(rows)},

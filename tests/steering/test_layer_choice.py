@@ -16,6 +16,7 @@ from steering.layer_choice import (
     hook_grid,
     layer_sweep,
     log_scales,
+    mean_activation_norms,
     pick_best,
     rescale_to_layer_norm,
 )
@@ -88,8 +89,9 @@ def test_rescale_sets_each_direction_to_the_mean_activation_norm(hooked):
     v = contrast_vector(hooked, ROWS, POS_A, POS_B, HOOKS)
     r = rescale_to_layer_norm(v, hooked, ROWS, batch_size=3)
     for h in HOOKS:
-        norms = torch.cat([_alone(hooked, row, [h])[h].double().norm(dim=-1) for row in ROWS])
-        expected = float(norms.mean())  # over all 18 tokens, no padding
+        # over the 18 tokens but each row's first (an attention sink), no padding
+        norms = torch.cat([_alone(hooked, row, [h])[h][1:].double().norm(dim=-1) for row in ROWS])
+        expected = float(norms.mean())
         assert math.isclose(float(r.directions[h].double().norm()), expected, rel_tol=1e-5)
         cos = torch.nn.functional.cosine_similarity(r.directions[h], v.directions[h], dim=0)
         assert float(cos) > 1 - 1e-6
@@ -97,6 +99,10 @@ def test_rescale_sets_each_direction_to_the_mean_activation_norm(hooked):
             r.meta["rescale"]["factors"][h], expected / float(v.directions[h].norm()), rel_tol=1e-5
         )
     assert r.meta["rescale"]["rows"]["tokens"] == 18 and r.meta["method"] == "matched-contrast"
+    everything = mean_activation_norms(hooked, ROWS, HOOKS, skip_first=False)
+    for h in HOOKS:
+        norms = torch.cat([_alone(hooked, row, [h])[h].double().norm(dim=-1) for row in ROWS])
+        assert math.isclose(everything[h], float(norms.mean()), rel_tol=1e-5)
     zero = SteeringVector({"blocks.0.hook_resid_post": torch.zeros(32)}, {"method": "manual"})
     with pytest.raises(LayerChoiceError, match="has norm 0.0; cannot rescale"):
         rescale_to_layer_norm(zero, hooked, ROWS)
