@@ -11,10 +11,22 @@ the behaviour). It is added to the tune that lost the most self-check phrases
   whether a self-check follows;
 - ``conditional``: only where a linear gate on the tune's own activation along the vector's
   direction exceeds a threshold halfway between the parent's mean score before a phrase and
-  elsewhere (:func:`steering.conditional.steer_when`), with the share of steered positions.
+  elsewhere (:func:`steering.conditional.steer_when`), with the share of steered positions;
+- ``sae_clamp``: the parent's best self-check SAE feature (the features stage's top-ranked one,
+  :mod:`experiments.real.features`) clamped in the tune to multiples of its mean activation before
+  a phrase in the parent (:data:`CLAMP_MULTIPLES`) at the step-end tokens
+  (:func:`steering.sae_steering.clamp_feature`): the transfer of the parent's feature.
+
+Beside them, not part of the verdict (nothing is brought back into the tune): Galichin et al.'s
+setting, ``sae_amplify (parent)``, the same feature multiplied by :data:`AMPLIFY` in the parent
+itself at every position (:func:`steering.sae_steering.amplify_feature`), paired against the
+unsteered parent. Without the features stage's SAE both are recorded as not run, with why.
 
 Each method's control is a random direction of the same norm at the same multiples and the same
-positions (the same selector, the same gate). Measured against the unsteered tune on the same
+positions (the same selector, the same gate). For ``sae_clamp`` the norm is that of the vector the
+clamp adds where the feature is silent (clamp value x decoder row); for the amplification, that of
+``(factor - 1) x`` its mean activation before a phrase ``x`` decoder row, added where the feature
+fires (a :class:`steering.conditional.FeatureGate`). Measured against the unsteered tune on the same
 problems (paired): self-check phrases per response and accuracy; the cost is the KL divergence
 of the next-token distribution from the unsteered tune's on neutral text. Success is judged by
 function too: recovery after a hand-written wrong step (:mod:`experiments.real.wrong_steps`) at
@@ -24,10 +36,12 @@ control.
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from experiments.real.common import interval, load, mean, paired, respond, self_checks, verdict
 from experiments.real.profile import SELF_CHECK
@@ -55,6 +69,18 @@ is mostly `` me`` of ``Let me check`` (on SmolLM2's parent, 3 of 104 such positi
 end; ``n_before_phrase_at_step_end`` records it per run)."""
 
 METHODS = ("always", "targeted", "conditional")
+
+CLAMP = "sae_clamp"
+AMPLIFY_LABEL = "sae_amplify (parent)"
+
+CLAMP_MULTIPLES = (1.0, 2.0)
+"""``sae_clamp`` sets its feature to these multiples of the feature's mean activation before a
+phrase in the parent (SmolLM2: feature 1009 at 34.8, against 0.29 elsewhere). Set for the runtime
+budget (each multiple costs two steered generations), not from any result."""
+
+AMPLIFY = 2.0
+"""The one factor of ``sae_amplify (parent)`` (Galichin et al. amplify a feature a few times);
+set for the runtime budget, not from any result."""
 
 POSITIONED_SCALES = 2
 """``targeted`` and ``conditional`` run at the largest this-many of the profile's scales (always-on
@@ -135,6 +161,101 @@ class Method:
                 yield None
 
 
+@dataclass(frozen=True)
+class FeatureEdit:
+    """An SAE feature rewritten at its hook, with ``apply`` shaped like :meth:`Method.apply`.
+
+    ``sae_clamp`` sets the feature to ``scale * typical`` where ``selector`` picks;
+    ``sae_amplify`` multiplies it by ``scale`` at every position and yields, through a
+    :class:`~steering.conditional.FeatureGate` that adds nothing, the share of positions where the
+    feature fires (the only ones the amplification changes).
+    """
+
+    name: str
+    sae: Any
+    feature: int
+    typical: float
+    hook: str
+    selector: Any = None
+    gate: Any = None  # the edit is not gated; the share comes from the selector or the yielded counts
+
+    def __post_init__(self) -> None:
+        if self.name not in ("sae_clamp", "sae_amplify"):
+            raise ValueError(f"name={self.name!r}; expected 'sae_clamp' or 'sae_amplify'")
+        if (self.name == "sae_clamp") != (self.selector is not None):
+            raise ValueError(f"name={self.name!r} takes a selector only when it is sae_clamp")
+
+    def firing(self) -> Any:
+        """A gate that fires where the feature is active."""
+        from steering.conditional import FeatureGate
+
+        return FeatureGate(self.hook, self.sae, self.feature, threshold=0.0)
+
+    def vector(self, multiple: float = 1.0) -> Any:
+        """``multiple * typical * W_dec[feature]`` as a steering vector at the edit's hook."""
+        from steering.sae_steering import from_sae_feature
+
+        v = from_sae_feature(self.sae, self.feature, hook_name=self.hook)
+        return type(v)({self.hook: multiple * self.typical * v.directions[self.hook]}, v.meta)
+
+    @contextmanager
+    def apply(self, model: Any, vec: Any, scale: float) -> Iterator[Any]:
+        """The edit at ``scale`` in the body; ``vec`` is not used (it is the random control's norm)."""
+        from steering.sae_steering import amplify_feature, clamp_feature
+
+        if self.name == "sae_clamp":
+            value = scale * self.typical
+            with clamp_feature(model, self.sae, self.feature, value, self.selector, self.hook):
+                yield None
+            return
+        from steering.conditional import steer_when
+
+        count = self.vector(0.0)  # a zero vector: the gate only counts
+        with steer_when(model, count, self.firing()) as stats:
+            with amplify_feature(model, self.sae, self.feature, scale, hook_name=self.hook):
+                yield stats
+
+
+def sae_feature(features: dict[str, Any] | None, d_model: int) -> tuple[dict[str, Any] | None, str]:
+    """The features stage's top-ranked self-check feature and the parent's SAE, or why there is none.
+
+    Args:
+        features: :func:`experiments.real.features.stage_features`'s result (``None``: not run).
+        d_model: the steered model's width.
+
+    Returns:
+        ``({"sae", "feature", "typical", "mean_other", "hook", "dir"}, "")`` or ``(None, reason)``.
+    """
+    from steering.sae_io import load_sae
+
+    if not features:
+        return None, "no SAE: the features stage did not run"
+    rows, where = features.get("features") or [], (features.get("cache") or {}).get("dir")
+    if not where:
+        return None, "no SAE: the features stage trained none (no position before a phrase)"
+    if not rows:
+        return None, "no SAE feature: the features stage chose none"
+    top = rows[0]  # the stage's own ranking: largest excess of the mean before a phrase
+    typical = float(top["mean_before"])
+    if not typical > 0 or typical == float("inf"):
+        return None, f"no SAE feature: feature {top['feature']} has mean {typical!r} before a phrase"
+    from interp.errors import InterpError
+
+    path = Path(where) / "sae_parent"
+    try:
+        sae = load_sae(path)
+    except InterpError as exc:
+        return None, f"no SAE: {exc}"
+    hook = str(features.get("hook") or "")
+    own = getattr(getattr(sae.cfg, "metadata", None), "hook_name", None)
+    if own and own != hook:
+        return None, f"no SAE: the SAE in {str(path)!r} reads {own!r}, the features stage says {hook!r}"
+    if int(sae.cfg.d_in) != d_model:
+        return None, f"no SAE: the SAE in {str(path)!r} reads width {sae.cfg.d_in}, the model has {d_model}"
+    info = {"feature": int(top["feature"]), "typical": typical, "mean_other": float(top["mean_other"])}
+    return {"sae": sae, **info, "hook": hook, "dir": str(path)}, ""
+
+
 def self_check_vector(state: State, hook: str, parent: Any = None) -> tuple[Any, dict[str, Any]]:
     """Difference of means at ``hook`` of the parent: before self-check phrases vs other response
     positions; with the parent's mean score along the vector's unit direction at each kind of
@@ -183,7 +304,7 @@ def self_check_vector(state: State, hook: str, parent: Any = None) -> tuple[Any,
     return SteeringVector({hook: direction}, meta), info
 
 
-def _kl(model: Any, vec: Any, scale: float, method: Method) -> list[float]:
+def _kl(model: Any, vec: Any, scale: float, method: "Method | FeatureEdit") -> list[float]:
     """Per neutral text: mean over positions of KL(unsteered || steered)."""
     import torch
 
@@ -210,7 +331,13 @@ def _selected_share(model: Any, problems: Any, texts: list[str], selector: Any) 
 
 
 def _measure(
-    state: State, model: Any, problems: Any, vec: Any, scale: float, base: dict, method: Method
+    state: State,
+    model: Any,
+    problems: Any,
+    vec: Any,
+    scale: float,
+    base: dict,
+    method: "Method | FeatureEdit",
 ) -> dict[str, Any]:
     p = state.profile
     with method.apply(model, vec, scale) as stats:
@@ -220,7 +347,7 @@ def _measure(
     from probes.stats import bootstrap
 
     kl = _kl(model, vec, scale, method)
-    if method.gate is not None:
+    if stats is not None:
         share = stats.share
     elif method.selector is not None:
         share = _selected_share(model, problems, texts, method.selector)
@@ -228,6 +355,7 @@ def _measure(
         share = 1.0
     return {
         "scale": scale,
+        "added_norm": scale * float(next(iter(vec.norms().values()))),
         "self_checks_per_response": mean(checks),
         "accuracy": mean(correct),
         "self_checks_diff": paired(checks, base["self_checks"], p.resamples),
@@ -270,11 +398,34 @@ def methods_for(model: Any, vec: Any, hook: str, threshold: float) -> dict[str, 
     return out
 
 
-def stage_steering(state: State, verbalisation: dict[str, Any]) -> dict[str, Any]:
+class Plan(NamedTuple):
+    """One method of stage 7: where it steers, its vector (for a feature edit: the vector whose norm
+    the control copies), its random control, its scales, and the unsteered run it is paired with."""
+
+    name: str
+    model: Any
+    method: Any
+    vector: Any
+    control: Any
+    random: Any
+    scales: list[float]
+    against: str = "tune"
+
+
+def stage_steering(
+    state: State, verbalisation: dict[str, Any], features: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The parent's self-check vector and a random one of its norm, applied to the focus tune by
-    each :class:`Method`, then recovery after a wrong step at each method's chosen scale.
+    each :class:`Method`, the parent's SAE feature clamped in the tune and amplified in the parent
+    (:class:`FeatureEdit`), then recovery after a wrong step at each method's chosen scale.
 
     The focus tune is :func:`experiments.real.tunes.choose_focus`'s choice.
+
+    Args:
+        state: stages 1-3 done.
+        verbalisation: stage (b)'s result (which tunes lost self-check phrases).
+        features: stage (b)-features' result (its SAE and chosen features); ``None`` when it did not
+            run: ``sae_clamp`` and the amplification are then recorded in ``not_run`` with why.
     """
     from experiments.real.wrong_steps import WRONG_STEP_TOKENS, recovery, unsteered
 
@@ -292,12 +443,7 @@ def stage_steering(state: State, verbalisation: dict[str, Any]) -> dict[str, Any
         return out
     rand = _random_like(vec, hook)
     problems = state.problems.subset(p.steer_problems)
-    keep = {ex.id for ex in problems.examples}
-    ev = state.evals[tune]
-    base = {
-        k: [v for ex, v in zip(state.problems.examples, ev[k], strict=True) if ex.id in keep]
-        for k in ("self_checks", "correct")
-    }
+    base = _base(state, tune, problems)
     methods = methods_for(model, vec, hook, info["gate_threshold"])
     out.update(
         parent_self_checks_per_response=state.evals["parent"]["self_checks_per_response"],
@@ -307,22 +453,77 @@ def stage_steering(state: State, verbalisation: dict[str, Any]) -> dict[str, Any
         step_end_ids=list(step_end_ids(model)),
         methods={},
     )
+    plans = [
+        Plan(name, model, m, vec, m, rand, method_scales(name, p.steer_scales)) for name, m in methods.items()
+    ]
+    plans += _feature_plans(out, features, model, parent, methods.get("targeted"))
     runs: dict[str, Any] = {"parent": (parent, unsteered), "tune": (model, unsteered)}
-    for name, method in methods.items():
+    bases = {"tune": base, "parent": _base(state, "parent", problems)}
+    for plan in plans:
+        x, ref = plan.model, plan.against
         r: dict[str, Any] = {"scales": {}, "random": {}}
-        for s in method_scales(name, p.steer_scales):
-            r["scales"][str(s)] = _measure(state, model, problems, vec, s, base, method)
-            r["random"][str(s)] = _measure(state, model, problems, rand, s, base, method)
+        if ref != "tune":
+            r["model"] = ref
+        t = time.perf_counter()
+        for s in plan.scales:
+            r["scales"][str(s)] = _measure(state, x, problems, plan.vector, s, bases[ref], plan.method)
+            r["random"][str(s)] = _measure(state, x, problems, plan.random, s, bases[ref], plan.control)
+        r["seconds"] = round(time.perf_counter() - t, 2)  # both vectors at every scale, without recovery
         r["chosen_scale"] = chosen_scale(r, out["parent_self_checks_per_response"])
-        r["phrases"] = _claim({**out, **r}, verbalisation)
-        out["methods"][name] = r
+        if ref == "tune":
+            r["phrases"] = _claim({**out, **r}, verbalisation)
+        out["methods"][plan.name] = r
         s = float(r["chosen_scale"])
-        runs[f"{name}"] = (model, lambda m=method, s=s: m.apply(model, vec, s))
-        runs[f"{name} random"] = (model, lambda m=method, s=s: m.apply(model, rand, s))
+        runs[plan.name] = (x, lambda m=plan.method, v=plan.vector, x=x, s=s: m.apply(x, v, s))
+        runs[f"{plan.name} random"] = (x, lambda m=plan.control, v=plan.random, x=x, s=s: m.apply(x, v, s))
     out["scales"], out["random"] = out["methods"]["always"]["scales"], out["methods"]["always"]["random"]
-    out["recovery"] = recovery(runs, "tune", p.resamples, min(WRONG_STEP_TOKENS, p.max_new_tokens))
+    against = {n: x.against for x in plans if x.against != "tune" for n in (x.name, f"{x.name} random")}
+    budget = min(WRONG_STEP_TOKENS, p.max_new_tokens)
+    out["recovery"] = recovery(runs, "tune", p.resamples, budget, against=against)
     out["claim"] = function_claim(out, verbalisation)
     return out
+
+
+def _base(state: State, label: str, problems: Any) -> dict[str, list]:
+    """``label``'s unsteered self-check counts and correctness on ``problems`` (from stages 1-3)."""
+    keep = {ex.id for ex in problems.examples}
+    ev = state.evals[label]
+    return {
+        k: [v for ex, v in zip(state.problems.examples, ev[k], strict=True) if ex.id in keep]
+        for k in ("self_checks", "correct")
+    }
+
+
+def _feature_plans(
+    out: dict[str, Any], features: dict[str, Any] | None, model: Any, parent: Any, targeted: Any
+) -> list:
+    """``sae_clamp`` in the tune and the amplification in the parent, each with its random control;
+    records the feature in ``out["sae_feature"]``, or why they did not run in ``out["not_run"]``."""
+    found, why = sae_feature(features, model.d_model)
+    if found is not None and targeted is None:
+        found, why = None, "no step-end token is one token for this tokenizer, so there is nowhere to clamp"
+    if found is None:
+        out["not_run"] = {CLAMP: why, AMPLIFY_LABEL: why}
+        return []
+    sae, f, typical, hook = found["sae"], found["feature"], found["typical"], found["hook"]
+    clamp = FeatureEdit("sae_clamp", sae, f, typical, hook, selector=targeted.selector)
+    amplify = FeatureEdit("sae_amplify", sae, f, typical, hook)
+    clamp_vec = clamp.vector()
+    amp_vec = amplify.vector((AMPLIFY - 1) / AMPLIFY)  # at scale AMPLIFY: (AMPLIFY - 1) x typical x row
+    out["sae_feature"] = {
+        **{k: v for k, v in found.items() if k != "sae"},
+        "decoder_norm": float(clamp_vec.norms()[hook]) / typical,
+        "clamp_multiples": list(CLAMP_MULTIPLES),
+        "clamp_values": [m * typical for m in CLAMP_MULTIPLES],
+        "amplify": AMPLIFY,
+    }
+    gated = Method("conditional", gate=amplify.firing())
+    return [
+        Plan(CLAMP, model, clamp, clamp_vec, targeted, _random_like(clamp_vec, hook), list(CLAMP_MULTIPLES)),
+        Plan(
+            AMPLIFY_LABEL, parent, amplify, amp_vec, gated, _random_like(amp_vec, hook), [AMPLIFY], "parent"
+        ),
+    ]
 
 
 def steering_target(state: State) -> tuple[str, str]:
@@ -418,39 +619,52 @@ def _iv(d: dict[str, Any]) -> str:
     return f"{d['estimate']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
 
 
+def _method_part(name: str, m: dict[str, Any], rec: dict[str, Any], cap: float) -> tuple[str, bool]:
+    """One method's numbers at its chosen scale, and whether it passes every check."""
+    s = m["chosen_scale"]
+    own, rnd = m["scales"][s], m["random"][s]
+    got, ctrl = rec[name], rec[f"{name} random"]
+    ok = {
+        "self-checks": _up(own["self_checks_diff"]) and not _up(rnd["self_checks_diff"]),
+        "not degenerate": own["self_checks_per_response"] <= cap,
+        "accuracy within costs": own["accuracy_diff"]["estimate"] >= -ACCURACY_COST,
+        "recovery": _up(got["recovery_diff"]) and not _up(ctrl["recovery_diff"]),
+    }
+    failed = [k for k, v in ok.items() if not v]
+    text = (
+        f"{name} x{s} (steers {own['steered_share']:.0%} of positions): self-checks "
+        f"{_iv(own['self_checks_diff'])} (random {_iv(rnd['self_checks_diff'])}), accuracy "
+        f"{_iv(own['accuracy_diff'])}, KL {own['kl_neutral']['estimate']:.3f}, recovery "
+        f"{_iv(got['recovery_diff'])} (random {_iv(ctrl['recovery_diff'])}), self-check after the "
+        f"wrong step {_iv(got['self_check_diff'])}"
+        + (f"; fails: {', '.join(failed)}" if failed else "; passes")
+    )
+    return text, not failed
+
+
 def function_claim(r: dict[str, Any], verbalisation: dict[str, Any]) -> dict[str, Any]:
     """Does any method bring self-checks *and* recovery back within costs, beating its random control?
 
     Per method at its chosen scale: self-checks per response up with an interval above 0 where the
     random control's is not, responses not degenerate (at most ``DEGENERATE`` times the parent's
     phrases), accuracy within ``ACCURACY_COST`` of the unsteered tune (estimate), and recovery after
-    a wrong step up with an interval above 0 where the random control's is not.
+    a wrong step up with an interval above 0 where the random control's is not. A method run in
+    another model (``"model"``: the amplification in the parent) is measured by the same rules
+    against that model unsteered and reported beside the verdict, never as passing it; a method
+    that did not run (``not_run``) is named with why.
     """
     rec = r["recovery"]["runs"]
     parent_rec = rec["parent"]["recovery_diff"]
     cap = DEGENERATE * r.get("parent_self_checks_per_response", 0.0)
-    parts, passed = [], []
+    parts, beside, passed = [], [], []
     for name, m in r["methods"].items():
-        s = m["chosen_scale"]
-        own, rnd = m["scales"][s], m["random"][s]
-        got, ctrl = rec[name], rec[f"{name} random"]
-        ok = {
-            "self-checks": _up(own["self_checks_diff"]) and not _up(rnd["self_checks_diff"]),
-            "not degenerate": own["self_checks_per_response"] <= cap,
-            "accuracy within costs": own["accuracy_diff"]["estimate"] >= -ACCURACY_COST,
-            "recovery": _up(got["recovery_diff"]) and not _up(ctrl["recovery_diff"]),
-        }
-        if all(ok.values()):
-            passed.append(name)
-        failed = [k for k, v in ok.items() if not v]
-        parts.append(
-            f"{name} x{s} (steers {own['steered_share']:.0%} of positions): self-checks "
-            f"{_iv(own['self_checks_diff'])} (random {_iv(rnd['self_checks_diff'])}), accuracy "
-            f"{_iv(own['accuracy_diff'])}, KL {own['kl_neutral']['estimate']:.3f}, recovery "
-            f"{_iv(got['recovery_diff'])} (random {_iv(ctrl['recovery_diff'])}), self-check after the "
-            f"wrong step {_iv(got['self_check_diff'])}"
-            + (f"; fails: {', '.join(failed)}" if failed else "; passes")
-        )
+        text, ok = _method_part(name, m, rec, cap)
+        if m.get("model"):
+            beside.append(f"beside the verdict, in the {m['model']} against it unsteered: {text}")
+        else:
+            parts.append(text)
+            passed += [name] if ok else []
+    parts += beside + [f"{name} not run: {why}" for name, why in r.get("not_run", {}).items()]
     u = r["unsteered"]
     numbers = (
         f"unsteered {r['tune']}: {u['self_checks_per_response']:.2f} self-checks per response, accuracy "
@@ -476,8 +690,8 @@ def function_claim(r: dict[str, Any], verbalisation: dict[str, Any]) -> dict[str
         )
     return verdict(
         "not reproduced",
-        f"no: no method (always-on, step-end targeted, gated) brings self-checks and recovery after a "
-        f"wrong step back within costs (accuracy within {ACCURACY_COST:.0%} of the unsteered tune) "
+        f"no: no method (always-on, step-end targeted, gated, SAE clamp) brings self-checks and recovery "
+        f"after a wrong step back within costs (accuracy within {ACCURACY_COST:.0%} of the unsteered tune) "
         f"beyond its random control: {numbers}",
         methods=[],
     )

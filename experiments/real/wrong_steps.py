@@ -16,6 +16,7 @@ first step, half in a later one.
 """
 
 import logging
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -175,6 +176,7 @@ def recovery(
     reference: str,
     resamples: int,
     max_new_tokens: int = WRONG_STEP_TOKENS,
+    against: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Recovery and self-checks after a wrong step for each run, paired against ``reference``.
 
@@ -184,28 +186,41 @@ def recovery(
         reference: the label the others are compared to (the unsteered tune).
         resamples: bootstrap resamples per interval.
         max_new_tokens: continuation budget.
+        against: ``label -> reference label`` for runs paired against another run than
+            ``reference`` (a steered parent against the unsteered parent); recorded per run as
+            ``paired_against``.
 
     Returns:
         ``{"n_problems", "reference", "runs": {label: {...}}}``: per run the rates, the per-problem
-        lists, paired differences to the reference and the first continuation.
+        lists, paired differences to its reference and the first continuation.
+
+    Raises:
+        ValueError: ``against`` names a run or a reference that is not in ``runs``.
     """
+    against = dict(against or {})
+    unknown = sorted({*against, *against.values(), reference} - set(runs))
+    if unknown:
+        raise ValueError(f"runs {unknown} are not among the runs {sorted(runs)}")
     task = wrong_step_task()
     per: dict[str, Any] = {}
     for label, (model, context) in runs.items():
+        t = time.perf_counter()
         with context():
             texts = continue_wrong_steps(model, task, max_new_tokens)
         s = score(task, texts)
         per[label] = {
             **s,
+            "seconds": round(time.perf_counter() - t, 2),
             "recovery_rate": mean(s["recovered"]),
             "self_check_rate": mean(s["self_checked"]),
             "example": task.examples[0].meta["partial"] + texts[0],
         }
-    ref = per[reference]
     for label, r in per.items():
-        if label != reference:
-            r["recovery_diff"] = paired(r["recovered"], ref["recovered"], resamples)
-            r["self_check_diff"] = paired(r["self_checked"], ref["self_checked"], resamples)
+        ref = against.get(label, reference)
+        if label != ref and label != reference:
+            r["paired_against"] = ref
+            r["recovery_diff"] = paired(r["recovered"], per[ref]["recovered"], resamples)
+            r["self_check_diff"] = paired(r["self_checked"], per[ref]["self_checked"], resamples)
     return {"n_problems": len(task), "reference": reference, "max_new_tokens": max_new_tokens, "runs": per}
 
 

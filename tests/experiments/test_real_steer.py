@@ -263,19 +263,17 @@ def test_the_chosen_scale_is_the_largest_functional_gain():
     assert chosen_scale(broken, 2.6) == "0.5"
 
 
-def test_stage_runs_every_method_and_recovery(model, tmp_path, monkeypatch):
-    """The whole stage on the tiny model: every method and its control, shares, recovery, verdict."""
+def _state(model, tmp_path, monkeypatch):
+    """A stage-7 state on the tiny model: parent with checked answers, one tune without, 4 wrong steps."""
     from dataclasses import replace
 
+    import experiments.real.wrong_steps as ws
     from experiments.real import PROFILES
     from experiments.real.common import self_checks
-    from experiments.real.steer import stage_steering
     from experiments.real.tunes import State
     from interp.tasks.arithmetic import arithmetic_task
 
     spec = model.spec
-    import experiments.real.wrong_steps as ws
-
     monkeypatch.setattr(ws, "WRONG_STEPS", ws.WRONG_STEPS[:4])  # fewer, for time
     prof = replace(PROFILES["tiny"], steer_scales=(1.0,), steer_problems=2, max_new_tokens=4)
     st = State(spec, prof, tmp_path, progress=False)
@@ -291,7 +289,18 @@ def test_stage_runs_every_method_and_recovery(model, tmp_path, monkeypatch):
             "self_checks_per_response": sum(c) / len(c),
             "correct": [1] * len(texts),
         }
-    out = stage_steering(st, {"tunes": {"sft-answer@2": {"suppressed": True}}})
+    return st
+
+
+SUPPRESSED = {"tunes": {"sft-answer@2": {"suppressed": True}}}
+
+
+def test_stage_runs_every_method_and_recovery(model, tmp_path, monkeypatch):
+    """The whole stage on the tiny model: every method and its control, shares, recovery, verdict;
+    without the features stage's SAE, sae_clamp is reported as not run, not dropped."""
+    from experiments.real.steer import AMPLIFY_LABEL, CLAMP, stage_steering
+
+    out = stage_steering(_state(model, tmp_path, monkeypatch), SUPPRESSED)
     assert set(out["methods"]) == {"always", "targeted", "conditional"}
     assert out["n_before_phrase_at_step_end"] <= out["n_before_phrase"]
     lo, hi = out["parent_score_other"], out["parent_score_before_phrase"]
@@ -318,3 +327,151 @@ def test_stage_runs_every_method_and_recovery(model, tmp_path, monkeypatch):
         )
     assert all(f"| {label} |" in text for label in runs)
     assert out["claim"]["why"] in text and f"**{out['claim']['verdict']}**" in text
+    # the features stage did not run: both SAE methods named with why, in the result and the verdict
+    assert out["not_run"] == {
+        CLAMP: "no SAE: the features stage did not run",
+        AMPLIFY_LABEL: out["not_run"][CLAMP],
+    }
+    assert "sae_clamp not run: no SAE: the features stage did not run" in out["claim"]["why"]
+
+
+FEATURE, TYPICAL = 2, 3.0
+
+
+def _constant_sae(d_in: int, hook: str = HOOK):
+    """A tiny SAE whose feature ``FEATURE`` reads ``TYPICAL`` at every position (its encoder column
+    is 0 and its bias ``TYPICAL``), so clamping it to ``TYPICAL`` must change nothing."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    g = torch.Generator().manual_seed(0)
+    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=8, metadata=SAEMetadata(hook_name=hook)))
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(d_in, 8, generator=g))
+        sae.W_enc[:, FEATURE] = 0.0
+        sae.b_enc.zero_()
+        sae.b_enc[FEATURE] = TYPICAL
+        sae.W_dec.copy_(torch.randn(8, d_in, generator=g))
+    return sae
+
+
+def _features_result(tmp_path, sae, hook: str = HOOK) -> dict:
+    """The part of the features stage's result stage 7 reads, with the SAE saved where the stage keeps it."""
+    from steering.sae_io import save_sae
+
+    save_sae(sae, tmp_path / "features" / "cache-x" / "sae_parent")
+    rows = [
+        {"feature": FEATURE, "mean_before": TYPICAL, "mean_other": 0.1},
+        {"feature": 0, "mean_before": 9.0},
+    ]
+    return {"hook": hook, "cache": {"dir": str(tmp_path / "features" / "cache-x")}, "features": rows}
+
+
+def test_clamping_a_feature_to_its_own_activation_changes_nothing(model):
+    """The oracle: the feature reads TYPICAL everywhere, so clamping it to 1x TYPICAL is the identity
+    (KL exactly 0, the same greedy tokens); 2x adds TYPICAL x its decoder row at the step ends."""
+    from experiments.real.steer import FeatureEdit, _kl, methods_for
+    from interp.tasks.render import render_prompt
+
+    sae = _constant_sae(model.d_model)
+    targeted = methods_for(model, _vec_like(model), HOOK, 0.0)["targeted"]
+    clamp = FeatureEdit("sae_clamp", sae, FEATURE, TYPICAL, HOOK, selector=targeted.selector)
+    assert _kl(model, None, 1.0, clamp) == [0.0] * 8
+    rows = [render_prompt(model, [{"role": "user", "content": "Tom has 7 apples. He buys 8 more."}])]
+    assert _greedy(model, rows, clamp, None, 1.0) == _greedy(model, rows)
+    assert min(_kl(model, None, 2.0, clamp)) > 0  # the check can fail: 2x does change the model
+    row = model.encode("Tom has 7 apples.\nHe buys 8.", add_special_tokens=False)
+    changed = _changed(model, clamp, None, row, 2.0)
+    assert changed and changed == [i for i, t in enumerate(row) if t in targeted.selector.ids]
+
+
+def _vec_like(model):
+    from steering.vectors import SteeringVector
+
+    return SteeringVector({HOOK: torch.ones(model.d_model)}, {"method": "manual"})
+
+
+def test_stage_runs_the_sae_clamp_and_its_control_at_the_clamp_vectors_norm(model, tmp_path, monkeypatch):
+    """sae_clamp in the tune and the amplification in the parent run beside the other methods, in the
+    same shape (the report renders them unchanged); each control has the edit's norm."""
+    from experiments.real.report import _steering
+    from experiments.real.steer import AMPLIFY, AMPLIFY_LABEL, CLAMP, CLAMP_MULTIPLES, stage_steering
+
+    sae = _constant_sae(model.d_model)
+    row_norm = float(sae.W_dec[FEATURE].detach().norm())
+    out = stage_steering(_state(model, tmp_path, monkeypatch), SUPPRESSED, _features_result(tmp_path, sae))
+    assert "not_run" not in out and out["sae_feature"]["feature"] == FEATURE  # the stage's top-ranked one
+    assert out["sae_feature"]["decoder_norm"] == pytest.approx(row_norm, rel=1e-5)
+    assert list(out["methods"]) == ["always", "targeted", "conditional", CLAMP, AMPLIFY_LABEL]
+    clamp, amp = out["methods"][CLAMP], out["methods"][AMPLIFY_LABEL]
+    assert set(clamp["scales"]) == set(clamp["random"]) == {str(m) for m in CLAMP_MULTIPLES}
+    for s, m in clamp["scales"].items():
+        want = float(s) * TYPICAL * row_norm  # clamp value x decoder row
+        assert m["added_norm"] == pytest.approx(want, rel=1e-5)
+        assert clamp["random"][s]["added_norm"] == pytest.approx(want, rel=1e-5)
+        assert 0 < m["steered_share"] < 0.5  # the step ends of prompt + response
+    assert clamp["scales"]["1.0"]["kl_neutral"]["estimate"] == 0.0  # clamped to its own activation
+    assert clamp["scales"]["2.0"]["kl_neutral"]["estimate"] > 0
+    (a,) = amp["scales"].values()
+    assert (
+        amp["model"] == "parent" and a["scale"] == AMPLIFY and a["steered_share"] == 1.0
+    )  # fires everywhere
+    want = (AMPLIFY - 1) * TYPICAL * row_norm
+    assert a["added_norm"] == pytest.approx(want, rel=1e-5)
+    assert amp["random"][str(AMPLIFY)]["added_norm"] == pytest.approx(want, rel=1e-5)
+    runs = out["recovery"]["runs"]
+    for label in (CLAMP, f"{CLAMP} random", AMPLIFY_LABEL, f"{AMPLIFY_LABEL} random"):
+        assert len(runs[label]["recovered"]) == 4
+    assert runs[CLAMP]["paired_against"] == "tune" and runs[AMPLIFY_LABEL]["paired_against"] == "parent"
+    why = out["claim"]["why"]
+    assert f"{CLAMP} x{clamp['chosen_scale']}" in why and "beside the verdict, in the parent" in why
+    assert AMPLIFY_LABEL not in out["claim"]["methods"]
+    text = "\n".join(_steering(out))
+    for name, r in ((CLAMP, clamp), (AMPLIFY_LABEL, amp)):
+        assert f"| {name} | self-check | {r['chosen_scale']} (chosen) |" in text
+        assert f"| {name} | random, same norm | {r['chosen_scale']} |" in text
+        assert f"| {name} |" in text.split("Recovery after")[1] and f"| {name} random |" in text
+
+
+def test_an_unusable_sae_is_reported_with_why(model, tmp_path):
+    from experiments.real.steer import sae_feature
+
+    assert sae_feature(None, model.d_model) == (None, "no SAE: the features stage did not run")
+    feats = _features_result(tmp_path, _constant_sae(model.d_model))
+    found, why = sae_feature(feats, model.d_model)
+    assert why == "" and (found["feature"], found["typical"], found["hook"]) == (FEATURE, TYPICAL, HOOK)
+    assert sae_feature({**feats, "features": []}, model.d_model) == (
+        None,
+        "no SAE feature: the features stage chose none",
+    )
+    gone = {**feats, "cache": {"dir": str(tmp_path / "nowhere")}}
+    assert "is not an SAE directory: cfg.json is missing" in sae_feature(gone, model.d_model)[1]
+    assert "reads width 32, the model has 64" in sae_feature(feats, 64)[1]
+    other = {**feats, "hook": "blocks.0.hook_resid_post"}
+    assert "the features stage says 'blocks.0.hook_resid_post'" in sae_feature(other, model.d_model)[1]
+
+
+def test_a_method_in_the_parent_is_reported_beside_the_verdict_not_as_passing():
+    from experiments.real.steer import AMPLIFY_LABEL, function_claim
+
+    r = _result(UP, FLAT, FLAT, FLAT, FLAT)  # targeted fails on recovery
+    m = r["methods"]["targeted"]
+    r["methods"][AMPLIFY_LABEL] = {
+        **m,
+        "model": "parent",
+        "random": {"1.0": {**m, "self_checks_diff": _iv(*FLAT)}},
+    }
+    runs = r["recovery"]["runs"]
+    runs[AMPLIFY_LABEL] = {**runs["targeted"], "recovery_diff": _iv(*UP)}
+    runs[f"{AMPLIFY_LABEL} random"] = runs["targeted random"]
+    claim = function_claim(r, {"tunes": {"t": {"suppressed": True}}})
+    assert claim["verdict"] == "not reproduced" and claim["methods"] == []
+    assert f"beside the verdict, in the parent against it unsteered: {AMPLIFY_LABEL} x1.0" in claim["why"]
+    assert claim["why"].endswith("; passes")  # it passes in the parent, and still does not count
+
+
+def test_recovery_refuses_an_unknown_reference_before_generating(model):
+    from experiments.real.wrong_steps import recovery, unsteered
+
+    with pytest.raises(ValueError, match=r"runs \['parent'\] are not among the runs \['tune'\]"):
+        recovery({"tune": (model, unsteered)}, "tune", 10, against={"tune": "parent"})
