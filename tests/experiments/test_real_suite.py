@@ -37,7 +37,7 @@ def test_every_stage_runs_and_is_timed(suite):
     assert result["failures"] == {} and result["status"] == "ok"
     assert list(result["stages"]) == list(STAGES)
     assert all(result["seconds"][s] >= 0 for s in STAGES) and result["seconds"]["total"] > 0
-    assert set(result["claims"]) == {"a", "b", "b-features", "c", "c-reasoning", "d"}
+    assert set(result["claims"]) == {"a", "b", "b-features", "b-diff", "c", "c-reasoning", "d", "e-seal"}
     for claim in result["claims"].values():
         assert claim["verdict"] in ("reproduced", "not reproduced", "not testable") and claim["why"]
 
@@ -110,7 +110,7 @@ def test_report_section_and_results_key(suite, tmp_path):
     assert "## The real model" in text
     for stage in result["seconds"]:
         assert f"| {stage} |" in text
-    for finding in ("(a)", "(b)", "(b-features)", "(c)", "(c-reasoning)", "(d)"):
+    for finding in ("(a)", "(b)", "(b-features)", "(b-diff)", "(c)", "(c-reasoning)", "(d)", "(e-seal)"):
         assert f"| {finding} " in text
     assert "self-check phrases" in text and "wait" in text
     assert "### (c) Information Gain, early answering, CoT-decoding" in text
