@@ -10,9 +10,7 @@ from dataclasses import replace
 import crosscoder_fixtures as PLANTED
 import pytest
 import torch
-
-CHECKED = "7 + 5 = 12. Wait, let me check: 7 + 5 = 12.\nAnswer: 12"  # two phrases: Wait, check
-
+from real_llamas import CHECKED, chat_llamas
 
 # --- the verdict -------------------------------------------------------------------------------
 
@@ -171,18 +169,7 @@ def test_a_control_that_loses_the_same_directions_stops_the_claim():
 @pytest.fixture(scope="module")
 def llamas(make_chat_tokenizer, make_chat_llama) -> dict[str, str]:
     """Tiny chat Llamas sharing one BPE: ``label -> hf:DIR``."""
-    from interp.tasks.arithmetic import arithmetic_task
-
-    arith = arithmetic_task(n=8, seed=0)
-    corpus = [m["content"] for ex in arith.examples for m in ex.prompt]
-    corpus += [arith.solution(ex, with_checks=c) for ex in arith.examples for c in (False, True)]
-    corpus += [CHECKED, "user assistant wait check verify"]
-    tok = make_chat_tokenizer(corpus, 400, template="role")
-    labels = ("base", "parent", "answer", "self")
-    return {
-        label: f"hf:{make_chat_llama(tok, seed=seed, name=f'diff_{label}')}"
-        for seed, label in enumerate(labels)
-    }
+    return chat_llamas(make_chat_tokenizer, make_chat_llama, ("base", "parent", "answer", "self"), "diff")
 
 
 RAISED = {"sft-answer@1": True, "sft-answer@2": True, "sft-self@1": True}

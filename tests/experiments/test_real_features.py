@@ -8,24 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
-CHECKED = "7 + 5 = 12. Wait, let me check: 7 + 5 = 12.\nAnswer: 12"  # two phrases: Wait, check
+from real_llamas import CHECKED, chat_llamas
 
 
 @pytest.fixture(scope="module")
 def llamas(make_chat_tokenizer, make_chat_llama) -> dict[str, str]:
     """Three tiny chat Llamas sharing one BPE (base, parent, tune): ``label -> hf:DIR``."""
-    from interp.tasks.arithmetic import arithmetic_task
-
-    arith = arithmetic_task(n=8, seed=0)
-    corpus = [m["content"] for ex in arith.examples for m in ex.prompt]
-    corpus += [arith.solution(ex, with_checks=c) for ex in arith.examples for c in (False, True)]
-    corpus += [CHECKED, "user assistant wait check verify"]
-    tok = make_chat_tokenizer(corpus, 400, template="role")
-    return {
-        label: f"hf:{make_chat_llama(tok, seed=seed, name=f'feat_{label}')}"
-        for seed, label in enumerate(("base", "parent", "tune"))
-    }
+    return chat_llamas(make_chat_tokenizer, make_chat_llama, ("base", "parent", "tune"), "feat")
 
 
 @pytest.fixture(scope="module")
