@@ -140,10 +140,27 @@ def amplify_feature(
         yield
 
 
+def _decoded_row(sae, feature: int) -> Tensor:
+    """What one unit of ``feature`` adds to the SAE's reconstruction: ``decode(e_f) - decode(0)``.
+
+    This is ``W_dec[feature]`` for a plain decoder, and ``W_dec[feature] / |W_dec[feature]|`` for
+    an sae-lens TopK SAE with ``rescale_acts_by_decoder_norm`` (whose decode divides by the row's
+    norm), so a clamp moves the feature by what the SAE's own decode means by it."""
+    row = _decoder_row(sae, feature)
+    if not callable(getattr(sae, "decode", None)):
+        return row
+    W = sae.W_dec
+    units = torch.zeros(2, W.shape[0], dtype=W.dtype, device=W.device)
+    units[0, feature] = 1.0
+    with torch.no_grad():
+        out = sae.decode(units)
+    return (out[0] - out[1]).detach().reshape(-1)
+
+
 @contextmanager
 def _rewrite_feature(model, sae, feature: int, new_value, positions: Positions, hook_name: str | None):
-    """Move the SAE's reconstruction along ``W_dec[feature]`` so the feature reads ``new_value(f)``."""
-    direction = _decoder_row(sae, feature)
+    """Move the SAE's reconstruction along the feature's decoded row so the feature reads ``new_value(f)``."""
+    direction = _decoded_row(sae, feature)
     hook = _sae_hook(sae, hook_name)
     resolve_hook_names(model, hook)
 

@@ -52,7 +52,7 @@ class DiffSizes:
         sae_steps: the step budget :func:`experiments.model_diff.crosscoder_config` trains a
             fifth of (as the organism's diff does with its profile's SAE steps).
         all_tunes: diff every tune; otherwise only the focus tune (or, without one, the strongest
-            ``sft-answer`` dose): each crosscoder and its control cost minutes on 2 cores.
+            ``sft-answer`` dose): each crosscoder with its control costs about 30 s on 2 idle cores.
     """
 
     name: str
@@ -102,8 +102,9 @@ def diff_tunes(tunes: Sequence[str], strongest: str, focus: str, all_tunes: bool
     one = focus if focus in tunes else strongest
     why = (
         f"the focus tune, the one findings (b)-(d) study ({one}; the strongest sft-answer dose when "
-        "there is no focus): a crosscoder with its noise control costs minutes on 2 cores (measured "
-        "on a loaded machine: 378-503 s per tune), so the other tunes are left to the full profile"
+        "there is no focus): a crosscoder with its noise control, and the noise copy's cache, cost "
+        "about 30 s per tune on 2 idle cores (minutes under load), which the quick profile's "
+        "55-minute budget does not leave for every tune; the full profile diffs them all"
     )
     return [t for t in tunes if t == one], why
 

@@ -430,7 +430,9 @@ def test_stage_runs_the_sae_clamp_and_its_control_at_the_clamp_vectors_norm(mode
     for name, r in ((CLAMP, clamp), (AMPLIFY_LABEL, amp)):
         assert f"| {name} | self-check | {r['chosen_scale']} (chosen) |" in text
         assert f"| {name} | random, same norm | {r['chosen_scale']} |" in text
-        assert f"| {name} |" in text.split("Recovery after")[1] and f"| {name} random |" in text
+        vs = " (vs parent)" if name == AMPLIFY_LABEL else ""  # paired against the parent, said so
+        assert f"| {name}{vs} |" in text.split("Recovery after")[1] and f"| {name} random{vs} |" in text
+    assert f"SAE methods: the parent SAE's feature {out['sae_feature']['feature']}" in text
 
 
 def test_an_unusable_sae_is_reported_with_why(model, tmp_path):

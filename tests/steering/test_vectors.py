@@ -317,6 +317,30 @@ def test_feature_rewrites_set_the_feature_where_asked(request, fixture, rewrite)
     torch.testing.assert_close(f_new[..., others], f_old[..., others], atol=1e-4, rtol=0)
 
 
+def test_clamp_follows_a_decode_that_divides_by_the_row_norm(hooked):
+    # sae-lens TopK with rescale_acts_by_decoder_norm: decode adds f / |W_dec[f]| * W_dec[f]; rows of
+    # norm 2 here, so a clamp along the raw row would overshoot the set value by a factor of 2
+    from sae_lens import TopKSAE, TopKSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    meta = SAEMetadata(hook_name=HOOK)
+    cfg = TopKSAEConfig(d_in=32, d_sae=16, k=16, rescale_acts_by_decoder_norm=True, metadata=meta)
+    sae = TopKSAE(cfg)
+    q, _ = torch.linalg.qr(torch.randn(32, 16, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        sae.W_dec.copy_(2 * q.T)
+        sae.W_enc.copy_(q / 2)
+        sae.b_dec.zero_()
+        sae.b_enc.fill_(100.0)  # every feature positive and kept (k = d_sae)
+    toks = torch.tensor([[2, 3, 4, 5]])
+    with torch.inference_mode(), clamp_feature(hooked, sae, 3, 7.5, positions=[1, 2]):
+        with record(hooked, HOOK) as acts:
+            hooked(toks)
+    with torch.no_grad():
+        f = sae.encode(acts[HOOK])
+    torch.testing.assert_close(f[0, [1, 2], 3], torch.full((2,), 7.5), atol=1e-3, rtol=1e-4)
+
+
 def test_amplify_by_one_changes_nothing_and_refuses_nan(hooked):
     sae, toks = _orthonormal_sae(), torch.tensor([[2, 3, 4, 5]])
     with torch.inference_mode(), record(hooked, HOOK) as plain:
