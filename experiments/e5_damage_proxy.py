@@ -27,8 +27,10 @@ The verdict (:func:`claim`): first, some fine-tune must have lost knowledge at s
 minus its parent's, paired over items, with an interval below zero), else there is nothing to keep. Then two
 parts: knowledge (for each kind that ``sft-answer`` lost, proxy minus tuned recall, paired over
 items, must exclude zero upward) and task (given that tuning raised answer accuracy over base,
-paired over problems, proxy minus base accuracy must exclude zero upward); the gap closed is shown
-beside it.
+paired over problems, proxy minus base accuracy must exclude zero upward, and so must proxy minus
+a noise proxy whose expert is ``small-base`` moved at random as far as ``small-tuned`` moved,
+tensor by tensor: a gain that any same-size change of the small model would give is not the
+tune's); the gap closed is shown beside it.
 
 (c) Damage along the dose axis. Every fine-tune saved at doses (``sft-answer@50``, ...) is read
 from its cards (:func:`dose_curves`: accuracy in its own format, solve rate, markers, fact and
@@ -44,6 +46,7 @@ from typing import Any
 
 from experiments.claims import Claim
 from experiments.context import Context
+from experiments.controls import beyond_control
 from experiments.dose_axis import dose_curves, plot_dose_curves
 from experiments.verdicts import (
     ClaimHead,
@@ -236,11 +239,13 @@ def _proxy(ctx: Context, problems: list[tuple[int, int]], models: list[str]) -> 
     from interp.generation import generate
     from interp.organism.evaluate import answers_correct
     from interp.organism.traces import answer_prompt
+    from probes.damage.noise import matched_noise
     from steering.decoding import ProxyConfig, proxy_tune
 
     world, tok = ctx.world
     stop, pad = tok.token_id("E"), tok.pad_token_id
     base, expert, anti = ctx.model("base"), ctx.model("small-tuned"), ctx.model("small-base")
+    noise_expert = matched_noise(anti, expert)  # the task part's control
     solo = {"base": base, "tuned": ctx.model("sft-answer"), "expert": expert, "antiexpert": anti}
     solo.update({m: ctx.model(m) for m in models if _model_key(m) == m and m != "base"})
     ask = [tok.encode(answer_prompt(s, g)) for s, g in problems]
@@ -248,7 +253,7 @@ def _proxy(ctx: Context, problems: list[tuple[int, int]], models: list[str]) -> 
     def decode(ids: list[list[int]], max_new: int) -> tuple[dict[str, list[list[str]]], float]:
         cfg = ProxyConfig(alpha=1.0, max_new_tokens=max_new, stop_id=stop, pad_id=pad)
         res = proxy_tune(base, expert, anti, ids, cfg)
-        out = {"proxy": res.tokens}
+        out = {"proxy": res.tokens, "proxy_noise": proxy_tune(base, noise_expert, anti, ids, cfg).tokens}
         out.update({k: generate(m, ids, max_new, stop_id=stop, pad_id=pad) for k, m in solo.items()})
         return {k: [tok.words(o) for o in v] for k, v in out.items()}, res.changed_share
 
@@ -466,6 +471,8 @@ def claim(r: dict) -> Claim:
         f"proxy - tuned {fmt_interval(paired_interval(correct['proxy'], correct['tuned']))} "
         f"(gap closed {_f(p['gap_closed'])})"
     )
+    vs_noise = paired_interval(correct["proxy"], correct["proxy_noise"]) if "proxy_noise" in correct else None
+    text.append(f"proxy - noise-expert proxy (small-base moved at random as far) {fmt_interval(vs_noise)}")
     kept = {kind: paired_interval(items[kind]["proxy"], items[kind]["tuned"]) for kind in KINDS}
     text.append("recall proxy - tuned: " + ", ".join(f"{k} {fmt_interval(iv)}" for k, iv in kept.items()))
     text.append(
@@ -480,7 +487,7 @@ def claim(r: dict) -> Claim:
     # the same items as the losses, which passed the sample-size check
     knowledge = combine([interval_verdict(kept[k], +1) for k in direct_lost] or ["not testable"])
     task_pre = holds("tuning raised answer accuracy over base", tuned_gain, +1)
-    task = interval_verdict(proxy_gain, +1) if task_pre.held else "not testable"
+    task = beyond_control(proxy_gain, vs_noise, +1) if task_pre.held else "not testable"
     pre.append(task_pre)
     why = [
         f"knowledge: {knowledge}"

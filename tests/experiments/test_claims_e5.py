@@ -32,7 +32,7 @@ def result(tuned_attr, proxy_attr, correct):
     }
 
 
-GAINS = {"base": HALF, "tuned": [1] * N, "proxy": [1] * N}
+GAINS = {"base": HALF, "tuned": [1] * N, "proxy": [1] * N, "proxy_noise": HALF}
 
 
 def test_no_knowledge_lost_makes_it_not_testable():
@@ -55,6 +55,16 @@ def test_a_proxy_that_keeps_lost_knowledge_and_beats_base_reproduces():
     # without a tuning gain, the task part is not testable and the finding holds only in part
     c = claim(result([0] * ITEMS, ALL, {**GAINS, "tuned": HALF}))
     assert c.verdict == "partly" and "tuning raised answer accuracy over base failed" in c.explanation
+
+
+def test_a_proxy_gain_that_the_noise_expert_matches_does_not_reproduce():
+    # the small pair moved at random as far gives the same gain: the task part is hollow
+    c = claim(result([0] * ITEMS, ALL, {**GAINS, "proxy_noise": [1] * N}))
+    assert "task: not reproduced" in c.explanation and c.verdict == "partly"
+    assert "proxy - noise-expert proxy" in c.organism and "0.00 [0.00, 0.00]" in c.organism
+    # without the control measured, a gain over base is no evidence either way
+    c = claim(result([0] * ITEMS, ALL, {k: v for k, v in GAINS.items() if k != "proxy_noise"}))
+    assert "task: not testable" in c.explanation
 
 
 def along_dose(attr_fell: bool):
