@@ -1,6 +1,6 @@
 """Does RL carry more of its gain to held-out problems when it draws from more problems?
 
-``base`` of a zoo is trained with the profile's ``rl-answer`` recipe (a fixed number of steps,
+``base`` of a zoo is trained with that zoo's ``rl-answer`` recipe (from its card) (a fixed number of steps,
 no plateau stop) twice: once on the ``rl`` split alone, once on ``rl`` plus the first half of
 ``test_id``. Both are scored greedily on the *second* half of ``test_id``, which neither saw, at
 each snapshot, paired against ``base`` on the same problems.
@@ -38,20 +38,16 @@ def pooled_world(world, held_from: int):
 
 def run_arm(zoo: str, split: str, steps: int, snapshots: list[int], seed: int, held_from: int) -> dict:
     """Accuracy on the held half of ``test_id`` after each snapshot of RL on ``split``."""
-    from interp.organism.evaluate import answers_correct, respond
-    from interp.organism.profiles import profile_config
-    from interp.organism.rl import rl_finetune
-    from interp.organism.store import load_organism, load_world
-    from interp.organism.traces import cot_prompt
+    from experiments.rl_split_check import greedy_correct
+    from interp.organism.rl import RLConfig, rl_finetune
+    from interp.organism.store import load_organism, load_world, read_card
 
     world, tok = load_world(zoo)
     world, held = pooled_world(world, held_from)
-    prompts = [cot_prompt(s, g) for s, g in held]
-    rl = profile_config("quick").rl
+    rl = RLConfig(**read_card("rl-answer", zoo)["recipe"]["rl"])  # the recipe this zoo's RL ran
 
     def score(model) -> list[float]:
-        out = respond(model, tok, prompts, rl.max_new_tokens)
-        return [float(x) for x in answers_correct(world, held, out)]
+        return greedy_correct(model, tok, world, held, rl.max_new_tokens)
 
     model, _ = load_organism("base", zoo)
     scores = {0: score(model)}

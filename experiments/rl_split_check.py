@@ -16,6 +16,15 @@ import torch
 log = logging.getLogger(__name__)
 
 
+def greedy_correct(model, tok, world, problems: list[tuple[int, int]], max_new_tokens: int) -> list[float]:
+    """Per problem, 1.0 when ``model``'s greedy chain of thought ends in a shortest path."""
+    from interp.organism.evaluate import answers_correct, respond
+    from interp.organism.traces import cot_prompt
+
+    out = respond(model, tok, [cot_prompt(s, g) for s, g in problems], max_new_tokens)
+    return [float(x) for x in answers_correct(world, problems, out)]
+
+
 def accuracies(
     zoo: str, name: str, split: str, n: int, samples: int, max_new_tokens: int
 ) -> dict[str, list[float]]:
@@ -28,8 +37,7 @@ def accuracies(
     model, _ = load_organism(name, zoo)
     problems = world.split(split)[:n]
     prompts = [cot_prompt(s, g) for s, g in problems]
-    greedy = respond(model, tok, prompts, max_new_tokens)
-    out = {"greedy": [float(x) for x in answers_correct(world, problems, greedy)]}
+    out = {"greedy": greedy_correct(model, tok, world, problems, max_new_tokens)}
     draws = []
     for seed in range(samples):
         r = respond(
